@@ -1,0 +1,1 @@
+"""Arcano Tools: a Reflex full-stack web app."""

@@ -1,0 +1,70 @@
+"""``python -m arcano_tools …``: tokens for scripts, the service key, and standalone servers.
+
+Imports no Reflex, so scripts and tests start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from arcano_tools.config import load_settings
+from arcano_tools.logs import configure_logging
+
+
+async def _token(user_id: str, admin: bool) -> str:
+    from arcano_tools import constants as c
+    from arcano_tools.core.services import Services
+
+    services = Services(load_settings())
+    try:
+        await services.prepare()
+        await services.store.ensure_user(user_id, credits=c.STARTING_CREDITS, admin=admin)
+        _, token = await services.user_token(user_id)
+        return token
+    finally:
+        await services.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m arcano_tools", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_token = sub.add_parser("token", help="print a user access token (creating the user if new)")
+    p_token.add_argument("--user", required=True, help="user id (any string up to 64 chars)")
+    p_token.add_argument("--admin", action="store_true", help="make the user an operator")
+    sub.add_parser("service-key", help="print the service key (bearer for service-only routes)")
+    p_emu = sub.add_parser("emulator", help="run the RunningHub emulator on its own")
+    p_emu.add_argument("--host", default="127.0.0.1")
+    p_emu.add_argument("--port", type=int, default=8100)
+    p_emu.add_argument("--data-dir", type=Path, default=None)
+    p_api = sub.add_parser("serve-api", help="serve the HTTP API without the Reflex pages")
+    p_api.add_argument("--host", default="127.0.0.1")
+    p_api.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+
+    configure_logging(load_settings().log_format, level=logging.WARNING)
+    if args.command == "token":
+        if not args.user or len(args.user) > 64:
+            parser.error("--user must be 1 to 64 characters")
+    elif args.command == "service-key":
+        pass
+    elif args.command == "emulator":
+        from arcano_tools.emulator.app import serve
+
+        serve(args.host, args.port, args.data_dir)
+    elif args.command == "serve-api":
+        import uvicorn
+
+        from arcano_tools.api.routes import create_api
+        from arcano_tools.core.services import Services
+
+        configure_logging(load_settings().log_format, level=logging.INFO)
+        app = create_api(Services(load_settings(backend_port=args.port)))
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Runtime settings, read from the environment (names fixed by ``docs/design.md``).
+
+Everything has an embedded default so ``make run`` works on a fresh machine: a SQLite file
+under ``.data/``, the built-in RunningHub emulator, and secrets generated once into
+``.data/secrets.json`` (mode 0600). Production sets the same names to real values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from arcano_tools import constants
+
+#: Where the embedded emulator is mounted on our own backend.
+EMULATOR_MOUNT_PATH = "/_emulator/runninghub"
+#: Name of the account the plan falls back to (``job.api_account || 'arcano_main'``).
+DEFAULT_ACCOUNT_NAME = "arcano_main"
+
+
+class Settings(BaseSettings):
+    """The environment, typed. Unknown variables are ignored."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(default=Path(".data"), alias="ARCANO_DATA_DIR")
+    database_url: str = Field(default="", alias="DATABASE_URL")
+    runninghub_api_url: str = Field(default="", alias="RUNNINGHUB_API_URL")
+    #: Key and concurrency of the default account; production may add more rows to the table.
+    runninghub_api_key: str = Field(default="", alias="RUNNINGHUB_API_KEY")
+    runninghub_max_concurrent: int = Field(default=2, alias="RUNNINGHUB_MAX_CONCURRENT", ge=1)
+    #: Optional JSON overriding tools' app ids / node mappings (see :mod:`arcano_tools.core.tools`).
+    runninghub_tools_json: str = Field(default="", alias="RUNNINGHUB_TOOLS_JSON")
+    public_base_url: str = Field(default="", alias="PUBLIC_BASE_URL")
+    backend_port: int = Field(default=8000, alias="REFLEX_BACKEND_PORT")
+
+    watchdog_enabled: bool = Field(default=True, alias="WATCHDOG_ENABLED")
+    watchdog_initial_delay_ms: int = Field(
+        default=constants.WATCHDOG_INITIAL_DELAY_MS, alias="WATCHDOG_INITIAL_DELAY_MS", ge=0
+    )
+    watchdog_poll_interval_ms: int = Field(
+        default=constants.WATCHDOG_POLL_INTERVAL_MS, alias="WATCHDOG_POLL_INTERVAL_MS", ge=50
+    )
+    watchdog_max_timeout_ms: int = Field(
+        default=constants.WATCHDOG_MAX_TIMEOUT_MS, alias="WATCHDOG_MAX_TIMEOUT_MS", ge=100
+    )
+    server_watchdog_enabled: bool = Field(default=True, alias="SERVER_WATCHDOG_ENABLED")
+
+    service_key: str = Field(default="", alias="ARCANO_SERVICE_KEY")
+    jwt_secret: str = Field(
+        default="", validation_alias=AliasChoices("ARCANO_JWT_SECRET", "SUPABASE_JWT_SECRET")
+    )
+    redis_url: str = Field(default="", alias="REFLEX_REDIS_URL")
+    supabase_url: str = Field(default="", alias="SUPABASE_URL")
+    supabase_service_role_key: str = Field(default="", alias="SUPABASE_SERVICE_ROLE_KEY")
+    log_format: str = Field(default="text", alias="ARCANO_LOG_FORMAT")
+
+    # --- derived values ---------------------------------------------------------------------
+
+    @property
+    def emulated(self) -> bool:
+        """True when RunningHub is the embedded emulator (no ``RUNNINGHUB_API_URL``)."""
+        return not self.runninghub_api_url
+
+    @property
+    def own_base_url(self) -> str:
+        """The backend's own URL: the base for webhook URLs when none is configured."""
+        return (self.public_base_url or f"http://127.0.0.1:{self.backend_port}").rstrip("/")
+
+    @property
+    def runninghub_base_url(self) -> str:
+        """Where the RunningHub client sends its calls."""
+        if self.runninghub_api_url:
+            return self.runninghub_api_url.rstrip("/")
+        return self.own_base_url + EMULATOR_MOUNT_PATH
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """``DATABASE_URL`` in the async driver's dialect (``postgres://`` as Supabase prints it)."""
+        url = self.database_url
+        if not url:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'arcano.db').resolve()}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+        return url
+
+    @cached_property
+    def _generated(self) -> dict[str, str]:
+        return _generated_secrets(self.data_dir)
+
+    @property
+    def effective_service_key(self) -> str:
+        """``ARCANO_SERVICE_KEY``, or one generated once for this data directory."""
+        return self.service_key or self._generated["service_key"]
+
+    @property
+    def effective_jwt_secret(self) -> str:
+        """The HS256 key of user tokens (Supabase's JWT secret in production)."""
+        return self.jwt_secret or self._generated["jwt_secret"]
+
+    @property
+    def effective_runninghub_api_key(self) -> str:
+        """The default account's key; the emulator accepts any 32-character key."""
+        return self.runninghub_api_key or self._generated["emulator_api_key"]
+
+    @property
+    def webhook_secret(self) -> bytes:
+        """Key of the per-job webhook tokens, derived so it never equals a bearer credential."""
+        return ("webhook:" + self.effective_service_key).encode()
+
+    @property
+    def timeout_message(self) -> str:
+        """The plan's timeout message, with the minutes following the setting."""
+        return constants.TIMEOUT_MESSAGE_TEMPLATE.format(
+            limit=_duration_pt(self.watchdog_max_timeout_ms)
+        )
+
+    @property
+    def server_watchdog_active(self) -> bool:
+        """The plan's flag turns every watchdog off at once."""
+        return self.watchdog_enabled and self.server_watchdog_enabled
+
+
+def _duration_pt(ms: int) -> str:
+    """``720000`` → ``12 minutos`` (the plan's wording); short test timeouts in seconds."""
+    if ms % 60_000 == 0:
+        n, unit = ms // 60_000, "minuto"
+    else:
+        n, unit = max(1, round(ms / 1000)), "segundo"
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def _generated_secrets(data_dir: Path) -> dict[str, str]:
+    """Read or create ``secrets.json``; created atomically so two processes agree on it."""
+    path = data_dir / "secrets.json"
+    if path.exists():
+        data: dict[str, str] = json.loads(path.read_text())
+        return data
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = {
+        "service_key": "svc_" + secrets.token_urlsafe(32),
+        "jwt_secret": secrets.token_urlsafe(48),
+        "emulator_api_key": secrets.token_hex(16),  # 32 characters, like a real key
+    }
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.chmod(0o600)
+    try:
+        os.link(tmp, path)  # fails if another process won the race: then read theirs
+    except FileExistsError:
+        data = json.loads(path.read_text())
+    finally:
+        tmp.unlink(missing_ok=True)
+    return data
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (tests, the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,83 @@
+"""Every tunable number of the project, each with the reason it has its value.
+
+Settings that operators change live in :mod:`arcano_tools.config`; what is here is fixed by
+the product, by RunningHub's documented limits or by the plan (``WATCHDOG_FALLBACK_PLAN.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- The plan's watchdog constants (defaults of the settings of the same names) -------------
+#: The plan waits 30 s in an active status before the first sync: most jobs end by then.
+WATCHDOG_INITIAL_DELAY_MS: Final = 30_000
+#: The plan polls the sync endpoint every 15 s after the initial delay.
+WATCHDOG_POLL_INTERVAL_MS: Final = 15_000
+#: The plan forces a job to ``failed`` 12 minutes after it started.
+WATCHDOG_MAX_TIMEOUT_MS: Final = 12 * 60 * 1000
+#: The plan's message for a forced timeout; ``{limit}`` follows the setting ("12 minutos").
+TIMEOUT_MESSAGE_TEMPLATE: Final = "Timeout: processamento excedeu o tempo limite ({limit})"
+#: The plan's toasts.
+TOAST_SUCCESS: Final = "Imagem processada com sucesso!"
+TOAST_FAILURE_DEFAULT: Final = "Erro no processamento"
+
+# --- Credits -------------------------------------------------------------------------------
+#: A new (anonymous or CLI) user gets enough credits to try every tool a few times.
+STARTING_CREDITS: Final = 100
+
+# --- Uploads --------------------------------------------------------------------------------
+#: RunningHub's upload endpoint refuses files over 30 MB (code 809); we refuse them first.
+MAX_UPLOAD_BYTES: Final = 30 * 1024 * 1024
+#: Images above 20 MB are almost always a mistake (RAW files, huge scans) and upscale badly.
+MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024
+#: Upscaling a 4096 px image ×4 would produce 16k output; the tools are not meant for that.
+MAX_IMAGE_SIDE_PX: Final = 4096
+#: Image formats Pillow reads and RunningHub's LoadImage node accepts.
+ALLOWED_IMAGE_FORMATS: Final = frozenset({"PNG", "JPEG", "WEBP"})
+#: Video containers recognised by their magic bytes (MP4/MOV share the ISO-BMFF ``ftyp`` box).
+ALLOWED_VIDEO_KINDS: Final = frozenset({"mp4", "webm"})
+
+# --- RunningHub client ------------------------------------------------------------------------
+#: Connect quickly or fail: RunningHub is either reachable or not.
+RH_CONNECT_TIMEOUT_S: Final = 5.0
+#: Reads: the create call can take a few seconds when RunningHub is busy; uploads take longer.
+RH_READ_TIMEOUT_S: Final = 20.0
+RH_UPLOAD_TIMEOUT_S: Final = 60.0
+#: Transient failures (5xx, network, code 500) are retried this many times with backoff.
+RH_MAX_RETRIES: Final = 2
+#: Base of the exponential backoff between those retries, jittered ±50 %.
+RH_RETRY_BASE_S: Final = 0.2
+
+# --- Queue manager ----------------------------------------------------------------------------
+#: After a 421/415 (RunningHub's queue full) a job waits this long before the next try, doubling.
+QUEUE_RETRY_BASE_S: Final = 1.0
+#: …capped here (RunningHub suggests retrying a busy instance within 30–120 s).
+QUEUE_RETRY_MAX_S: Final = 30.0
+#: How often the dispatcher looks for queued jobs whose retry time has come.
+DISPATCH_TICK_S: Final = 0.5
+
+# --- Webhooks ---------------------------------------------------------------------------------
+#: Length of the hex HMAC token in webhook URLs (128 bits: unguessable, short enough for URLs).
+WEBHOOK_TOKEN_HEX_CHARS: Final = 32
+#: Largest webhook body we read; RunningHub's envelopes are a few KB.
+MAX_WEBHOOK_BODY_BYTES: Final = 256 * 1024
+
+# --- Auth ---------------------------------------------------------------------------------------
+#: User tokens minted by the CLI and for anonymous browsers live a week (Supabase: 1 h + refresh;
+#: we have no refresh flow in embedded mode, so a longer life keeps anonymous users' jobs theirs).
+USER_TOKEN_TTL_S: Final = 7 * 24 * 3600
+
+# --- The emulator's catalogue -------------------------------------------------------------------
+#: Ids of the AI apps the emulator knows (its stand-ins for Arcano's RunningHub apps). The tool
+#: configuration points at these by default, so ``make run`` works with no configuration.
+EMULATOR_APP_UPSCALER: Final = "1937084629516193794"
+EMULATOR_APP_POSE_CHANGER: Final = "1937084629516193795"
+EMULATOR_APP_VESTE_AI: Final = "1937084629516193796"
+EMULATOR_APP_VIDEO_UPSCALER: Final = "1937084629516193797"
+#: Node ids of the emulated apps' inputs: the main image/video in node 1, the second image
+#: (pose reference or garment) in node 2, the scale factor in node 3.
+NODE_MAIN_INPUT: Final = "1"
+NODE_SECOND_IMAGE: Final = "2"
+NODE_SCALE: Final = "3"
+#: Default emulated task duration: "a few seconds", like a real small upscale.
+EMULATOR_DEFAULT_TASK_MS: Final = 3000

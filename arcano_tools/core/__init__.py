@@ -1,0 +1,1 @@
+"""The job core: tools, statuses, the queue manager, sync and finish. Imports no Reflex."""

@@ -1,0 +1,66 @@
+"""The job-update bus: every change of a job is published here; pages follow their job.
+
+In-process fan-out over asyncio queues (one backend process, the embedded default). A
+subscriber that stops reading loses old updates rather than growing memory: each queue is
+bounded and the oldest update is dropped — the subscriber re-reads the job from the store
+whenever it matters, so an update is a hint to refresh, never the only copy of the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from arcano_tools.core.jobs import Job
+
+#: Updates buffered per subscriber before the oldest is dropped.
+SUBSCRIBER_BUFFER = 100
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    table: str
+    job_id: str
+    user_id: str
+    status: str
+    output_url: str | None = None
+    error_message: str | None = None
+    finished_by: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobUpdate:
+        return cls(
+            table=job.table,
+            job_id=job.id,
+            user_id=job.user_id,
+            status=job.status.value,
+            output_url=job.output_url,
+            error_message=job.error_message,
+            finished_by=job.finished_by.value if job.finished_by else None,
+        )
+
+
+class JobBus:
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[JobUpdate]] = set()
+
+    def publish(self, update: JobUpdate) -> None:
+        for queue in list(self._subscribers):
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(update)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[JobUpdate]]:
+        queue: asyncio.Queue[JobUpdate] = asyncio.Queue(maxsize=SUBSCRIBER_BUFFER)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)

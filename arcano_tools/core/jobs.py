@@ -1,0 +1,118 @@
+"""Plain records the store hands to the services: no ORM objects leak out of the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from arcano_tools.core.status import FinishedBy, JobStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    table: str
+    user_id: str
+    status: JobStatus
+    cost: int
+    #: Uploaded files (input name → path under the data directory) and parameters (``scale``).
+    inputs: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    task_id: str | None = None
+    api_account: str | None = None
+    output_url: str | None = None
+    error_message: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    finished_by: FinishedBy | None = None
+    holds_slot: bool = False
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_checked_at: datetime | None = None
+    next_check_at: datetime | None = None
+    last_upstream_code: int | None = None
+    last_upstream_msg: str | None = None
+
+    @property
+    def clock_start(self) -> datetime:
+        """Where the timeout is counted from: the start in the database, never a page's clock.
+
+        A job that never left the queue counts from its creation, so a RunningHub outage that
+        keeps it queued still ends in the timeout (and a refund) instead of waiting forever.
+        """
+        return self.started_at or self.created_at
+
+    def to_api(self) -> dict[str, Any]:
+        """The shape of ``GET /api/jobs/{table}/{jobId}`` (camelCase, like the plan's clients)."""
+        return {
+            "id": self.id,
+            "table": self.table,
+            "status": self.status.value,
+            "taskId": self.task_id,
+            "outputUrl": self.output_url,
+            "errorMessage": self.error_message,
+            "createdAt": _iso(self.created_at),
+            "startedAt": _iso(self.started_at),
+            "completedAt": _iso(self.completed_at),
+            "finishedBy": self.finished_by.value if self.finished_by else None,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    credits: int
+    is_admin: bool = False
+    is_anonymous: bool = False
+
+
+@dataclass(frozen=True)
+class Account:
+    """A RunningHub account (API key) and how many tasks it may run at once."""
+
+    name: str
+    api_key: str
+    max_concurrent: int
+    in_flight: int = 0
+    enabled: bool = True
+    disabled_reason: str | None = None
+
+    def __repr__(self) -> str:  # never print the key
+        return f"Account(name={self.name!r}, in_flight={self.in_flight}/{self.max_concurrent})"
+
+
+@dataclass(frozen=True)
+class FinishRequest:
+    """What a path asks of the one finish transition."""
+
+    status: JobStatus
+    finished_by: FinishedBy
+    output_url: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class FinishResult:
+    #: True only for the single caller whose conditional update changed the row.
+    changed: bool
+    job: Job
+    refunded: bool = False
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: str
+    table: str
+    user_id: str
+    cost: int
+    inputs: dict[str, Any] = field(default_factory=dict)

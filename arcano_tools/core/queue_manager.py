@@ -1,0 +1,378 @@
+"""The queue manager: submit, dispatch to an account slot, start the task upstream, finish.
+
+Flow of a job (``docs/jobs.md`` draws it)::
+
+    submit ─ charge + row (queued) ─► dispatcher ─ claim slot (starting) ─► upload inputs
+        ─► create task with webhookUrl = /webhooks/runninghub/{table}/{jobId}?token=HMAC
+        ─► save task_id (running) ─► … webhook / sync / watchdog ─► finish (terminal)
+
+* A job only leaves ``queued`` by atomically taking a slot (``in_flight < max_concurrent``), so
+  no account ever runs more tasks than its cap, with any number of dispatchers.
+* 421/415 (RunningHub's queue is full) and transient failures put the job back in the queue
+  with backoff; permanent errors fail it with a clear message and the refund.
+* :meth:`QueueManager.finish` is the only way to end a job; it frees the slot and wakes the
+  dispatcher so the next queued job starts at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+
+from arcano_tools import constants as c
+from arcano_tools.core.bus import JobBus, JobUpdate
+from arcano_tools.core.errors import InvalidInput, JobNotCancellable, JobNotFound
+from arcano_tools.core.jobs import (
+    Account,
+    FinishRequest,
+    FinishResult,
+    Job,
+    NewJob,
+    utcnow,
+)
+from arcano_tools.core.status import FinishedBy, JobStatus
+from arcano_tools.core.tools import Tool, ToolRegistry
+from arcano_tools.core.uploads import CheckedFile, FileStore, Upload, check_file
+from arcano_tools.runninghub.client import RunningHubClient
+from arcano_tools.runninghub.errors import (
+    APIError,
+    InsufficientBalance,
+    InvalidRequest,
+    RunningHubError,
+    TaskNotFound,
+    Unauthorized,
+)
+from arcano_tools.store import JobStore
+
+log = logging.getLogger(__name__)
+
+#: Transient failures (network, 5xx) while starting a job before we give up and refund.
+MAX_START_FAILURES = 5
+
+#: Messages shown to the user when a job cannot start; the technical cause goes to the log.
+MSG_REJECTED = "O serviço de IA recusou este pedido. Seus créditos foram devolvidos."
+MSG_UNAVAILABLE = (
+    "O serviço de IA está indisponível no momento. Seus créditos foram devolvidos; "
+    "tente novamente em alguns minutos."
+)
+
+
+def webhook_token(secret: bytes, table: str, job_id: str) -> str:
+    """The per-job token in the webhook URL: HMAC of our own ids, unguessable without the key."""
+    digest = hmac.new(secret, f"{table}:{job_id}".encode(), hashlib.sha256).hexdigest()
+    return digest[: c.WEBHOOK_TOKEN_HEX_CHARS]
+
+
+def webhook_token_ok(secret: bytes, table: str, job_id: str, token: str | None) -> bool:
+    if not token:
+        return False
+    return hmac.compare_digest(webhook_token(secret, table, job_id), token)
+
+
+class QueueManager:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        client: RunningHubClient,
+        tools: ToolRegistry,
+        files: FileStore,
+        bus: JobBus,
+        webhook_base_url: str,
+        webhook_secret: bytes,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.tools = tools
+        self.files = files
+        self.bus = bus
+        self.webhook_base_url = webhook_base_url.rstrip("/")
+        self.webhook_secret = webhook_secret
+        self._wake = asyncio.Event()
+        self._starting: set[asyncio.Task[None]] = set()
+        #: Called with a job whose task id was just saved (applies kept old-style webhooks).
+        self.on_task_saved: Callable[[Job], Awaitable[None]] | None = None
+
+    # --- submit ---------------------------------------------------------------------------
+
+    def tool_for(self, name: str) -> Tool:
+        tool = self.tools.by_name(name or "")
+        if tool is None:
+            known = ", ".join(t.name for t in self.tools.tools)
+            raise InvalidInput(f"Ferramenta desconhecida: “{name}”. Use uma destas: {known}.")
+        return tool
+
+    def check_inputs(
+        self, tool: Tool, fields: Mapping[str, str], uploads: Mapping[str, Upload]
+    ) -> tuple[dict[str, object], list[CheckedFile]]:
+        """Validate parameters and files; raises before anything is written or charged."""
+        params: dict[str, object] = {}
+        if tool.scales:
+            raw = (fields.get("scale") or "").strip()
+            allowed = " ou ".join(str(s) for s in tool.scales)
+            if not raw:
+                raise InvalidInput(f"Campo obrigatório ausente: scale ({allowed}).")
+            if not raw.isdigit() or int(raw) not in tool.scales:
+                raise InvalidInput(f"Escala inválida: “{raw}”. Use {allowed}.")
+            params["scale"] = int(raw)
+        checked: list[CheckedFile] = []
+        for spec in tool.files:
+            upload = uploads.get(spec.name)
+            if upload is None:
+                raise InvalidInput(f"Campo obrigatório ausente: {spec.name} ({spec.label}).")
+            checked.append(check_file(spec, upload))
+        return params, checked
+
+    async def submit(
+        self, user_id: str, tool_name: str, fields: Mapping[str, str], uploads: Mapping[str, Upload]
+    ) -> Job:
+        """Validate, store the inputs, charge the credits and queue the job."""
+        tool = self.tool_for(tool_name)
+        params, checked = self.check_inputs(tool, fields, uploads)
+        job_id = str(uuid.uuid4())
+        described = await asyncio.to_thread(self.files.save, tool.table, job_id, checked)
+        try:
+            job = await self.store.create_job(
+                NewJob(
+                    id=job_id,
+                    table=tool.table,
+                    user_id=user_id,
+                    cost=tool.cost,
+                    inputs={"files": described, **params},
+                )
+            )
+        except BaseException:
+            self.files.discard(tool.table, job_id)
+            raise
+        log.info(
+            "job submitted",
+            extra={"action": "submit", "job_id": job.id, "table": job.table, "user_id": user_id},
+        )
+        self._publish(job)
+        self.wake()
+        return job
+
+    # --- dispatch -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The dispatcher loop (a lifespan task): dispatch whenever woken, and on a tick."""
+        while not stop.is_set():
+            try:
+                await self.dispatch_once()
+            except Exception:
+                log.exception("dispatch failed", extra={"action": "dispatch"})
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=c.DISPATCH_TICK_S)
+        for task in list(self._starting):
+            task.cancel()
+
+    async def dispatch_once(self) -> int:
+        """Start as many due queued jobs as accounts have free slots; returns how many."""
+        started = 0
+        for job in await self.store.queued_jobs_due(utcnow()):
+            accounts = await self.store.accounts_with_free_slots()
+            if not accounts:
+                break
+            for account in accounts:
+                claimed = await self.store.claim_slot(job, account.name)
+                if claimed is not None:
+                    self._publish(claimed)
+                    task = asyncio.create_task(self._start(claimed, account))
+                    self._starting.add(task)
+                    task.add_done_callback(self._starting.discard)
+                    started += 1
+                    break
+        return started
+
+    async def _start(self, job: Job, account: Account) -> None:
+        """Upload the inputs and create the task; never raises (outcomes land in the row)."""
+        tool = self.tools.by_table(job.table)
+        assert tool is not None
+        try:
+            nodes = await self._node_info_list(tool, job, account)
+            created = await self.client.run_app(
+                account.api_key,
+                tool.app_id,
+                nodes,
+                webhook_url=self.webhook_url(job.table, job.id),
+            )
+        except RunningHubError as exc:
+            await self._start_failed(job, exc)
+            return
+        except Exception:
+            log.exception("job start crashed", extra={"action": "start", "job_id": job.id})
+            await self._requeue(job, "internal error while starting")
+            return
+        saved = await self.store.save_task_id(job.table, job.id, created.task_id)
+        log.info(
+            "task created",
+            extra={
+                "action": "task_created",
+                "job_id": job.id,
+                "table": job.table,
+                "task_id": created.task_id,
+                "account": account.name,
+            },
+        )
+        if saved is not None:
+            self._publish(saved)
+            if self.on_task_saved is not None:
+                await self.on_task_saved(saved)
+
+    async def _node_info_list(self, tool: Tool, job: Job, account: Account) -> list[dict[str, str]]:
+        nodes: list[dict[str, str]] = []
+        files: dict[str, dict[str, str]] = job.inputs.get("files", {})
+        for name, (node_id, field_name) in tool.nodes.items():
+            if name in files:
+                meta = files[name]
+                content = await asyncio.to_thread(self.files.read, meta["path"])
+                value = await self.client.upload(
+                    account.api_key,
+                    f"{name}{_suffix(meta['path'])}",
+                    content,
+                    meta.get("content_type", "application/octet-stream"),
+                )
+            else:
+                value = str(job.inputs[name])
+            nodes.append({"nodeId": node_id, "fieldName": field_name, "fieldValue": value})
+        return nodes
+
+    def webhook_url(self, table: str, job_id: str) -> str:
+        token = webhook_token(self.webhook_secret, table, job_id)
+        return f"{self.webhook_base_url}/webhooks/runninghub/{table}/{job_id}?token={token}"
+
+    async def _start_failed(self, job: Job, exc: RunningHubError) -> None:
+        code = str(exc.code) if isinstance(exc, APIError) else type(exc).__name__
+        await self.store.record_upstream_error("run", code, job.table, job.id)
+        if exc.requeue:
+            await self._requeue(job, f"RunningHub busy ({code})")
+            return
+        permanent = isinstance(
+            exc, InvalidRequest | Unauthorized | InsufficientBalance | TaskNotFound
+        )
+        if permanent or (isinstance(exc, APIError) and not exc.retryable):
+            log.error(
+                "job rejected upstream",
+                extra={
+                    "action": "start_rejected",
+                    "job_id": job.id,
+                    "table": job.table,
+                    "code": code,
+                    "error": str(exc),
+                },
+            )
+            await self.finish(
+                job.table,
+                job.id,
+                FinishRequest(JobStatus.FAILED, FinishedBy.DISPATCH, error_message=MSG_REJECTED),
+            )
+            return
+        if job.attempts + 1 >= MAX_START_FAILURES:
+            await self.finish(
+                job.table,
+                job.id,
+                FinishRequest(JobStatus.FAILED, FinishedBy.DISPATCH, error_message=MSG_UNAVAILABLE),
+            )
+            return
+        await self._requeue(job, f"RunningHub unavailable ({code})")
+
+    async def _requeue(self, job: Job, reason: str) -> None:
+        delay = min(c.QUEUE_RETRY_MAX_S, c.QUEUE_RETRY_BASE_S * 2**job.attempts)
+        delay *= random.uniform(0.75, 1.25)
+        if await self.store.requeue(
+            job, retry_at=utcnow() + timedelta(seconds=delay), reason=reason
+        ):
+            log.info(
+                "job requeued",
+                extra={
+                    "action": "requeue",
+                    "job_id": job.id,
+                    "table": job.table,
+                    "reason": reason,
+                    "retry_in_s": round(delay, 2),
+                },
+            )
+            requeued = await self.store.get_job(job.table, job.id)
+            if requeued is not None:
+                self._publish(requeued)
+            self.wake()
+
+    # --- finish and cancel ------------------------------------------------------------------
+
+    async def finish(self, table: str, job_id: str, req: FinishRequest) -> FinishResult:
+        """The one terminal transition; publishes the change and starts the next queued job."""
+        result = await self.store.finish(table, job_id, req)
+        if result is None:
+            raise JobNotFound()
+        if result.changed:
+            log.info(
+                "job finished",
+                extra={
+                    "action": "finish",
+                    "job_id": job_id,
+                    "table": table,
+                    "status": req.status.value,
+                    "finished_by": req.finished_by.value,
+                    "refunded": result.refunded,
+                },
+            )
+            self._publish(result.job)
+            self.wake()
+        return result
+
+    async def cancel(self, table: str, job_id: str, user_id: str | None) -> FinishResult:
+        """The user's cancel: finish as cancelled (refund), then cancel the task upstream."""
+        job = await self.store.get_job(table, job_id)
+        if job is None or (user_id is not None and job.user_id != user_id):
+            raise JobNotFound()
+        if job.status.is_terminal:
+            raise JobNotCancellable()
+        result = await self.finish(
+            table,
+            job_id,
+            FinishRequest(
+                JobStatus.CANCELLED, FinishedBy.USER, error_message="Cancelado pelo usuário."
+            ),
+        )
+        if result.changed:
+            await self.cancel_upstream(result.job)
+        return result
+
+    async def cancel_upstream(self, job: Job) -> None:
+        """Best effort: stop RunningHub spending on a task we no longer want."""
+        if not job.task_id:
+            return
+        account = await self.store.get_account(job.api_account or "")
+        if account is None:
+            return
+        try:
+            await self.client.cancel(account.api_key, job.task_id)
+        except RunningHubError as exc:
+            log.warning(
+                "upstream cancel failed",
+                extra={"action": "cancel_upstream", "job_id": job.id, "error": str(exc)},
+            )
+
+    def _publish(self, job: Job) -> None:
+        self.bus.publish(JobUpdate.of(job))
+
+    async def drain(self) -> None:
+        """Wait for in-flight starts (tests and shutdown)."""
+        while self._starting:
+            await asyncio.gather(*list(self._starting), return_exceptions=True)
+
+
+def _suffix(path: str) -> str:
+    dot = path.rfind(".")
+    return path[dot:] if dot != -1 else ""

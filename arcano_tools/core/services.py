@@ -1,0 +1,125 @@
+"""Wiring: one :class:`Services` per process, built from :class:`Settings`.
+
+The HTTP routes, the Reflex pages and the CLI all reach the job core through this object, so a
+page and a webhook in the same process share one store, one RunningHub client and one bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from arcano_tools import constants as c
+from arcano_tools.config import DEFAULT_ACCOUNT_NAME, Settings
+from arcano_tools.core.auth import issue_user_token
+from arcano_tools.core.bus import JobBus
+from arcano_tools.core.jobs import User
+from arcano_tools.core.queue_manager import QueueManager
+from arcano_tools.core.sync import JobSync, SyncTimings
+from arcano_tools.core.tools import ToolRegistry
+from arcano_tools.core.uploads import FileStore
+from arcano_tools.core.webhooks import WebhookReceiver
+from arcano_tools.runninghub.client import CallObserver, RunningHubClient
+from arcano_tools.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class Services:
+    def __init__(self, settings: Settings, *, observer: CallObserver | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.tools = ToolRegistry.from_config(settings.runninghub_tools_json)
+        self.store = JobStore.from_url(settings.sqlalchemy_url)
+        self.client = RunningHubClient(settings.runninghub_base_url, observer=observer)
+        self.bus = JobBus()
+        self.files = FileStore(settings.data_dir)
+        self.queue = QueueManager(
+            store=self.store,
+            client=self.client,
+            tools=self.tools,
+            files=self.files,
+            bus=self.bus,
+            webhook_base_url=settings.own_base_url,
+            webhook_secret=settings.webhook_secret,
+        )
+        self.timings = SyncTimings(
+            initial_delay=timedelta(milliseconds=settings.watchdog_initial_delay_ms),
+            poll_interval=timedelta(milliseconds=settings.watchdog_poll_interval_ms),
+            max_timeout=timedelta(milliseconds=settings.watchdog_max_timeout_ms),
+            timeout_message=settings.timeout_message,
+        )
+        self.sync = JobSync(
+            store=self.store,
+            client=self.client,
+            queue=self.queue,
+            tools=self.tools,
+            timings=self.timings,
+            default_account=DEFAULT_ACCOUNT_NAME,
+        )
+        self.webhooks = WebhookReceiver(
+            store=self.store,
+            sync=self.sync,
+            tools=self.tools,
+            webhook_secret=settings.webhook_secret,
+        )
+        self.queue.on_task_saved = self.webhooks.apply_kept
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    @property
+    def service_key(self) -> str:
+        return self.settings.effective_service_key
+
+    @property
+    def jwt_secret(self) -> str:
+        return self.settings.effective_jwt_secret
+
+    async def prepare(self) -> None:
+        """Migrate and make sure the default RunningHub account exists (idempotent)."""
+        await self.store.migrate()
+        existing = await self.store.get_account(DEFAULT_ACCOUNT_NAME)
+        if existing is None or self.settings.runninghub_api_key or self.settings.emulated:
+            await self.store.upsert_account(
+                DEFAULT_ACCOUNT_NAME,
+                self.settings.effective_runninghub_api_key,
+                self.settings.runninghub_max_concurrent,
+            )
+
+    async def start(self) -> None:
+        """Prepare, then run the dispatcher in the background (a lifespan task)."""
+        if self._started:
+            return
+        self._started = True
+        await self.prepare()
+        self._stop.clear()
+        self._tasks.append(asyncio.create_task(self.queue.run(self._stop), name="dispatcher"))
+        log.info(
+            "services started",
+            extra={
+                "action": "start",
+                "emulated": self.settings.emulated,
+                "watchdog": self.settings.watchdog_enabled,
+            },
+        )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.client.aclose()
+        await self.store.close()
+        self._started = False
+
+    async def user_token(self, user_id: str, *, anonymous: bool = False) -> tuple[User, str]:
+        """Create the user if new (with starting credits) and mint an access token."""
+        user = await self.store.ensure_user(
+            user_id, credits=c.STARTING_CREDITS, anonymous=anonymous
+        )
+        return user, issue_user_token(self.jwt_secret, user_id)

@@ -1,0 +1,67 @@
+"""The job state machine (drawn in ``docs/jobs.md``).
+
+``pending → queued → starting → running → completed | failed | cancelled``; any active status
+may end in any terminal one. A terminal job never changes again: the only way out of an active
+status is :meth:`arcano_tools.store.JobStore.finish`, a guarded ``UPDATE … WHERE status IN
+(active)``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class JobStatus(enum.StrEnum):
+    #: Row written, credits charged, not yet in the dispatch queue (a transient state).
+    PENDING = "pending"
+    #: Waiting for a free account slot (or for a retry after RunningHub's 421/415).
+    QUEUED = "queued"
+    #: A slot is held; inputs are being uploaded and the task created upstream.
+    STARTING = "starting"
+    #: RunningHub accepted the task; its ``task_id`` is stored.
+    RUNNING = "running"
+    #: RunningHub produced the output; ``output_url`` is set.
+    COMPLETED = "completed"
+    #: RunningHub or we gave up; ``error_message`` says why; credits refunded once.
+    FAILED = "failed"
+    #: The user cancelled; credits refunded once.
+    CANCELLED = "cancelled"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+ACTIVE_STATUSES: frozenset[JobStatus] = frozenset(
+    {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.STARTING, JobStatus.RUNNING}
+)
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+#: Statuses in which the job holds one of its account's ``max_concurrent`` slots.
+SLOT_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
+#: Terminal statuses that give the credits back.
+REFUND_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class FinishedBy(enum.StrEnum):
+    """Which path performed a job's terminal transition (for the operator page and metrics)."""
+
+    #: RunningHub's ``TASK_END`` webhook.
+    WEBHOOK = "webhook"
+    #: The sync endpoint, called by a page watchdog or a script (the plan's ``syncedViaWatchdog``).
+    WATCHDOG = "watchdog"
+    #: The server-side watchdog, with no browser involved.
+    SERVER_WATCHDOG = "server_watchdog"
+    #: The deadline passed: forced to ``failed`` with the plan's timeout message.
+    TIMEOUT = "timeout"
+    #: The user cancelled it.
+    USER = "user"
+    #: The queue manager could not start it (a permanent RunningHub error).
+    DISPATCH = "dispatch"
+    #: A service-key call of ``/finish`` without the watchdog flag.
+    SERVICE = "service"

@@ -1,0 +1,141 @@
+"""Checking and keeping uploaded files: a wrong type or size is refused before anything is
+written or charged, with a message a person understands."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from arcano_tools import constants as c
+from arcano_tools.core.errors import FileTooLarge, UnsupportedFile
+from arcano_tools.core.tools import FileInput
+
+_IMAGE_EXT = {
+    "PNG": ("png", "image/png"),
+    "JPEG": ("jpg", "image/jpeg"),
+    "WEBP": ("webp", "image/webp"),
+}
+_VIDEO_EXT = {"mp4": ("mp4", "video/mp4"), "webm": ("webm", "video/webm")}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file as received (multipart field or browser upload)."""
+
+    filename: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    field: str
+    filename: str
+    content: bytes
+    ext: str
+    content_type: str
+    width: int | None = None
+    height: int | None = None
+
+    def describe(self, relpath: str) -> dict[str, object]:
+        """What the job row keeps about the file."""
+        return {
+            "path": relpath,
+            "name": self.filename,
+            "content_type": self.content_type,
+            "size": len(self.content),
+            "width": self.width,
+            "height": self.height,
+        }
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.0f} MB"
+
+
+def check_file(spec: FileInput, upload: Upload) -> CheckedFile:
+    """Validate by content (magic bytes, a real decode), never by the file's name."""
+    name = upload.filename or spec.name
+    if not upload.content:
+        raise UnsupportedFile(f"O arquivo “{name}” está vazio.")
+    if spec.kind == "image":
+        return _check_image(spec, name, upload.content)
+    return _check_video(spec, name, upload.content)
+
+
+def _check_image(spec: FileInput, name: str, content: bytes) -> CheckedFile:
+    if len(content) > c.MAX_IMAGE_BYTES:
+        raise FileTooLarge(
+            f"A imagem “{name}” tem {_mb(len(content))}; o limite é {_mb(c.MAX_IMAGE_BYTES)}."
+        )
+    try:
+        with Image.open(io.BytesIO(content)) as img:
+            fmt = img.format or ""
+            width, height = img.size
+            img.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise UnsupportedFile(
+            f"“{name}” não é uma imagem válida. Envie um arquivo PNG, JPEG ou WEBP."
+        ) from None
+    if fmt not in c.ALLOWED_IMAGE_FORMATS:
+        raise UnsupportedFile(
+            f"O formato {fmt or 'desconhecido'} de “{name}” não é aceito. Use PNG, JPEG ou WEBP."
+        )
+    if max(width, height) > c.MAX_IMAGE_SIDE_PX:
+        raise FileTooLarge(
+            f"A imagem “{name}” tem {width}×{height} px; o máximo é {c.MAX_IMAGE_SIDE_PX} px "
+            "no lado maior."
+        )
+    ext, ctype = _IMAGE_EXT[fmt]
+    return CheckedFile(spec.name, name, content, ext, ctype, width, height)
+
+
+def _video_kind(content: bytes) -> str | None:
+    if len(content) >= 12 and content[4:8] == b"ftyp":
+        return "mp4"
+    if content[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    return None
+
+
+def _check_video(spec: FileInput, name: str, content: bytes) -> CheckedFile:
+    if len(content) > c.MAX_UPLOAD_BYTES:
+        raise FileTooLarge(
+            f"O vídeo “{name}” tem {_mb(len(content))}; o limite é {_mb(c.MAX_UPLOAD_BYTES)}."
+        )
+    kind = _video_kind(content)
+    if kind not in c.ALLOWED_VIDEO_KINDS:
+        raise UnsupportedFile(f"“{name}” não é um vídeo MP4, MOV ou WEBM válido.")
+    ext, ctype = _VIDEO_EXT[kind]
+    return CheckedFile(spec.name, name, content, ext, ctype)
+
+
+class FileStore:
+    """Local storage of inputs under the data directory (Supabase Storage would sit here)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def save(
+        self, table: str, job_id: str, files: list[CheckedFile]
+    ) -> dict[str, dict[str, object]]:
+        folder = self.root / "uploads" / table / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        described: dict[str, dict[str, object]] = {}
+        for f in files:
+            path = folder / f"{f.field}.{f.ext}"
+            path.write_bytes(f.content)
+            described[f.field] = f.describe(str(path.relative_to(self.root)))
+        return described
+
+    def read(self, relpath: str) -> bytes:
+        path = (self.root / relpath).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError("path outside the data directory")
+        return path.read_bytes()
+
+    def discard(self, table: str, job_id: str) -> None:
+        shutil.rmtree(self.root / "uploads" / table / job_id, ignore_errors=True)

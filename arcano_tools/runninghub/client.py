@@ -1,0 +1,372 @@
+"""An async client for RunningHub's legacy ``/task/openapi/*`` API (see docs/runninghub-api.md).
+
+It owns its timeouts, retries only transient failures (network, 5xx, code 500) with jittered
+exponential backoff, and turns every answer into a typed result or an exception of
+:mod:`arcano_tools.runninghub.errors`. The API key travels in the body and the bearer header
+(RunningHub accepts both) and never reaches a log line. Tests inject an httpx transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from arcano_tools import constants as c
+from arcano_tools.runninghub.errors import (
+    APIError,
+    HTTPStatusError,
+    MalformedResponse,
+    RunningHubError,
+    TransportError,
+    error_for,
+)
+
+log = logging.getLogger(__name__)
+
+#: Codes of ``/outputs`` that describe a task's state rather than an error.
+CODE_OK = 0
+CODE_RUNNING = 804
+CODE_FAILED = 805
+CODE_QUEUED = 813
+
+DEFAULT_TIMEOUT = httpx.Timeout(
+    connect=c.RH_CONNECT_TIMEOUT_S, read=c.RH_READ_TIMEOUT_S, write=c.RH_READ_TIMEOUT_S, pool=5.0
+)
+UPLOAD_TIMEOUT = httpx.Timeout(
+    connect=c.RH_CONNECT_TIMEOUT_S,
+    read=c.RH_UPLOAD_TIMEOUT_S,
+    write=c.RH_UPLOAD_TIMEOUT_S,
+    pool=5.0,
+)
+
+TaskState = Literal["success", "running", "queued", "failed"]
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    file_url: str
+    file_type: str = ""
+    node_id: str = ""
+    task_cost_time: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskOutputs:
+    """What RunningHub says about a task: from ``/outputs`` or from a webhook's ``eventData``."""
+
+    state: TaskState
+    code: int
+    msg: str = ""
+    files: tuple[OutputFile, ...] = ()
+    failed_reason: dict[str, Any] | None = None
+
+    @property
+    def output_url(self) -> str | None:
+        """The plan's rule: the first output with a ``fileUrl``."""
+        return next((f.file_url for f in self.files if f.file_url), None)
+
+    @property
+    def failure_message(self) -> str:
+        """RunningHub's reason in words a person can read (no traceback, no node ids)."""
+        reason = self.failed_reason or {}
+        text = str(reason.get("exception_message") or "").strip()
+        if not text and isinstance(self.failed_reason, dict):
+            text = str(reason.get("exception_type") or "").strip()
+        return (text or self.msg or "Erro no processamento")[:500]
+
+
+@dataclass(frozen=True)
+class CreatedTask:
+    task_id: str
+    task_status: str = ""
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    remain_coins: float | None
+    current_task_counts: int | None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_outputs_envelope(envelope: Any) -> TaskOutputs:
+    """Interpret an ``/outputs`` envelope (also the content of a webhook's ``eventData``).
+
+    Raises :class:`MalformedResponse` for a body that is not an envelope and the typed
+    :class:`APIError` for codes that are errors (807 task not found, …).
+    """
+    if not isinstance(envelope, dict) or "code" not in envelope:
+        raise MalformedResponse("RunningHub answered without a code")
+    try:
+        code = int(envelope["code"])
+    except (TypeError, ValueError) as exc:
+        raise MalformedResponse("RunningHub answered a non-numeric code") from exc
+    msg = str(envelope.get("msg") or "")
+    data = envelope.get("data")
+    if code == CODE_OK:
+        files = tuple(
+            OutputFile(
+                file_url=str(item.get("fileUrl") or ""),
+                file_type=str(item.get("fileType") or ""),
+                node_id=str(item.get("nodeId") or ""),
+                task_cost_time=_float_or_none(item.get("taskCostTime")),
+            )
+            for item in (data if isinstance(data, list) else [])
+            if isinstance(item, dict)
+        )
+        # code 0 with no file yet happens while outputs are being saved: still processing
+        return TaskOutputs(
+            "success" if any(f.file_url for f in files) else "running", code, msg, files
+        )
+    if code == CODE_RUNNING:
+        return TaskOutputs("running", code, msg)
+    if code == CODE_QUEUED:
+        return TaskOutputs("queued", code, msg)
+    if code == CODE_FAILED:
+        reason = data.get("failedReason") if isinstance(data, dict) else None
+        return TaskOutputs(
+            "failed", code, msg, failed_reason=reason if isinstance(reason, dict) else None
+        )
+    raise error_for(code, msg, data)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+#: Called after every HTTP exchange with (endpoint, outcome): outcome is the envelope's code,
+#: ``http_<status>``, or ``transport``. Used for metrics and the operator page.
+CallObserver = Callable[[str, str], None]
+
+
+class RunningHubClient:
+    """One instance per process; safe to share between tasks."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = c.RH_MAX_RETRIES,
+        retry_base_s: float = c.RH_RETRY_BASE_S,
+        observer: CallObserver | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": "arcano-tools/1.0"},
+        )
+        self.max_retries = max_retries
+        self.retry_base_s = retry_base_s
+        self.observer = observer
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- endpoints ------------------------------------------------------------------------
+
+    async def run_app(
+        self,
+        api_key: str,
+        webapp_id: str,
+        node_info_list: list[dict[str, str]],
+        *,
+        webhook_url: str | None = None,
+        instance_type: str | None = None,
+    ) -> CreatedTask:
+        """``/task/openapi/ai-app/run``. Not retried: a lost answer could mean a started task."""
+        body: dict[str, Any] = {"webappId": str(webapp_id), "nodeInfoList": node_info_list}
+        if webhook_url:
+            body["webhookUrl"] = webhook_url
+        if instance_type:
+            body["instanceType"] = instance_type
+        data = await self._call("/task/openapi/ai-app/run", api_key, body, retries=0)
+        return _created(data)
+
+    async def create_workflow_task(
+        self,
+        api_key: str,
+        workflow_id: str,
+        node_info_list: list[dict[str, str]],
+        *,
+        webhook_url: str | None = None,
+    ) -> CreatedTask:
+        """``/task/openapi/create`` (workflows rather than AI apps). Not retried, as above."""
+        body: dict[str, Any] = {"workflowId": str(workflow_id), "nodeInfoList": node_info_list}
+        if webhook_url:
+            body["webhookUrl"] = webhook_url
+        return _created(await self._call("/task/openapi/create", api_key, body, retries=0))
+
+    async def outputs(
+        self, api_key: str, task_id: str, *, retries: int | None = None
+    ) -> TaskOutputs:
+        """``/task/openapi/outputs``: the task's state and, when done, its files."""
+        envelope = await self._envelope(
+            "/task/openapi/outputs", api_key, {"taskId": task_id}, retries=retries
+        )
+        return parse_outputs_envelope(envelope)
+
+    async def status(self, api_key: str, task_id: str) -> str:
+        """``/task/openapi/status``: ``QUEUED`` | ``RUNNING`` | ``SUCCESS`` | ``FAILED``."""
+        data = await self._call("/task/openapi/status", api_key, {"taskId": task_id})
+        return str(data or "")
+
+    async def cancel(self, api_key: str, task_id: str) -> None:
+        """``/task/openapi/cancel``; raises :class:`TaskNotFound` (807) for an unknown task."""
+        await self._call("/task/openapi/cancel", api_key, {"taskId": task_id})
+
+    async def upload(self, api_key: str, filename: str, content: bytes, content_type: str) -> str:
+        """``/task/openapi/upload``; returns the ``fileName`` to use as a ``fieldValue``."""
+        data = await self._call(
+            "/task/openapi/upload",
+            api_key,
+            None,
+            files={"file": (filename, content, content_type)},
+            form={"apiKey": api_key, "fileType": "input"},
+            timeout=UPLOAD_TIMEOUT,
+        )
+        if not isinstance(data, dict) or not data.get("fileName"):
+            raise MalformedResponse("RunningHub's upload answered no fileName")
+        return str(data["fileName"])
+
+    async def account_status(self, api_key: str) -> AccountStatus:
+        """``/uc/openapi/accountStatus`` (the doc spells the key ``apikey``; we send both)."""
+        data = await self._call("/uc/openapi/accountStatus", api_key, {"apikey": api_key})
+        data = data if isinstance(data, dict) else {}
+        coins = _float_or_none(data.get("remainCoins"))
+        counts = data.get("currentTaskCounts")
+        return AccountStatus(coins, int(counts) if counts is not None else None, data)
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        path: str,
+        api_key: str,
+        body: dict[str, Any] | None,
+        *,
+        retries: int | None = None,
+        files: dict[str, Any] | None = None,
+        form: dict[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> Any:
+        envelope = await self._envelope(
+            path, api_key, body, retries=retries, files=files, form=form, timeout=timeout
+        )
+        code = envelope.get("code")
+        if code != CODE_OK:
+            try:
+                code_int = int(code)  # type: ignore[arg-type]
+            except (TypeError, ValueError) as exc:
+                raise MalformedResponse("RunningHub answered a non-numeric code") from exc
+            raise error_for(code_int, str(envelope.get("msg") or ""), envelope.get("data"))
+        return envelope.get("data")
+
+    async def _envelope(
+        self,
+        path: str,
+        api_key: str,
+        body: dict[str, Any] | None,
+        *,
+        retries: int | None = None,
+        files: dict[str, Any] | None = None,
+        form: dict[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> dict[str, Any]:
+        """POST with retries of transient failures; returns the JSON envelope."""
+        endpoint = path.rsplit("/", 1)[-1]
+        attempts = 1 + (self.max_retries if retries is None else retries)
+        last: RunningHubError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(self._backoff(attempt))
+            try:
+                envelope = await self._post_once(path, api_key, body, files, form, timeout)
+            except RunningHubError as exc:
+                last = exc
+                self._observe(endpoint, _outcome_of(exc))
+                if exc.retryable:
+                    log.warning(
+                        "runninghub call failed, %s",
+                        "retrying" if attempt + 1 < attempts else "giving up",
+                        extra={"action": "upstream_retry", "endpoint": endpoint, "error": str(exc)},
+                    )
+                    continue
+                raise
+            code = envelope.get("code")
+            self._observe(endpoint, str(code))
+            if code == 500 and attempt + 1 < attempts:  # RunningHub's "unknown error": transient
+                last = error_for(500, str(envelope.get("msg") or ""))
+                continue
+            return envelope
+        assert last is not None
+        raise last
+
+    async def _post_once(
+        self,
+        path: str,
+        api_key: str,
+        body: dict[str, Any] | None,
+        files: dict[str, Any] | None,
+        form: dict[str, str] | None,
+        timeout: httpx.Timeout | None,
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        kwargs: dict[str, Any] = {"headers": headers}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if files is not None:
+            kwargs["files"] = files
+            kwargs["data"] = form or {}
+        else:
+            kwargs["json"] = {"apiKey": api_key, **(body or {})}
+        try:
+            resp = await self._http.post(path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"RunningHub timed out ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise TransportError(f"RunningHub unreachable ({type(exc).__name__})") from None
+        if resp.status_code >= 400:
+            raise HTTPStatusError(resp.status_code)
+        try:
+            envelope = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise MalformedResponse("RunningHub answered a body that is not JSON") from None
+        if not isinstance(envelope, dict) or "code" not in envelope:
+            raise MalformedResponse("RunningHub answered JSON without a code")
+        return envelope
+
+    def _backoff(self, attempt: int) -> float:
+        base: float = self.retry_base_s * (2 ** (attempt - 1))
+        return base * random.uniform(0.5, 1.5)
+
+    def _observe(self, endpoint: str, outcome: str) -> None:
+        if self.observer is not None:
+            self.observer(endpoint, outcome)
+
+
+def _outcome_of(exc: RunningHubError) -> str:
+    if isinstance(exc, HTTPStatusError):
+        return f"http_{exc.status_code}"
+    if isinstance(exc, APIError):
+        return str(exc.code)
+    if isinstance(exc, MalformedResponse):
+        return "malformed"
+    return "transport"
+
+
+def _created(data: Any) -> CreatedTask:
+    if not isinstance(data, dict) or not data.get("taskId"):
+        raise MalformedResponse("RunningHub created a task without a taskId")
+    return CreatedTask(task_id=str(data["taskId"]), task_status=str(data.get("taskStatus") or ""))

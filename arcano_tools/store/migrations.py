@@ -1,0 +1,51 @@
+"""Schema migrations: an ordered list of steps, each applied once, on SQLite and PostgreSQL.
+
+Why not Alembic: four small tables whose DDL SQLAlchemy already emits for both dialects; a
+numbered list keeps the history readable and runs inside the caller's write transaction
+(``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so two processes starting at
+once never apply a step twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from arcano_tools.core.jobs import utcnow
+from arcano_tools.store import schema as s
+
+#: Arbitrary constant key of the PostgreSQL advisory lock that serialises migrations.
+_PG_MIGRATION_LOCK_KEY = 724_311_985
+
+Step = Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def _v1_initial(conn: AsyncConnection) -> None:
+    """The plan's four job tables, users and credits, RunningHub accounts, webhook events."""
+    tables = [t for name, t in s.metadata.tables.items() if name != "schema_migrations"]
+    await conn.run_sync(lambda sync: s.metadata.create_all(sync, tables=tables))
+
+
+MIGRATIONS: list[tuple[int, str, Step]] = [
+    (1, "initial", _v1_initial),
+]
+
+
+async def run_migrations(conn: AsyncConnection) -> list[int]:
+    """Apply the steps not yet recorded in ``schema_migrations``; return their versions."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK_KEY})"))
+    await conn.run_sync(lambda sync: s.schema_migrations.create(sync, checkfirst=True))
+    done = set((await conn.execute(sa.select(s.schema_migrations.c.version))).scalars())
+    applied: list[int] = []
+    for version, name, step in MIGRATIONS:
+        if version in done:
+            continue
+        await step(conn)
+        await conn.execute(
+            s.schema_migrations.insert().values(version=version, name=name, applied_at=utcnow())
+        )
+        applied.append(version)
+    return applied

@@ -1,0 +1,757 @@
+"""The one storage seam: every query the services run, named, in one place.
+
+SQLite (the embedded default) and PostgreSQL (``DATABASE_URL``) run the same Core statements.
+Two rules keep them correct under concurrency:
+
+* every state change is a *conditional* update (``… WHERE status IN (…)``, ``… WHERE in_flight
+  < max_concurrent``, ``… WHERE credits >= cost``): whoever changes the row wins, the others see
+  ``rowcount == 0`` and read the new state;
+* on SQLite every write transaction is ``BEGIN IMMEDIATE`` so a read-then-write transaction never
+  fails to upgrade its lock, and the busy timeout turns contention into waiting, not errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from arcano_tools.core.errors import InsufficientCredits
+from arcano_tools.core.jobs import (
+    Account,
+    FinishRequest,
+    FinishResult,
+    Job,
+    NewJob,
+    User,
+    utcnow,
+)
+from arcano_tools.core.status import (
+    ACTIVE_STATUSES,
+    REFUND_STATUSES,
+    FinishedBy,
+    JobStatus,
+)
+from arcano_tools.store import schema as s
+from arcano_tools.store.migrations import run_migrations
+
+log = logging.getLogger(__name__)
+
+#: SQLite waits this long for the write lock before giving up (contention, not an error).
+SQLITE_BUSY_TIMEOUT_S = 30
+_ACTIVE = [st.value for st in ACTIVE_STATUSES]
+_WRITE_OPTION = "arcano_write"
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; everything we store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _job_from_row(table: str, row: sa.RowMapping) -> Job:
+    inputs = row["inputs"]
+    if isinstance(inputs, str):
+        inputs = json.loads(inputs)
+    return Job(
+        id=row["id"],
+        table=table,
+        user_id=row["user_id"],
+        status=JobStatus(row["status"]),
+        cost=row["cost"],
+        inputs=inputs or {},
+        created_at=_aware(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_aware(row["updated_at"]),  # type: ignore[arg-type]
+        task_id=row["task_id"],
+        api_account=row["api_account"],
+        output_url=row["output_url"],
+        error_message=row["error_message"],
+        started_at=_aware(row["started_at"]),
+        completed_at=_aware(row["completed_at"]),
+        finished_by=FinishedBy(row["finished_by"]) if row["finished_by"] else None,
+        holds_slot=bool(row["holds_slot"]),
+        attempts=row["attempts"] or 0,
+        next_attempt_at=_aware(row["next_attempt_at"]),
+        last_checked_at=_aware(row["last_checked_at"]),
+        next_check_at=_aware(row["next_check_at"]),
+        last_upstream_code=row["last_upstream_code"],
+        last_upstream_msg=row["last_upstream_msg"],
+    )
+
+
+def _account_from_row(row: sa.RowMapping) -> Account:
+    return Account(
+        name=row["account_name"],
+        api_key=row["api_key"],
+        max_concurrent=row["max_concurrent"],
+        in_flight=row["in_flight"],
+        enabled=bool(row["enabled"]),
+        disabled_reason=row["disabled_reason"],
+    )
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine tuned per dialect (see the module docstring)."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            immediate = conn.get_execution_options().get(_WRITE_OPTION)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+class JobStore:
+    """Jobs, users, credits, accounts and webhook events over one SQLAlchemy engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str) -> JobStore:
+        return cls(create_engine(url))
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied now."""
+        async with self._write() as conn:
+            return await run_migrations(conn)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # --- transactions ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{_WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+
+    # --- users and credits -------------------------------------------------------------------
+
+    async def ensure_user(
+        self, user_id: str, *, credits: int, anonymous: bool = False, admin: bool = False
+    ) -> User:
+        """Create the user with a starting grant if new; return it either way."""
+        now = utcnow()
+        async with self._write() as conn:
+            res = await conn.execute(
+                self._insert(s.users)
+                .values(
+                    id=user_id,
+                    credits=credits,
+                    is_admin=admin,
+                    is_anonymous=anonymous,
+                    created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+            if res.rowcount == 1 and credits:
+                await conn.execute(
+                    s.credit_ledger.insert().values(
+                        user_id=user_id, amount=credits, kind="grant", created_at=now
+                    )
+                )
+            if admin:
+                await conn.execute(
+                    s.users.update().where(s.users.c.id == user_id).values(is_admin=True)
+                )
+            row = (
+                (await conn.execute(sa.select(s.users).where(s.users.c.id == user_id)))
+                .mappings()
+                .one()
+            )
+        return _user_from_row(row)
+
+    async def get_user(self, user_id: str) -> User | None:
+        async with self._read() as conn:
+            row = (
+                (await conn.execute(sa.select(s.users).where(s.users.c.id == user_id)))
+                .mappings()
+                .first()
+            )
+        return _user_from_row(row) if row else None
+
+    async def ledger(self, user_id: str) -> list[dict[str, Any]]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(s.credit_ledger)
+                    .where(s.credit_ledger.c.user_id == user_id)
+                    .order_by(s.credit_ledger.c.id)
+                )
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    async def create_job(self, new: NewJob) -> Job:
+        """Charge the credits and write the job as ``queued``, in one transaction."""
+        now = utcnow()
+        t = s.job_tables[new.table]
+        async with self._write() as conn:
+            charged = await conn.execute(
+                s.users.update()
+                .where(s.users.c.id == new.user_id, s.users.c.credits >= new.cost)
+                .values(credits=s.users.c.credits - new.cost)
+            )
+            if charged.rowcount != 1:
+                raise InsufficientCredits()
+            await conn.execute(
+                t.insert().values(
+                    id=new.id,
+                    user_id=new.user_id,
+                    status=JobStatus.QUEUED.value,
+                    cost=new.cost,
+                    inputs=new.inputs,
+                    created_at=now,
+                    updated_at=now,
+                    holds_slot=False,
+                    attempts=0,
+                    check_count=0,
+                )
+            )
+            await conn.execute(
+                s.credit_ledger.insert().values(
+                    user_id=new.user_id,
+                    amount=-new.cost,
+                    kind="charge",
+                    job_table=new.table,
+                    job_id=new.id,
+                    created_at=now,
+                )
+            )
+            return await self._get_job(conn, new.table, new.id)  # type: ignore[return-value]
+
+    async def _get_job(self, conn: AsyncConnection, table: str, job_id: str) -> Job | None:
+        t = s.job_tables[table]
+        row = (await conn.execute(sa.select(t).where(t.c.id == job_id))).mappings().first()
+        return _job_from_row(table, row) if row else None
+
+    async def get_job(self, table: str, job_id: str) -> Job | None:
+        async with self._read() as conn:
+            return await self._get_job(conn, table, job_id)
+
+    async def find_job_by_task_id(self, task_id: str) -> Job | None:
+        async with self._read() as conn:
+            for table, t in s.job_tables.items():
+                row = (
+                    (await conn.execute(sa.select(t).where(t.c.task_id == task_id)))
+                    .mappings()
+                    .first()
+                )
+                if row:
+                    return _job_from_row(table, row)
+        return None
+
+    async def list_user_jobs(self, user_id: str, limit: int = 50) -> list[Job]:
+        """The user's jobs across the four tables, newest first."""
+        jobs: list[Job] = []
+        async with self._read() as conn:
+            for table, t in s.job_tables.items():
+                rows = await conn.execute(
+                    sa.select(t)
+                    .where(t.c.user_id == user_id)
+                    .order_by(t.c.created_at.desc())
+                    .limit(limit)
+                )
+                jobs.extend(_job_from_row(table, r) for r in rows.mappings())
+        jobs.sort(key=lambda j: j.created_at, reverse=True)
+        return jobs[:limit]
+
+    async def active_jobs(
+        self, *, older_than: datetime | None = None, limit: int = 500
+    ) -> list[Job]:
+        """Active jobs (oldest first), optionally only those started before ``older_than``."""
+        jobs: list[Job] = []
+        async with self._read() as conn:
+            for table, t in s.job_tables.items():
+                q = sa.select(t).where(t.c.status.in_(_ACTIVE))
+                if older_than is not None:
+                    q = q.where(sa.func.coalesce(t.c.started_at, t.c.created_at) <= older_than)
+                rows = await conn.execute(q.order_by(t.c.created_at).limit(limit))
+                jobs.extend(_job_from_row(table, r) for r in rows.mappings())
+        jobs.sort(key=lambda j: j.created_at)
+        return jobs[:limit]
+
+    async def queued_jobs_due(self, now: datetime, limit: int = 50) -> list[Job]:
+        """Queued jobs whose retry time has come, in the order they were submitted."""
+        jobs: list[Job] = []
+        async with self._read() as conn:
+            for table, t in s.job_tables.items():
+                rows = await conn.execute(
+                    sa.select(t)
+                    .where(
+                        t.c.status == JobStatus.QUEUED.value,
+                        sa.or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
+                    )
+                    .order_by(t.c.created_at)
+                    .limit(limit)
+                )
+                jobs.extend(_job_from_row(table, r) for r in rows.mappings())
+        jobs.sort(key=lambda j: j.created_at)
+        return jobs[:limit]
+
+    async def queue_position(self, job: Job) -> int:
+        """1-based position of a queued job among all queued jobs (0 when not queued)."""
+        if job.status is not JobStatus.QUEUED:
+            return 0
+        ahead = 0
+        async with self._read() as conn:
+            for t in s.job_tables.values():
+                ahead += (
+                    await conn.execute(
+                        sa.select(sa.func.count())
+                        .select_from(t)
+                        .where(
+                            t.c.status == JobStatus.QUEUED.value,
+                            t.c.created_at < job.created_at,
+                        )
+                    )
+                ).scalar_one()
+        return ahead + 1
+
+    async def claim_slot(self, job: Job, account_name: str) -> Job | None:
+        """Move a queued job to ``starting`` holding one of the account's slots, atomically.
+
+        Returns ``None`` when the account is full or the job is no longer queued (another
+        dispatcher took it): the transaction is rolled back and nothing changes.
+        """
+        try:
+            async with self._write() as conn:
+                return await self._claim(conn, job, account_name)
+        except _SlotNotTaken:
+            return None
+
+    async def _claim(self, conn: AsyncConnection, job: Job, account_name: str) -> Job | None:
+        now = utcnow()
+        t = s.job_tables[job.table]
+        a = s.runninghub_accounts
+        took = await conn.execute(
+            a.update()
+            .where(
+                a.c.account_name == account_name,
+                a.c.enabled.is_(True),
+                a.c.in_flight < a.c.max_concurrent,
+            )
+            .values(in_flight=a.c.in_flight + 1, updated_at=now)
+        )
+        if took.rowcount != 1:
+            raise _SlotNotTaken
+        moved = await conn.execute(
+            t.update()
+            .where(t.c.id == job.id, t.c.status == JobStatus.QUEUED.value)
+            .values(
+                status=JobStatus.STARTING.value,
+                api_account=account_name,
+                holds_slot=True,
+                started_at=sa.func.coalesce(t.c.started_at, now),
+                updated_at=now,
+            )
+        )
+        if moved.rowcount != 1:
+            raise _SlotNotTaken  # rolls back the slot increment with the transaction
+        return await self._get_job(conn, job.table, job.id)
+
+    async def requeue(self, job: Job, *, retry_at: datetime, reason: str) -> bool:
+        """Give the slot back and put a ``starting`` job back in the queue (RunningHub full)."""
+        t = s.job_tables[job.table]
+        async with self._write() as conn:
+            res = await conn.execute(
+                t.update()
+                .where(t.c.id == job.id, t.c.status == JobStatus.STARTING.value)
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    holds_slot=False,
+                    attempts=t.c.attempts + 1,
+                    next_attempt_at=retry_at,
+                    error_message=reason,
+                    updated_at=utcnow(),
+                )
+            )
+            if res.rowcount == 1 and job.api_account:
+                await self._release_slot(conn, job.api_account)
+            return res.rowcount == 1
+
+    async def save_task_id(self, table: str, job_id: str, task_id: str) -> Job | None:
+        """Store RunningHub's task id; a ``starting`` job becomes ``running``.
+
+        Never overwrites a different task id and never touches a terminal status: an early
+        webhook may already have finished the job (and stored this same id).
+        """
+        t = s.job_tables[table]
+        async with self._write() as conn:
+            await conn.execute(
+                t.update()
+                .where(t.c.id == job_id, sa.or_(t.c.task_id.is_(None), t.c.task_id == task_id))
+                .values(
+                    task_id=task_id,
+                    status=sa.case(
+                        (t.c.status == JobStatus.STARTING.value, JobStatus.RUNNING.value),
+                        else_=t.c.status,
+                    ),
+                    updated_at=utcnow(),
+                )
+            )
+            return await self._get_job(conn, table, job_id)
+
+    async def finish(self, table: str, job_id: str, req: FinishRequest) -> FinishResult | None:
+        """The one terminal transition, shared by every path (webhook, sync, watchdogs, cancel).
+
+        One transaction: the guarded status update; if it changed the row, the account slot is
+        released and, for failed/cancelled, the credits are refunded through a ledger row the
+        database allows only once. Returns ``None`` if the job does not exist.
+        """
+        if not req.status.is_terminal:
+            raise ValueError(f"finish needs a terminal status, got {req.status}")
+        now = utcnow()
+        t = s.job_tables[table]
+        values: dict[str, Any] = {
+            "status": req.status.value,
+            "completed_at": now,
+            "updated_at": now,
+            "finished_by": req.finished_by.value,
+            "error_message": req.error_message,
+            "lease_owner": None,
+            "lease_until": None,
+            "next_check_at": None,
+        }
+        if req.output_url is not None:
+            values["output_url"] = req.output_url
+        async with self._write() as conn:
+            res = await conn.execute(
+                t.update().where(t.c.id == job_id, t.c.status.in_(_ACTIVE)).values(**values)
+            )
+            job = await self._get_job(conn, table, job_id)
+            if job is None:
+                return None
+            if res.rowcount != 1:
+                return FinishResult(changed=False, job=job)
+            if job.holds_slot and job.api_account:
+                await self._release_slot(conn, job.api_account)
+                await conn.execute(t.update().where(t.c.id == job_id).values(holds_slot=False))
+            refunded = False
+            if req.status in REFUND_STATUSES:
+                refunded = await self._refund(conn, job, now)
+            job = await self._get_job(conn, table, job_id)
+            assert job is not None
+            return FinishResult(changed=True, job=job, refunded=refunded)
+
+    async def _release_slot(self, conn: AsyncConnection, account_name: str) -> None:
+        a = s.runninghub_accounts
+        await conn.execute(
+            a.update()
+            .where(a.c.account_name == account_name, a.c.in_flight > 0)
+            .values(in_flight=a.c.in_flight - 1, updated_at=utcnow())
+        )
+
+    async def _refund(self, conn: AsyncConnection, job: Job, now: datetime) -> bool:
+        ins = await conn.execute(
+            self._insert(s.credit_ledger)
+            .values(
+                user_id=job.user_id,
+                amount=job.cost,
+                kind="refund",
+                job_table=job.table,
+                job_id=job.id,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["job_table", "job_id", "kind"])
+        )
+        if ins.rowcount != 1:
+            return False
+        await conn.execute(
+            s.users.update()
+            .where(s.users.c.id == job.user_id)
+            .values(credits=s.users.c.credits + job.cost)
+        )
+        return True
+
+    # --- the shared upstream schedule ----------------------------------------------------------
+
+    async def reserve_check(
+        self, table: str, job_id: str, *, now: datetime, next_check_at: datetime
+    ) -> bool:
+        """Take the right to ask RunningHub about this job now; False if it is not due yet.
+
+        Every caller (page watchdogs, the sync endpoint, the server watchdog) goes through this
+        conditional update, so concurrent callers cause one upstream call per interval.
+        """
+        t = s.job_tables[table]
+        async with self._write() as conn:
+            res = await conn.execute(
+                t.update()
+                .where(
+                    t.c.id == job_id,
+                    t.c.status.in_(_ACTIVE),
+                    sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now),
+                )
+                .values(
+                    last_checked_at=now,
+                    next_check_at=next_check_at,
+                    check_count=t.c.check_count + 1,
+                )
+            )
+            return res.rowcount == 1
+
+    async def record_check_result(self, table: str, job_id: str, code: int, msg: str) -> None:
+        """Remember RunningHub's last answer, for syncs that arrive before the next check."""
+        t = s.job_tables[table]
+        async with self._write() as conn:
+            await conn.execute(
+                t.update()
+                .where(t.c.id == job_id)
+                .values(last_upstream_code=code, last_upstream_msg=msg[:500])
+            )
+
+    async def lease_due_jobs(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        started_before: datetime,
+        limit: int,
+    ) -> list[Job]:
+        """Lease up to ``limit`` active jobs whose check is due to ``owner`` (server watchdog).
+
+        A job leased by a crashed process becomes available again when its lease expires.
+        """
+        leased: list[Job] = []
+        for table, t in s.job_tables.items():
+            if len(leased) >= limit:
+                break
+            async with self._write() as conn:
+                q = (
+                    sa.select(t.c.id)
+                    .where(
+                        t.c.status.in_(_ACTIVE),
+                        sa.func.coalesce(t.c.started_at, t.c.created_at) <= started_before,
+                        sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now),
+                        sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+                    )
+                    .order_by(t.c.created_at)
+                    .limit(limit - len(leased))
+                )
+                if self.dialect == "postgresql":
+                    q = q.with_for_update(skip_locked=True)
+                ids = [r[0] for r in await conn.execute(q)]
+                if not ids:
+                    continue
+                await conn.execute(
+                    t.update()
+                    .where(
+                        t.c.id.in_(ids),
+                        sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+                    )
+                    .values(lease_owner=owner, lease_until=now + lease_for)
+                )
+                rows = await conn.execute(
+                    sa.select(t).where(t.c.id.in_(ids), t.c.lease_owner == owner)
+                )
+                leased.extend(_job_from_row(table, r) for r in rows.mappings())
+        return leased
+
+    async def release_lease(self, table: str, job_id: str, owner: str) -> None:
+        t = s.job_tables[table]
+        async with self._write() as conn:
+            await conn.execute(
+                t.update()
+                .where(t.c.id == job_id, t.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    # --- accounts ------------------------------------------------------------------------------
+
+    async def upsert_account(self, name: str, api_key: str, max_concurrent: int) -> None:
+        """Create or update an account's key and cap (its in-flight count is kept)."""
+        a = s.runninghub_accounts
+        now = utcnow()
+        async with self._write() as conn:
+            await conn.execute(
+                self._insert(a)
+                .values(
+                    account_name=name,
+                    api_key=api_key,
+                    max_concurrent=max_concurrent,
+                    in_flight=0,
+                    enabled=True,
+                    updated_at=now,
+                )
+                .on_conflict_do_update(
+                    index_elements=["account_name"],
+                    set_={"api_key": api_key, "max_concurrent": max_concurrent, "updated_at": now},
+                )
+            )
+
+    async def get_account(self, name: str) -> Account | None:
+        a = s.runninghub_accounts
+        async with self._read() as conn:
+            row = (
+                (await conn.execute(sa.select(a).where(a.c.account_name == name)))
+                .mappings()
+                .first()
+            )
+        return _account_from_row(row) if row else None
+
+    async def accounts_with_free_slots(self) -> list[Account]:
+        a = s.runninghub_accounts
+        async with self._read() as conn:
+            rows = await conn.execute(
+                sa.select(a)
+                .where(a.c.enabled.is_(True), a.c.in_flight < a.c.max_concurrent)
+                .order_by(a.c.in_flight, a.c.account_name)
+            )
+            return [_account_from_row(r) for r in rows.mappings()]
+
+    async def disable_account(self, name: str, reason: str) -> None:
+        a = s.runninghub_accounts
+        async with self._write() as conn:
+            await conn.execute(
+                a.update()
+                .where(a.c.account_name == name)
+                .values(enabled=False, disabled_reason=reason, updated_at=utcnow())
+            )
+
+    # --- webhook events and upstream errors --------------------------------------------------
+
+    async def record_webhook(
+        self,
+        *,
+        outcome: str,
+        table: str | None = None,
+        job_id: str | None = None,
+        task_id: str | None = None,
+        detail: str | None = None,
+        body: str | None = None,
+        applied: bool = False,
+    ) -> None:
+        now = utcnow()
+        async with self._write() as conn:
+            await conn.execute(
+                s.webhook_events.insert().values(
+                    received_at=now,
+                    job_table=table,
+                    job_id=job_id,
+                    task_id=task_id,
+                    outcome=outcome,
+                    detail=detail,
+                    body=body,
+                    applied_at=now if applied else None,
+                )
+            )
+
+    async def take_unmatched_webhooks(self, task_id: str) -> list[dict[str, Any]]:
+        """Mark the kept events of ``task_id`` applied and return them (each is taken once)."""
+        w = s.webhook_events
+        async with self._write() as conn:
+            rows = [
+                dict(r)
+                for r in (
+                    await conn.execute(
+                        sa.select(w).where(
+                            w.c.task_id == task_id,
+                            w.c.outcome == "unmatched",
+                            w.c.applied_at.is_(None),
+                        )
+                    )
+                ).mappings()
+            ]
+            if rows:
+                await conn.execute(
+                    w.update()
+                    .where(w.c.id.in_([r["id"] for r in rows]))
+                    .values(applied_at=utcnow())
+                )
+            return rows
+
+    async def webhook_counts(self) -> dict[str, int]:
+        w = s.webhook_events
+        async with self._read() as conn:
+            rows = await conn.execute(sa.select(w.c.outcome, sa.func.count()).group_by(w.c.outcome))
+            return dict(rows.all())
+
+    async def record_upstream_error(
+        self, endpoint: str, code: str, table: str | None = None, job_id: str | None = None
+    ) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                s.upstream_calls.insert().values(
+                    at=utcnow(), endpoint=endpoint, code=code, job_table=table, job_id=job_id
+                )
+            )
+
+    async def counts_by_status(self) -> dict[str, dict[str, int]]:
+        """``{table: {status: n}}`` for the operator page."""
+        out: dict[str, dict[str, int]] = {}
+        async with self._read() as conn:
+            for table, t in s.job_tables.items():
+                rows = await conn.execute(
+                    sa.select(t.c.status, sa.func.count()).group_by(t.c.status)
+                )
+                out[table] = dict(rows.all())
+        return out
+
+    async def finished_jobs(
+        self, *, limit: int = 200, tables: Iterable[str] | None = None
+    ) -> list[Job]:
+        """Recently finished jobs, newest first (operator page, duration history)."""
+        jobs: list[Job] = []
+        async with self._read() as conn:
+            for table in tables or s.job_tables:
+                t = s.job_tables[table]
+                rows = await conn.execute(
+                    sa.select(t)
+                    .where(t.c.completed_at.is_not(None))
+                    .order_by(t.c.completed_at.desc())
+                    .limit(limit)
+                )
+                jobs.extend(_job_from_row(table, r) for r in rows.mappings())
+        jobs.sort(key=lambda j: j.completed_at or j.created_at, reverse=True)
+        return jobs[:limit]
+
+
+class _SlotNotTaken(Exception):
+    """Raised inside a claim transaction to roll it back."""
+
+
+def _user_from_row(row: sa.RowMapping) -> User:
+    return User(
+        id=row["id"],
+        credits=row["credits"],
+        is_admin=bool(row["is_admin"]),
+        is_anonymous=bool(row["is_anonymous"]),
+    )

@@ -1,0 +1,10 @@
+"""Integration fixtures: real servers (emulator, API, PostgreSQL); see tests/support/."""
+
+from tests.support.fixtures import (  # noqa: F401  (fixtures are found by name)
+    backend,
+    client,
+    emu,
+    emulator,
+    pg_server_url,
+    user,
+)

@@ -1,0 +1,271 @@
+"""Who may call what, and bad input: clear 4xx errors that create nothing and charge nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import httpx
+import pytest
+from PIL import Image
+
+from arcano_tools import constants as c
+from arcano_tools.core.auth import issue_user_token
+from tests.support.fixtures import EmulatorControl
+from tests.support.servers import Backend, png_bytes, submit_upscale, wait_for
+
+
+def my_jobs(client: httpx.Client, backend: Backend, user: str) -> list[dict[str, object]]:
+    r = client.get(backend.url + "/api/jobs", headers=backend.user_headers(user))
+    assert r.status_code == 200
+    return list(r.json()["jobs"])
+
+
+def my_credits(client: httpx.Client, backend: Backend, user: str) -> int:
+    return int(
+        client.get(backend.url + "/api/me", headers=backend.user_headers(user)).json()["credits"]
+    )
+
+
+# --- auth ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/jobs"),
+        ("GET", "/api/jobs"),
+        ("GET", "/api/me"),
+        ("GET", "/api/jobs/upscaler_jobs/x"),
+        ("POST", "/api/jobs/upscaler_jobs/x/cancel"),
+        ("POST", "/functions/v1/runninghub-job-sync"),
+        ("POST", "/functions/v1/runninghub-queue-manager/finish"),
+    ],
+)
+def test_no_token_is_401(backend: Backend, client: httpx.Client, method: str, path: str) -> None:
+    r = client.request(method, backend.url + path, json={})
+    assert r.status_code == 401
+    assert "error" in r.json()
+
+
+def test_forged_and_expired_user_tokens_are_401(backend: Backend, client: httpx.Client) -> None:
+    forged = issue_user_token("not-the-secret-" + "x" * 32, "mallory")
+    expired = issue_user_token("test-jwt-secret-" + "s" * 32, "mallory", ttl_s=-10)
+    for token in (forged, expired, "garbage"):
+        r = client.get(backend.url + "/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401
+
+
+def test_another_users_job_is_404_everywhere(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(outcome="never")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    other = backend.user_headers(user + "-other")
+    base = f"{backend.url}/api/jobs/upscaler_jobs/{job_id}"
+    assert client.get(base, headers=other).status_code == 404
+    assert client.post(base + "/cancel", headers=other).status_code == 404
+    r = client.post(
+        backend.url + "/functions/v1/runninghub-job-sync",
+        headers=other,
+        json={"table": "upscaler_jobs", "jobId": job_id},
+    )
+    assert r.status_code == 404
+    assert r.json() == {"error": "Job not found", "synced": False}
+    # the owner and the service key do see it
+    assert client.get(base, headers=backend.user_headers(user)).status_code == 200
+    assert client.get(base, headers=backend.service_headers).status_code == 200
+    cancel = client.post(base + "/cancel", headers=backend.user_headers(user))
+    assert cancel.status_code == 200
+    assert cancel.json()["status"] == "cancelled"
+    assert cancel.json()["refunded"] is True
+    wait_for(lambda: emu.stats()["tasks"]["cancelled"] >= 1, what="upstream cancel")
+
+
+def test_finish_needs_the_service_key(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(outcome="never")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    body = {
+        "table": "upscaler_jobs",
+        "jobId": job_id,
+        "status": "completed",
+        "outputUrl": "https://x/y.png",
+    }
+    finish = backend.url + "/functions/v1/runninghub-queue-manager/finish"
+    assert client.post(finish, json=body).status_code == 401
+    assert client.post(finish, json=body, headers=backend.user_headers(user)).status_code == 401
+    job = client.get(
+        f"{backend.url}/api/jobs/upscaler_jobs/{job_id}", headers=backend.user_headers(user)
+    )
+    assert job.json()["status"] in ("queued", "starting", "running")
+
+    ok = client.post(finish, json=body, headers=backend.service_headers)
+    assert ok.status_code == 200
+    assert ok.json()["changed"] is True
+    again = client.post(finish, json=body, headers=backend.service_headers)
+    assert again.json()["changed"] is False
+    assert again.json()["job"]["status"] == "completed"
+
+
+def test_forged_webhook_token_is_401_and_changes_nothing(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(outcome="never")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    payload = {
+        "event": "TASK_END",
+        "taskId": "123",
+        "eventData": json.dumps({"code": 0, "data": [{"fileUrl": "https://evil.example/a.png"}]}),
+    }
+    for token in ("", "0" * 32, "deadbeef"):
+        r = client.post(
+            f"{backend.url}/webhooks/runninghub/upscaler_jobs/{job_id}?token={token}", json=payload
+        )
+        assert r.status_code == 401
+    r = client.post(f"{backend.url}/webhooks/runninghub/upscaler_jobs/{job_id}", json=payload)
+    assert r.status_code == 401
+    job = client.get(
+        f"{backend.url}/api/jobs/upscaler_jobs/{job_id}", headers=backend.user_headers(user)
+    ).json()
+    assert job["status"] in ("queued", "starting", "running")
+    assert job["outputUrl"] is None
+
+
+def test_malformed_webhook_with_a_valid_token_is_recorded_and_the_job_resynced(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(malformed_webhook=True)
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    job = wait_for(
+        lambda: (
+            (
+                j := client.get(
+                    f"{backend.url}/api/jobs/upscaler_jobs/{job_id}",
+                    headers=backend.user_headers(user),
+                ).json()
+            )["status"]
+            == "completed"
+            and j
+        ),
+        what="the job to complete despite the malformed webhook",
+    )
+    assert job["finishedBy"] == "webhook"
+    assert backend.api.process.poll() is None  # nothing crashed
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def assert_nothing_created(client: httpx.Client, backend: Backend, user: str) -> None:
+    assert my_jobs(client, backend, user) == []
+    assert my_credits(client, backend, user) == c.STARTING_CREDITS
+
+
+def test_text_file_renamed_png_is_415(backend: Backend, client: httpx.Client, user: str) -> None:
+    r = client.post(
+        backend.url + "/api/jobs",
+        headers=backend.user_headers(user),
+        data={"tool": "upscaler", "scale": "2"},
+        files={"image": ("foto.png", b"just some text, not an image", "image/png")},
+    )
+    assert r.status_code == 415
+    assert "não é uma imagem válida" in r.json()["error"]
+    assert_nothing_created(client, backend, user)
+
+
+def test_oversized_image_is_413(backend: Backend, client: httpx.Client, user: str) -> None:
+    big = b"\x89PNG\r\n\x1a\n" + b"\0" * (c.MAX_IMAGE_BYTES + 10)
+    r = client.post(
+        backend.url + "/api/jobs",
+        headers=backend.user_headers(user),
+        data={"tool": "upscaler", "scale": "2"},
+        files={"image": ("big.png", big, "image/png")},
+    )
+    assert r.status_code == 413
+    assert "limite" in r.json()["error"]
+    assert_nothing_created(client, backend, user)
+
+
+def test_image_too_large_in_pixels_is_413(
+    backend: Backend, client: httpx.Client, user: str
+) -> None:
+    buf = io.BytesIO()
+    Image.new("L", (c.MAX_IMAGE_SIDE_PX + 1, 8)).save(buf, format="PNG")
+    r = submit_upscale(client, backend, user, image=buf.getvalue())
+    assert r.status_code == 413
+    assert_nothing_created(client, backend, user)
+
+
+def test_missing_field_is_422(backend: Backend, client: httpx.Client, user: str) -> None:
+    r = client.post(
+        backend.url + "/api/jobs",
+        headers=backend.user_headers(user),
+        data={"tool": "veste_ai"},
+        files={"image": ("p.png", png_bytes(), "image/png")},
+    )
+    assert r.status_code == 422
+    assert "garment_image" in r.json()["error"]
+    r = client.post(
+        backend.url + "/api/jobs",
+        headers=backend.user_headers(user),
+        data={"tool": "upscaler"},
+        files={"image": ("p.png", png_bytes(), "image/png")},
+    )
+    assert r.status_code == 422
+    assert "scale" in r.json()["error"]
+    assert_nothing_created(client, backend, user)
+
+
+def test_bad_scale_and_unknown_tool_are_422(
+    backend: Backend, client: httpx.Client, user: str
+) -> None:
+    r = submit_upscale(client, backend, user, scale=3)
+    assert r.status_code == 422
+    assert "Escala inválida" in r.json()["error"]
+    r = client.post(
+        backend.url + "/api/jobs",
+        headers=backend.user_headers(user),
+        data={"tool": "photoshop"},
+        files={"image": ("p.png", png_bytes(), "image/png")},
+    )
+    assert r.status_code == 422
+    assert "Ferramenta desconhecida" in r.json()["error"]
+    assert_nothing_created(client, backend, user)
+
+
+def test_not_multipart_is_415(backend: Backend, client: httpx.Client, user: str) -> None:
+    r = client.post(
+        backend.url + "/api/jobs", headers=backend.user_headers(user), json={"tool": "upscaler"}
+    )
+    assert r.status_code == 415
+    assert_nothing_created(client, backend, user)
+
+
+def test_insufficient_credits_is_402_and_charges_nothing(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(outcome="never")
+    r = client.post(
+        backend.url + "/api/jobs",
+        headers=backend.user_headers(user),
+        data={"tool": "video_upscaler", "scale": "2"},
+        files={"video": ("v.mp4", b"\0\0\0\x18ftypisom" + b"\0" * 64, "video/mp4")},
+    )
+    assert r.status_code == 201, r.text
+    for _ in range(4):  # 5 × 20 credits = the 100 starting credits
+        assert (
+            client.post(
+                backend.url + "/api/jobs",
+                headers=backend.user_headers(user),
+                data={"tool": "video_upscaler", "scale": "2"},
+                files={"video": ("v.mp4", b"\0\0\0\x18ftypisom" + b"\0" * 64, "video/mp4")},
+            ).status_code
+            == 201
+        )
+    r = submit_upscale(client, backend, user)
+    assert r.status_code == 402
+    assert "Créditos insuficientes" in r.json()["error"]
+    assert my_credits(client, backend, user) == 0
+    assert len(my_jobs(client, backend, user)) == 5

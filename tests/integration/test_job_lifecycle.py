@@ -1,0 +1,265 @@
+"""A job's life through the real API server and the emulator as a real server: the happy path,
+lost, early, duplicated and failing webhooks, and the queue's concurrency cap."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import sqlite3
+from typing import Any
+
+import httpx
+
+from arcano_tools import constants as c
+from tests.support.fixtures import EmulatorControl
+from tests.support.servers import Backend, submit_upscale, wait_for
+
+UPSCALER_COST = 5
+
+
+def get_job(client: httpx.Client, backend: Backend, user: str, job_id: str) -> dict[str, Any]:
+    r = client.get(
+        f"{backend.url}/api/jobs/upscaler_jobs/{job_id}", headers=backend.user_headers(user)
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def wait_terminal(client: httpx.Client, backend: Backend, user: str, job_id: str) -> dict[str, Any]:
+    return wait_for(
+        lambda: (
+            (j := get_job(client, backend, user, job_id))["status"]
+            in ("completed", "failed", "cancelled")
+            and j
+        ),
+        what=f"job {job_id} to end",
+    )
+
+
+def credits(client: httpx.Client, backend: Backend, user: str) -> int:
+    r = client.get(backend.url + "/api/me", headers=backend.user_headers(user))
+    assert r.status_code == 200, r.text
+    return int(r.json()["credits"])
+
+
+def sync(client: httpx.Client, backend: Backend, user: str, job_id: str) -> httpx.Response:
+    return client.post(
+        backend.url + "/functions/v1/runninghub-job-sync",
+        headers=backend.user_headers(user),
+        json={"table": "upscaler_jobs", "jobId": job_id},
+    )
+
+
+def webhook_events(backend: Backend, job_id: str) -> list[str]:
+    with sqlite3.connect(backend.data_dir / "arcano.db") as db:
+        return [
+            r[0]
+            for r in db.execute(
+                "SELECT outcome FROM webhook_events WHERE job_id = ? ORDER BY id", (job_id,)
+            )
+        ]
+
+
+def ledger(backend: Backend, job_id: str) -> list[tuple[str, int]]:
+    with sqlite3.connect(backend.data_dir / "arcano.db") as db:
+        return list(
+            db.execute(
+                "SELECT kind, amount FROM credit_ledger WHERE job_id = ? ORDER BY id", (job_id,)
+            )
+        )
+
+
+def test_happy_path_webhook_completes_the_job_and_charges_once(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    r = submit_upscale(client, backend, user, scale=2)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["table"] == "upscaler_jobs"
+    assert body["status"] == "queued"
+
+    job = wait_terminal(client, backend, user, body["jobId"])
+
+    assert job["status"] == "completed"
+    assert job["finishedBy"] == "webhook"
+    assert job["taskId"]
+    assert job["startedAt"]
+    assert job["completedAt"]
+    output = client.get(job["outputUrl"])
+    assert output.status_code == 200
+    assert output.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert credits(client, backend, user) == c.STARTING_CREDITS - UPSCALER_COST
+    assert ledger(backend, body["jobId"]) == [("charge", -UPSCALER_COST)]
+    assert webhook_events(backend, body["jobId"]) == ["accepted"]
+    stats = emu.stats()
+    assert stats["calls"].get("outputs", 0) == 0  # the sync was never needed
+
+
+def test_lost_webhook_is_recovered_by_the_sync_endpoint(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(webhook="drop")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    wait_for(lambda: emu.stats()["tasks"]["succeeded"] >= 1, what="the task to end upstream")
+    assert get_job(client, backend, user, job_id)["status"] == "running"
+
+    reply = wait_for(
+        lambda: (r := sync(client, backend, user, job_id).json()).get("synced") and r,
+        what="a sync that finds the result",
+    )
+
+    assert reply["status"] == "completed"
+    assert reply["outputUrl"].startswith(backend.emulator_url)
+    job = get_job(client, backend, user, job_id)
+    assert job["status"] == "completed"
+    assert job["finishedBy"] == "watchdog"
+    assert job["outputUrl"] == reply["outputUrl"]
+    assert emu.stats()["webhooks"]["dropped"] == 1
+
+
+def test_early_webhook_finds_its_job_by_our_id(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(webhook="early")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+
+    job = wait_terminal(client, backend, user, job_id)
+
+    assert job["status"] == "completed"
+    assert job["finishedBy"] == "webhook"
+    assert emu.stats()["webhooks"]["early"] == 1
+    events = webhook_events(backend, job_id)
+    assert events == ["early"], events  # never "Job not found", never rejected
+    # the create call's answer arrived after the job ended: the task id is kept, status stays
+    detail = wait_for(lambda: get_job(client, backend, user, job_id)["taskId"], what="task id")
+    assert detail
+    assert get_job(client, backend, user, job_id)["status"] == "completed"
+
+
+def test_failed_task_fails_the_job_at_once_through_the_sync_with_refund(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(webhook="drop", outcome="fail")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    wait_for(lambda: emu.stats()["tasks"]["failed"] >= 1, what="the task to fail upstream")
+
+    reply = wait_for(
+        lambda: (r := sync(client, backend, user, job_id).json()).get("synced") and r,
+        what="the sync to see code 805",
+    )
+
+    assert reply["status"] == "failed"
+    assert "CUDA out of memory" in reply["errorMessage"]
+    job = get_job(client, backend, user, job_id)
+    assert job["status"] == "failed"
+    assert "CUDA out of memory" in job["errorMessage"]
+    assert credits(client, backend, user) == c.STARTING_CREDITS
+    assert ledger(backend, job_id) == [("charge", -UPSCALER_COST), ("refund", UPSCALER_COST)]
+
+
+def test_failed_task_webhook_fails_the_job_with_the_reason(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(outcome="fail")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+
+    job = wait_terminal(client, backend, user, job_id)
+
+    assert job["status"] == "failed"
+    assert job["finishedBy"] == "webhook"
+    assert "CUDA out of memory" in job["errorMessage"]
+    assert credits(client, backend, user) == c.STARTING_CREDITS
+
+
+def test_duplicates_finish_and_sync_make_one_transition_and_one_refund(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(webhook="duplicate", outcome="fail")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    job = wait_terminal(client, backend, user, job_id)
+    wait_for(lambda: emu.stats()["webhooks"]["sent"] >= 3, what="three webhook copies")
+
+    finish = client.post(
+        backend.url + "/functions/v1/runninghub-queue-manager/finish",
+        headers=backend.service_headers,
+        json={"table": "upscaler_jobs", "jobId": job_id, "status": "failed", "errorMessage": "x"},
+    )
+    again = sync(client, backend, user, job_id)
+
+    assert finish.status_code == 200
+    assert finish.json()["changed"] is False
+    assert finish.json()["refunded"] is False
+    assert again.json() == {
+        "synced": False,
+        "reason": "already_terminal",
+        "status": "failed",
+        "outputUrl": None,
+        "errorMessage": job["errorMessage"],
+    }
+    assert get_job(client, backend, user, job_id)["finishedBy"] == "webhook"
+    assert credits(client, backend, user) == c.STARTING_CREDITS
+    assert ledger(backend, job_id) == [("charge", -UPSCALER_COST), ("refund", UPSCALER_COST)]
+    events = webhook_events(backend, job_id)
+    assert events.count("accepted") == 1
+    assert events.count("duplicate") == 2
+
+
+def test_twenty_jobs_on_two_slots_never_exceed_the_cap_and_all_finish(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(task_ms=200, queue_full_next=4)
+
+    def submit(_: int) -> str:
+        with httpx.Client(timeout=30) as own:
+            r = submit_upscale(own, backend, user)
+            assert r.status_code == 201, r.text
+            return str(r.json()["jobId"])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        job_ids = list(pool.map(submit, range(20)))
+
+    jobs = [wait_terminal(client, backend, user, j) for j in job_ids]
+
+    assert [j["status"] for j in jobs] == ["completed"] * 20
+    stats = emu.stats()
+    assert stats["queue_full_answers"] == 4  # those jobs went back to the queue and still ended
+    assert stats["tasks"]["max_running"] <= 2
+    assert max(stats["tasks"]["max_running_by_key"].values()) <= 2
+    assert stats["tasks"]["created"] == 20
+    assert credits(client, backend, user) == c.STARTING_CREDITS - 20 * UPSCALER_COST
+
+
+def test_old_style_webhook_before_the_task_id_is_saved_is_kept_and_applied(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(webhook="drop", task_ms=100)
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    task_id = wait_for(lambda: get_job(client, backend, user, job_id)["taskId"], what="task id")
+    wait_for(lambda: emu.stats()["tasks"]["succeeded"] >= 1, what="the task to end upstream")
+    # An event for a task we do not know yet is kept, not lost:
+    unknown = client.post(
+        backend.url + "/webhooks/runninghub",
+        json={
+            "event": "TASK_END",
+            "taskId": "999",
+            "eventData": json.dumps({"code": 0, "data": []}),
+        },
+    )
+    assert unknown.status_code == 202
+    assert unknown.json() == {"ok": True, "kept": True}
+    # A known task id is verified against /outputs before anything is trusted:
+    forged_url = "https://evil.example/x.png"
+    r = client.post(
+        backend.url + "/webhooks/runninghub",
+        json={
+            "event": "TASK_END",
+            "taskId": task_id,
+            "eventData": json.dumps({"code": 0, "data": [{"fileUrl": forged_url}]}),
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "completed", r.text
+    job = get_job(client, backend, user, job_id)
+    assert job["status"] == "completed"
+    assert job["outputUrl"] != forged_url
+    assert job["outputUrl"].startswith(backend.emulator_url)
