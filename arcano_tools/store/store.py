@@ -178,8 +178,10 @@ class JobStore:
                     created_at=now,
                 )
                 .on_conflict_do_nothing(index_elements=["id"])
+                .returning(s.users.c.id)
             )
-            if res.rowcount == 1 and credits:
+            # RETURNING, not rowcount: psycopg reports no rowcount for ON CONFLICT inserts
+            if res.first() is not None and credits:
                 await conn.execute(
                     s.credit_ledger.insert().values(
                         user_id=user_id, amount=credits, kind="grant", created_at=now
@@ -490,8 +492,9 @@ class JobStore:
                 created_at=now,
             )
             .on_conflict_do_nothing(index_elements=["job_table", "job_id", "kind"])
+            .returning(s.credit_ledger.c.id)
         )
-        if ins.rowcount != 1:
+        if ins.first() is None:
             return False
         await conn.execute(
             s.users.update()

@@ -2,6 +2,7 @@
 
 from tests.support.fixtures import (  # noqa: F401  (fixtures are found by name)
     backend,
+    backend_on_each_db,
     client,
     emu,
     emulator,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import sqlite3
 from typing import Any
 
 import httpx
+import pytest
 
 from arcano_tools import constants as c
 from tests.support.fixtures import EmulatorControl
@@ -50,23 +50,24 @@ def sync(client: httpx.Client, backend: Backend, user: str, job_id: str) -> http
     )
 
 
+@pytest.fixture
+def backend(backend_on_each_db: Backend) -> Backend:
+    """Every test of this module runs on SQLite and on PostgreSQL."""
+    return backend_on_each_db
+
+
 def webhook_events(backend: Backend, job_id: str) -> list[str]:
-    with sqlite3.connect(backend.data_dir / "arcano.db") as db:
-        return [
-            r[0]
-            for r in db.execute(
-                "SELECT outcome FROM webhook_events WHERE job_id = ? ORDER BY id", (job_id,)
-            )
-        ]
+    rows = backend.rows(
+        "SELECT outcome FROM webhook_events WHERE job_id = :j ORDER BY id", j=job_id
+    )
+    return [r[0] for r in rows]
 
 
 def ledger(backend: Backend, job_id: str) -> list[tuple[str, int]]:
-    with sqlite3.connect(backend.data_dir / "arcano.db") as db:
-        return list(
-            db.execute(
-                "SELECT kind, amount FROM credit_ledger WHERE job_id = ? ORDER BY id", (job_id,)
-            )
-        )
+    rows = backend.rows(
+        "SELECT kind, amount FROM credit_ledger WHERE job_id = :j ORDER BY id", j=job_id
+    )
+    return [(r[0], r[1]) for r in rows]
 
 
 def test_happy_path_webhook_completes_the_job_and_charges_once(

@@ -3,7 +3,6 @@ through the real API server and the emulator."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 
 import httpx
@@ -88,13 +87,10 @@ def test_job_without_task_id_answers_no_task_id(
 
 @pytest.fixture
 def account_without_key(backend: Backend) -> Iterator[None]:
-    db = backend.data_dir / "arcano.db"
-    with sqlite3.connect(db) as conn:
-        (key,) = conn.execute("SELECT api_key FROM runninghub_accounts").fetchone()
-        conn.execute("UPDATE runninghub_accounts SET api_key = ''")
+    ((key,),) = backend.rows("SELECT api_key FROM runninghub_accounts")
+    backend.rows("UPDATE runninghub_accounts SET api_key = '' RETURNING 1")
     yield
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE runninghub_accounts SET api_key = ?", (key,))
+    backend.rows("UPDATE runninghub_accounts SET api_key = :k RETURNING 1", k=key)
 
 
 def test_account_without_api_key_answers_500_no_api_key(

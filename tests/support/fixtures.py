@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.postgres import postgres_server
+from tests.support.postgres import create_database, postgres_server
 from tests.support.servers import Backend, ServerProcess, start_backend, start_emulator
 
 
@@ -40,6 +40,23 @@ def backend(emulator: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -
     b.api.stop()
 
 
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def backend_on_each_db(
+    request: pytest.FixtureRequest,
+    emulator: ServerProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Backend]:
+    """Our API on SQLite, then on a fresh database of the session's PostgreSQL server."""
+    database_url = ""
+    if request.param == "postgres":
+        database_url = create_database(request.getfixturevalue("pg_server_url"))
+    b = start_backend(emulator.url, tmp_path_factory.mktemp("backend"), database_url)
+    yield b
+    b.api.stop()
+
+
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=30.0) as c:
@@ -60,9 +77,10 @@ def user(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh user id; its unfinished jobs are cancelled after the test (freeing the slots)."""
     user_id = "user-" + uuid.uuid4().hex[:10]
     yield user_id
-    if "backend" not in request.fixturenames:
+    names = [n for n in ("backend", "backend_on_each_db") if n in request.fixturenames]
+    if not names:
         return
-    b: Backend = request.getfixturevalue("backend")
+    b: Backend = request.getfixturevalue(names[0])
     with httpx.Client(timeout=30.0) as c:
         jobs = c.get(b.url + "/api/jobs", headers=b.user_headers(user_id)).json().get("jobs", [])
         for job in jobs:

@@ -126,6 +126,19 @@ class Backend:
     def url(self) -> str:
         return self.api.url
 
+    def rows(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Read our database directly (SQLite file or PostgreSQL), to check what was written."""
+        import sqlalchemy as sa
+
+        url = self.database_url or f"sqlite:///{self.data_dir / 'arcano.db'}"
+        url = url.replace("postgresql://", "postgresql+psycopg://")
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                return [tuple(r) for r in conn.execute(sa.text(sql), params)]
+        finally:
+            engine.dispose()
+
     def token(self, user_id: str) -> str:
         return issue_user_token(JWT_SECRET, user_id)
 

@@ -1,0 +1,216 @@
+"""The store's guarantees on real SQLite and a real PostgreSQL server the suite starts itself:
+migrations, the guarded finish under concurrency, one refund, the account cap."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from arcano_tools.core.errors import InsufficientCredits
+from arcano_tools.core.jobs import FinishRequest, NewJob, utcnow
+from arcano_tools.core.status import FinishedBy, JobStatus
+from arcano_tools.store import JobStore
+from arcano_tools.store import schema as s
+from tests.support.postgres import create_database
+
+TABLE = "upscaler_jobs"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        server: str = request.getfixturevalue("pg_server_url")
+        url = create_database(server).replace("postgresql://", "postgresql+psycopg://")
+    st = JobStore.from_url(url)
+    await st.migrate()
+    await st.upsert_account("acc", "k" * 32, max_concurrent=2)
+    yield st
+    await st.close()
+
+
+async def new_job(store: JobStore, user: str = "u1", cost: int = 5) -> str:
+    await store.ensure_user(user, credits=100)
+    job_id = str(uuid.uuid4())
+    await store.create_job(
+        NewJob(id=job_id, table=TABLE, user_id=user, cost=cost, inputs={"scale": 2})
+    )
+    return job_id
+
+
+async def test_migrations_are_recorded_and_idempotent(store: JobStore) -> None:
+    assert await store.migrate() == []
+    async with store.engine.connect() as conn:
+        versions = (await conn.execute(sa.select(s.schema_migrations.c.version))).scalars().all()
+    assert versions == [1]
+
+
+async def test_concurrent_finishes_make_exactly_one_transition_and_one_refund(
+    store: JobStore,
+) -> None:
+    job_id = await new_job(store)
+    requests = [
+        FinishRequest(JobStatus.FAILED, FinishedBy.WEBHOOK, error_message="boom"),
+        FinishRequest(JobStatus.FAILED, FinishedBy.WATCHDOG, error_message="boom"),
+        FinishRequest(JobStatus.CANCELLED, FinishedBy.USER),
+        FinishRequest(JobStatus.COMPLETED, FinishedBy.SERVER_WATCHDOG, output_url="https://x/y"),
+    ] * 3
+    results = await asyncio.gather(*(store.finish(TABLE, job_id, r) for r in requests))
+
+    winners = [r for r in results if r is not None and r.changed]
+    assert len(winners) == 1
+    final = await store.get_job(TABLE, job_id)
+    assert final is not None
+    assert final.status is winners[0].job.status
+    user = await store.get_user("u1")
+    assert user is not None
+    refunds = [e for e in await store.ledger("u1") if e["kind"] == "refund"]
+    if final.status is JobStatus.COMPLETED:
+        assert refunds == []
+        assert user.credits == 95
+    else:
+        assert len(refunds) == 1
+        assert user.credits == 100
+
+
+async def test_a_terminal_job_never_changes_again(store: JobStore) -> None:
+    job_id = await new_job(store)
+    first = await store.finish(
+        TABLE,
+        job_id,
+        FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url="https://a"),
+    )
+    second = await store.finish(
+        TABLE, job_id, FinishRequest(JobStatus.FAILED, FinishedBy.TIMEOUT, error_message="late")
+    )
+    assert first is not None
+    assert first.changed
+    assert second is not None
+    assert not second.changed
+    assert second.job.status is JobStatus.COMPLETED
+    assert second.job.output_url == "https://a"
+    assert second.job.error_message is None
+
+
+async def test_the_ledger_refuses_a_second_refund_row(store: JobStore) -> None:
+    job_id = await new_job(store)
+    await store.finish(TABLE, job_id, FinishRequest(JobStatus.FAILED, FinishedBy.WEBHOOK))
+    with pytest.raises(sa.exc.IntegrityError):
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                s.credit_ledger.insert().values(
+                    user_id="u1",
+                    amount=5,
+                    kind="refund",
+                    job_table=TABLE,
+                    job_id=job_id,
+                    created_at=utcnow(),
+                )
+            )
+
+
+async def test_credits_are_never_overdrawn_by_concurrent_submits(store: JobStore) -> None:
+    await store.ensure_user("poor", credits=12)
+
+    async def submit() -> bool:
+        try:
+            await store.create_job(
+                NewJob(id=str(uuid.uuid4()), table=TABLE, user_id="poor", cost=5, inputs={})
+            )
+        except InsufficientCredits:
+            return False
+        return True
+
+    outcomes = await asyncio.gather(*(submit() for _ in range(8)))
+    assert outcomes.count(True) == 2
+    user = await store.get_user("poor")
+    assert user is not None
+    assert user.credits == 2
+
+
+async def test_concurrent_claims_never_exceed_max_concurrent(store: JobStore) -> None:
+    jobs = [await new_job(store, cost=1) for _ in range(10)]
+    queued = [await store.get_job(TABLE, j) for j in jobs]
+
+    claims = await asyncio.gather(*(store.claim_slot(j, "acc") for j in queued if j is not None))
+
+    assert sum(c is not None for c in claims) == 2
+    account = await store.get_account("acc")
+    assert account is not None
+    assert account.in_flight == 2
+    # finishing one frees exactly one slot
+    first = next(c for c in claims if c is not None)
+    await store.finish(
+        TABLE, first.id, FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url="u")
+    )
+    account = await store.get_account("acc")
+    assert account is not None
+    assert account.in_flight == 1
+
+
+async def test_requeue_gives_the_slot_back_and_delays_the_job(store: JobStore) -> None:
+    job_id = await new_job(store)
+    job = await store.get_job(TABLE, job_id)
+    assert job is not None
+    claimed = await store.claim_slot(job, "acc")
+    assert claimed is not None
+    assert claimed.status is JobStatus.STARTING
+    retry_at = utcnow() + timedelta(seconds=60)
+
+    assert await store.requeue(claimed, retry_at=retry_at, reason="busy")
+
+    account = await store.get_account("acc")
+    assert account is not None
+    assert account.in_flight == 0
+    assert [j.id for j in await store.queued_jobs_due(utcnow())] == []
+    assert [j.id for j in await store.queued_jobs_due(retry_at + timedelta(seconds=1))] == [job_id]
+
+
+async def test_an_early_finish_is_not_undone_by_saving_the_task_id(store: JobStore) -> None:
+    job_id = await new_job(store)
+    job = await store.get_job(TABLE, job_id)
+    assert job is not None
+    claimed = await store.claim_slot(job, "acc")
+    assert claimed is not None
+    await store.save_task_id(TABLE, job_id, "T1")  # the early webhook stores it…
+    await store.finish(
+        TABLE, job_id, FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url="u")
+    )
+
+    after = await store.save_task_id(TABLE, job_id, "T1")  # …then the create call returns
+
+    assert after is not None
+    assert after.status is JobStatus.COMPLETED
+    assert after.task_id == "T1"
+    other = await store.save_task_id(TABLE, job_id, "T2")
+    assert other is not None
+    assert other.task_id == "T1"  # a different id never overwrites
+
+
+async def test_only_one_caller_reserves_a_check_per_interval(store: JobStore) -> None:
+    job_id = await new_job(store)
+    now = utcnow()
+    later = now + timedelta(seconds=15)
+    results = await asyncio.gather(
+        *(store.reserve_check(TABLE, job_id, now=now, next_check_at=later) for _ in range(6))
+    )
+    assert results.count(True) == 1
+    assert await store.reserve_check(
+        TABLE, job_id, now=later, next_check_at=later + timedelta(seconds=15)
+    )
+
+
+async def test_a_user_is_granted_starting_credits_once(store: JobStore) -> None:
+    await store.ensure_user("new", credits=100)
+    await store.ensure_user("new", credits=100)
+    assert [e["kind"] for e in await store.ledger("new")] == ["grant"]
+    user = await store.get_user("new")
+    assert user is not None
+    assert user.credits == 100
