@@ -50,3 +50,5 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    # httpx logs every URL at INFO; webhook URLs carry per-job tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -247,15 +247,12 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
         route("/webhooks/runninghub", webhook_by_task, ["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    emulator: Starlette | None = None
     if services.settings.emulated:
         from arcano_tools.emulator import create_emulator_app
 
-        routes.append(
-            Mount(
-                EMULATOR_MOUNT_PATH,
-                app=create_emulator_app(services.settings.data_dir / "emulator"),
-            )
-        )
+        emulator = create_emulator_app(services.settings.data_dir / "emulator")
+        routes.append(Mount(EMULATOR_MOUNT_PATH, app=emulator))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -264,6 +261,8 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
         try:
             yield
         finally:
+            if emulator is not None:  # a mounted app gets no lifespan of its own
+                await emulator.state.emulator.shutdown()
             if manage_lifecycle:
                 await services.stop()
 

@@ -6,5 +6,6 @@
 
 from arcano_tools.emulator.app import create_emulator_app, serve
 from arcano_tools.emulator.control import ControlError, EmulatorControl
+from arcano_tools.emulator.runtime import EmulatorRuntime
 
-__all__ = ["ControlError", "EmulatorControl", "create_emulator_app", "serve"]
+__all__ = ["ControlError", "EmulatorControl", "EmulatorRuntime", "create_emulator_app", "serve"]

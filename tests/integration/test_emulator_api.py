@@ -199,6 +199,19 @@ class Emu:
     def stats(self) -> dict[str, Any]:
         return self.http.get(f"{self.base}/_stats").json()
 
+    def webhook_stats(self, **expected: int) -> dict[str, Any]:
+        """The webhook counters once they match ``expected`` (or after 3 s, for the assert).
+
+        The receiver records a POST before answering it, and the emulator counts it only
+        after the answer: reading the stats right after a hook arrived would race.
+        """
+        deadline = time.monotonic() + 3.0
+        while True:
+            hooks = self.stats()["webhooks"]
+            if all(hooks[k] == v for k, v in expected.items()) or time.monotonic() > deadline:
+                return hooks
+            time.sleep(0.02)
+
     def upload(self, data: bytes | None = None, name: str = "in.png", key: str = KEY) -> str:
         resp = self.http.post(
             f"{self.base}/task/openapi/upload",
@@ -351,7 +364,7 @@ def test_webhook_is_delivered_in_the_documented_format(
     assert body["taskId"] == task_id
     assert isinstance(body["eventData"], str)
     assert json.loads(body["eventData"]) == emulator.outputs(task_id)
-    stats = emulator.stats()["webhooks"]
+    stats = emulator.webhook_stats(sent=1)
     assert stats["sent"] == 1
     assert stats["failed"] == 0
     # The token in the webhook URL and the full API key never reach the log.
@@ -396,7 +409,7 @@ def test_duplicate_sends_the_same_webhook_three_times(
     hooks = emulator_receiver.wait(path, 3)
     assert len(hooks) == 3
     assert hooks[0].body == hooks[1].body == hooks[2].body
-    stats = emulator.stats()["webhooks"]
+    stats = emulator.webhook_stats(sent=3)
     assert stats["sent"] == 3
     assert stats["duplicates"] == 2
 
@@ -425,9 +438,9 @@ def test_failed_deliveries_are_retried_and_401_is_final(
     emulator.run(webhook=emulator_receiver.url(retried))
     emulator.run(webhook=emulator_receiver.url(refused))
     assert len(emulator_receiver.wait(retried, 3)) == 3  # 500, 503, then 200 after 0.5 + 1 s
+    stats = emulator.webhook_stats(sent=1, failed=1)
     time.sleep(0.2)
     assert len(emulator_receiver.for_path(refused)) == 1
-    stats = emulator.stats()["webhooks"]
     assert stats == {**stats, "sent": 1, "failed": 1, "retries": 2, "attempts": 4}
 
 
