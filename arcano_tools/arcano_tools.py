@@ -1,30 +1,44 @@
-"""TEMPORARY app module (build/test frame placeholder; the lead replaces its content).
-
-Keeps the two things the frame verifies: a home page with the heading "Arcano Tools" and a
-``GET /healthz`` route served by our own Starlette app through ``api_transformer``.
-"""
+"""The Reflex app: pages, the HTTP API (``api_transformer``) and the services' lifespan."""
 
 from __future__ import annotations
 
 import reflex as rx
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
+from arcano_tools.api.routes import create_api
+from arcano_tools.components.shell import JOBS_ROUTE, with_shell
+from arcano_tools.components.tool_page import tool_page
+from arcano_tools.core.tools import DEFAULT_TOOLS
+from arcano_tools.pages.home import home
+from arcano_tools.pages.jobs import jobs_page
+from arcano_tools.web import runtime
+from arcano_tools.web.state import TOOL_STATES, JobsState, SessionState
 
-async def healthz(_request: Request) -> JSONResponse:
-    """Liveness probe answered by our API app, not by Reflex."""
-    return JSONResponse({"ok": True})
+services = runtime.services()
 
+app = rx.App(
+    api_transformer=create_api(services, manage_lifecycle=False),
+    theme=rx.theme(accent_color="violet", radius="large"),
+)
+app.register_lifespan_task(runtime.lifespan)
+runtime.reflex_app = app
 
-api = Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+app.add_page(with_shell(home), route="/", title="Arcano Tools", on_load=SessionState.ensure_user)
+app.add_page(
+    with_shell(jobs_page),
+    route=JOBS_ROUTE,
+    title="Meus trabalhos · Arcano Tools",
+    on_load=[JobsState.ensure_user, JobsState.load_jobs],
+)
+for _tool in DEFAULT_TOOLS:
+    _state = TOOL_STATES[_tool.name]
 
+    def _page(tool=_tool, state=_state) -> rx.Component:  # type: ignore[no-untyped-def]
+        return tool_page(tool, state)
 
-def index() -> rx.Component:
-    """The home page."""
-    return rx.container(rx.heading("Arcano Tools", size="8"))
-
-
-app = rx.App(api_transformer=api)
-app.add_page(index, route="/", title="Arcano Tools")
+    _page.__name__ = f"{_tool.name}_page"
+    app.add_page(
+        with_shell(_page),
+        route=_tool.route,
+        title=f"{_tool.title} · Arcano Tools",
+        on_load=[_state.ensure_user, _state.load],
+    )

@@ -247,12 +247,8 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
         route("/webhooks/runninghub", webhook_by_task, ["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    emulator: Starlette | None = None
-    if services.settings.emulated:
-        from arcano_tools.emulator import create_emulator_app
-
-        emulator = create_emulator_app(services.settings.data_dir / "emulator")
-        routes.append(Mount(EMULATOR_MOUNT_PATH, app=emulator))
+    if services.emulator_app is not None:
+        routes.append(Mount(EMULATOR_MOUNT_PATH, app=services.emulator_app))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -261,8 +257,6 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
         try:
             yield
         finally:
-            if emulator is not None:  # a mounted app gets no lifespan of its own
-                await emulator.state.emulator.shutdown()
             if manage_lifecycle:
                 await services.stop()
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
+from typing import Any
 
 from arcano_tools import constants as c
 from arcano_tools.config import DEFAULT_ACCOUNT_NAME, Settings
@@ -66,6 +67,12 @@ class Services:
             webhook_secret=settings.webhook_secret,
         )
         self.queue.on_task_saved = self.webhooks.apply_kept
+        #: The embedded RunningHub emulator (an ASGI app mounted by the API) when no real URL.
+        self.emulator_app: Any = None
+        if settings.emulated:
+            from arcano_tools.emulator import create_emulator_app
+
+            self.emulator_app = create_emulator_app(settings.data_dir / "emulator")
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
@@ -113,6 +120,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.emulator_app is not None:  # a mounted app gets no lifespan of its own
+            await self.emulator_app.state.emulator.shutdown()
         await self.client.aclose()
         await self.store.close()
         self._started = False

@@ -1,0 +1,81 @@
+"""The shell every page shares: navigation, the user's credit balance, light/dark switch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import reflex as rx
+
+from arcano_tools.core.tools import DEFAULT_TOOLS
+from arcano_tools.web.state import SessionState
+
+JOBS_ROUTE = "/meus-trabalhos"
+ADMIN_ROUTE = "/admin"
+
+
+def _nav_link(text: str, href: str) -> rx.Component:
+    return rx.link(text, href=href, size="2", weight="medium", underline="hover")
+
+
+def navbar() -> rx.Component:
+    return rx.box(
+        rx.hstack(
+            rx.link(
+                rx.hstack(rx.icon("sparkles", size=20), rx.heading("Arcano Tools", size="5")),
+                href="/",
+                underline="none",
+                color_scheme="gray",
+                high_contrast=True,
+            ),
+            rx.hstack(
+                *[_nav_link(t.title, t.route) for t in DEFAULT_TOOLS],
+                _nav_link("Meus trabalhos", JOBS_ROUTE),
+                spacing="4",
+                wrap="wrap",
+                display=["none", "none", "flex"],
+            ),
+            rx.spacer(),
+            rx.badge(
+                rx.icon("coins", size=14),
+                rx.text(SessionState.credits, " créditos", id="credits"),
+                size="2",
+                variant="soft",
+                radius="full",
+            ),
+            rx.color_mode.button(size="2", variant="ghost"),
+            align="center",
+            spacing="4",
+            width="100%",
+        ),
+        rx.hstack(
+            *[_nav_link(t.title, t.route) for t in DEFAULT_TOOLS],
+            _nav_link("Meus trabalhos", JOBS_ROUTE),
+            spacing="3",
+            wrap="wrap",
+            padding_top="0.5em",
+            display=["flex", "flex", "none"],
+        ),
+        padding_x="1.5em",
+        padding_y="0.9em",
+        border_bottom=f"1px solid {rx.color('gray', 5)}",
+        width="100%",
+        as_="nav",
+    )
+
+
+def page_shell(*children: rx.Component) -> rx.Component:
+    return rx.box(
+        navbar(),
+        rx.container(rx.vstack(*children, spacing="5", width="100%"), size="4", padding_y="2em"),
+        min_height="100vh",
+    )
+
+
+def with_shell(page: Callable[[], rx.Component]) -> Callable[[], rx.Component]:
+    """Wrap a page function in the shared shell."""
+
+    def wrapped() -> rx.Component:
+        return page_shell(page())
+
+    wrapped.__name__ = page.__name__
+    return wrapped

@@ -1,0 +1,115 @@
+"""Following one job from a page: push updates from the bus, plus the plan's watchdog.
+
+This is ``useJobWatchdog`` of the plan, moved to the server and fixed:
+
+* the clock is the job's ``started_at`` in the database (``created_at`` while still queued),
+  so a reload or a second tab never restarts the initial delay or the 12-minute timeout;
+* the watchdog calls the sync in-process (the same code as the sync endpoint, so it shares the
+  job's upstream schedule with every other caller) and the **server** enforces the deadline —
+  the browser never calls ``/finish``;
+* with ``WATCHDOG_ENABLED=false`` it makes no sync call at all (the plan's "nada muda"): the
+  page only follows the job's updates.
+
+The Reflex page state runs :func:`follow_job` in a background event and copies each yielded
+job into its vars; nothing here imports Reflex, so it is tested directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from arcano_tools.core.bus import JobBus, JobUpdate
+from arcano_tools.core.jobs import Job, utcnow
+from arcano_tools.core.status import FinishedBy
+from arcano_tools.core.sync import JobSync, SyncTimings
+from arcano_tools.store import JobStore
+
+#: How often a following page refreshes its elapsed-time display when nothing happens.
+TICK = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Followed:
+    """One step of a followed job: its current row and when the page last heard of it."""
+
+    job: Job
+    #: True when the step came from a watchdog sync rather than a push update or a tick.
+    from_watchdog: bool = False
+
+
+@dataclass
+class WatchdogPlan:
+    """When the next watchdog sync of a job is due (pure arithmetic, unit-tested)."""
+
+    timings: SyncTimings
+    last_sync: datetime | None = None
+
+    def next_sync(self, job: Job) -> datetime:
+        first = job.clock_start + self.timings.initial_delay
+        deadline = job.clock_start + self.timings.max_timeout
+        due = (
+            first
+            if self.last_sync is None
+            else max(first, self.last_sync + self.timings.poll_interval)
+        )
+        return min(due, deadline)
+
+
+async def follow_job(
+    *,
+    store: JobStore,
+    bus: JobBus,
+    sync: JobSync,
+    table: str,
+    job_id: str,
+    watchdog_enabled: bool,
+    alive: Callable[[], bool] = lambda: True,
+    tick: timedelta = TICK,
+) -> AsyncIterator[Followed]:
+    """Yield the job now, on every change, on every tick, until it is terminal or the page left."""
+    plan = WatchdogPlan(sync.timings)
+    async with bus.subscribe() as updates:
+        job = await store.get_job(table, job_id)
+        if job is None:
+            return
+        yield Followed(job)
+        while job.status.is_active:
+            if not alive():
+                return
+            now = utcnow()
+            wait = tick
+            due_at: datetime | None = None
+            if watchdog_enabled:
+                due_at = plan.next_sync(job)
+                wait = min(wait, max(due_at - now, timedelta(0)))
+            changed = await _wait_for_update(updates, job_id, wait.total_seconds())
+            from_watchdog = False
+            if due_at is not None and utcnow() >= due_at and not changed:
+                plan.last_sync = utcnow()
+                await sync.sync_job(job, finished_by=FinishedBy.WATCHDOG)
+                from_watchdog = True
+            fresh = await store.get_job(table, job_id)
+            if fresh is None:
+                return
+            job = fresh
+            yield Followed(job, from_watchdog)
+
+
+async def _wait_for_update(updates: asyncio.Queue[JobUpdate], job_id: str, timeout: float) -> bool:
+    """True as soon as an update of ``job_id`` arrives; False after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        remaining = end - loop.time()
+        if remaining <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            update = await asyncio.wait_for(updates.get(), timeout=remaining)
+            if update.job_id == job_id:
+                return True
+            continue
+        return False

@@ -1,0 +1,48 @@
+"""The process-wide :class:`Services` the pages and the API share, and its lifespan.
+
+Pages and HTTP routes run in the same backend process, so a webhook handled by a route is
+published on the same bus a page follows: the browser sees it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from arcano_tools.config import load_settings
+from arcano_tools.core.services import Services
+from arcano_tools.logs import configure_logging
+
+_services: Services | None = None
+#: The Reflex app, set by the app module; used to tell whether a browser is still connected.
+reflex_app: Any = None
+
+
+def services() -> Services:
+    global _services
+    if _services is None:
+        settings = load_settings()
+        configure_logging(settings.log_format, logging.INFO)
+        _services = Services(settings)
+    return _services
+
+
+@contextlib.asynccontextmanager
+async def lifespan() -> AsyncIterator[None]:
+    """Registered with ``app.register_lifespan_task``: migrate, seed, run the dispatcher."""
+    s = services()
+    await s.start()
+    try:
+        yield
+    finally:
+        await s.stop()
+
+
+def client_connected(client_token: str) -> bool:
+    """Is a browser tab with this Reflex client token connected right now?"""
+    namespace = getattr(reflex_app, "event_namespace", None)
+    if namespace is None:
+        return True  # not running under Reflex (tests of the state): assume yes
+    return client_token in namespace.token_to_sid

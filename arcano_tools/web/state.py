@@ -1,0 +1,423 @@
+"""Page states. Thin callers of the job core: every decision lives in :mod:`arcano_tools.core`.
+
+* :class:`SessionState` — who the browser is. In embedded mode each browser gets an anonymous
+  user (with starting credits) whose access token is kept in the browser's localStorage, so a
+  reload or a new tab is the same user with the same jobs.
+* :class:`ToolPageState` — one implementation for the four tool pages (a state mixin; each
+  page gets its own concrete state so two tool pages never share a job): upload with checks,
+  submit (at most one job per click), live status, the watchdog as a background event, cancel.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import reflex as rx
+
+from arcano_tools import constants as c
+from arcano_tools.core.auth import verify_user_token
+from arcano_tools.core.errors import JobError
+from arcano_tools.core.follow import follow_job
+from arcano_tools.core.jobs import Job
+from arcano_tools.core.status import JobStatus
+from arcano_tools.core.tools import Tool
+from arcano_tools.core.uploads import Upload, check_file
+from arcano_tools.web import runtime
+from arcano_tools.web.texts import (
+    MSG_GENERIC,
+    MSG_MISSING_FILE,
+    STATUS_LABELS,
+    duration_text,
+    file_summary,
+    rejected_message,
+)
+
+#: A disconnected tab keeps its watchdog this long (a reload reconnects within a second).
+RECONNECT_GRACE_S = 15.0
+#: Finished jobs of a tool needed before the page shows the usual duration.
+MIN_HISTORY_FOR_TYPICAL = 3
+
+
+class SessionState(rx.State):
+    """The browser's user and credit balance (shown in the shell of every page)."""
+
+    token: str = rx.LocalStorage("", name="arcano_token", sync=True)
+    user_id: str = ""
+    credits: int = 0
+    is_admin: bool = False
+
+    @rx.event
+    async def ensure_user(self) -> None:
+        """Reuse the browser's token, or create an anonymous user with starting credits."""
+        services = runtime.services()
+        user_id = verify_user_token(services.jwt_secret, self.token) if self.token else None
+        if user_id is None:
+            user, self.token = await services.user_token("anon-" + uuid.uuid4().hex, anonymous=True)
+        else:
+            user = await services.store.ensure_user(user_id, credits=c.STARTING_CREDITS)
+        self.user_id = user.id
+        self.credits = user.credits
+        self.is_admin = user.is_admin
+
+    async def refresh_credits(self) -> None:
+        user = await runtime.services().store.get_user(self.user_id) if self.user_id else None
+        if user is not None:
+            self.credits = user.credits
+
+
+class ToolPageState(rx.State, mixin=True):
+    """Everything a tool page does; concrete states only name their tool (``TOOL``)."""
+
+    TOOL: ClassVar[str] = ""
+    if TYPE_CHECKING:  # provided by SessionState, the concrete states' parent
+        user_id: str
+
+    job_id: str = ""
+    status: str = ""
+    error_message: str = ""
+    output_url: str = ""
+    elapsed_s: int = 0
+    queue_position: int = 0
+    typical_s: int = 0
+    submitting: bool = False
+    scale: str = "2"
+    #: Uploaded inputs (field → path under Reflex's upload dir) and their descriptions.
+    previews: dict[str, str] = {}
+    infos: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    form_error: str = ""
+
+    _files: dict[str, str] = {}
+    _following: str = ""
+    _clock_start: float = 0.0
+
+    # --- derived ------------------------------------------------------------------------
+
+    @classmethod
+    def tool(cls) -> Tool:
+        tool = runtime.services().tools.by_name(cls.TOOL)
+        assert tool is not None, cls.TOOL
+        return tool
+
+    @rx.var
+    def is_active(self) -> bool:
+        return self.status in ("pending", "queued", "starting", "running")
+
+    @rx.var
+    def is_done(self) -> bool:
+        return self.status == "completed"
+
+    @rx.var
+    def has_job(self) -> bool:
+        return self.job_id != ""
+
+    @rx.var
+    def status_label(self) -> str:
+        label = STATUS_LABELS.get(self.status, "")
+        if self.status == "queued" and self.queue_position > 0:
+            return f"{label} (posição {self.queue_position})"
+        return label
+
+    @rx.var
+    def step(self) -> int:
+        """Position on the status timeline: 1 queued, 2 starting, 3 processing, 4 ended."""
+        return {"pending": 1, "queued": 1, "starting": 2, "running": 3}.get(self.status, 4)
+
+    @rx.var
+    def progress(self) -> int:
+        """A progress estimate from the usual duration (never 100 before the job is done)."""
+        if self.status == "completed":
+            return 100
+        if not self.is_active:
+            return 0
+        if self.status in ("pending", "queued"):
+            return 5
+        expected = self.typical_s or 30
+        return min(95, 10 + int(85 * self.elapsed_s / max(expected, 1)))
+
+    @rx.var
+    def elapsed_text(self) -> str:
+        return duration_text(self.elapsed_s)
+
+    @rx.var
+    def typical_text(self) -> str:
+        return f"normalmente cerca de {duration_text(self.typical_s)}" if self.typical_s else ""
+
+    @rx.var
+    def ready(self) -> bool:
+        """All inputs present and valid: the submit button can be used."""
+        return all(f.name in self.previews for f in self.tool().files) and not self.errors
+
+    # --- page load: resume the user's active job ----------------------------------------------
+
+    @rx.event
+    async def load(self) -> Any:
+        """On page load (after ``ensure_user``): find this user's active job and follow it."""
+        services = runtime.services()
+        tool = self.tool()
+        self.typical_s = await self._typical_duration(tool.table)
+        if self.job_id:
+            job = await services.store.get_job(tool.table, self.job_id)
+        else:
+            job = next(
+                (
+                    j
+                    for j in await services.store.list_user_jobs(self.user_id, limit=20)
+                    if j.table == tool.table and j.status.is_active
+                ),
+                None,
+            )
+        if job is None or job.user_id != self.user_id:
+            return None
+        self._show(job)
+        return type(self).follow if job.status.is_active else None
+
+    async def _typical_duration(self, table: str) -> int:
+        done = [
+            j
+            for j in await runtime.services().store.finished_jobs(limit=50, tables=[table])
+            if j.status is JobStatus.COMPLETED and j.completed_at
+        ]
+        if len(done) < MIN_HISTORY_FOR_TYPICAL:
+            return 0
+        durations = sorted(
+            (j.completed_at - j.clock_start).total_seconds()  # type: ignore[operator]
+            for j in done
+        )
+        return max(1, round(durations[len(durations) // 2]))
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def _upload_dir(self) -> Path:
+        folder = rx.get_upload_dir() / "inputs" / self.router.session.client_token
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    async def _take_upload(self, index: int, files: list[rx.UploadFile]) -> None:
+        tool = self.tool()
+        if index >= len(tool.files) or not files:
+            return
+        spec = tool.files[index]
+        upload = files[0]
+        content = await upload.read()
+        self.errors = {k: v for k, v in self.errors.items() if k != spec.name}
+        self.form_error = ""
+        try:
+            checked = check_file(spec, Upload(upload.name or spec.name, content))
+        except JobError as exc:
+            self.errors[spec.name] = exc.message
+            self.previews = {k: v for k, v in self.previews.items() if k != spec.name}
+            return
+        name = f"{type(self).TOOL}-{spec.name}-{uuid.uuid4().hex[:8]}.{checked.ext}"
+        path = self._upload_dir() / name
+        path.write_bytes(content)
+        old = self._files.get(spec.name)
+        if old:
+            Path(old).unlink(missing_ok=True)
+        self._files[spec.name] = str(path)
+        self.previews[spec.name] = f"inputs/{self.router.session.client_token}/{name}"
+        self.infos[spec.name] = file_summary(checked)
+
+    @rx.event
+    async def upload_main(self, files: list[rx.UploadFile]) -> None:
+        await self._take_upload(0, files)
+
+    @rx.event
+    async def upload_second(self, files: list[rx.UploadFile]) -> None:
+        await self._take_upload(1, files)
+
+    @rx.event
+    def reject_files(self, field: str, rejected: list[dict[str, Any]]) -> None:
+        """The browser refused a file (type or size) before sending it."""
+        self.errors[field] = rejected_message(rejected)
+
+    @rx.event
+    def set_scale(self, value: str | list[str]) -> None:
+        if isinstance(value, list):
+            value = value[0] if value else ""
+        if value.isdigit() and int(value) in self.tool().scales:
+            self.scale = value
+
+    # --- submit, cancel, reset ---------------------------------------------------------------
+
+    @rx.event
+    async def submit(self) -> Any:
+        """Create the job. A double click cannot create two: events of one tab run in order
+        and the second sees ``submitting`` (or the active job) and does nothing."""
+        if self.submitting or self.is_active:
+            return None
+        tool = self.tool()
+        missing = [f.label for f in tool.files if f.name not in self._files]
+        if missing:
+            self.form_error = MSG_MISSING_FILE.format(", ".join(missing))
+            return None
+        self.submitting = True
+        self.form_error = ""
+        try:
+            uploads = {
+                name: Upload(Path(path).name, Path(path).read_bytes())
+                for name, path in self._files.items()
+            }
+            job = await runtime.services().queue.submit(
+                self.user_id, tool.name, {"scale": self.scale}, uploads
+            )
+        except JobError as exc:
+            self.form_error = exc.message
+            return None
+        except Exception:
+            self.form_error = MSG_GENERIC
+            raise
+        finally:
+            self.submitting = False
+        self._show(job)
+        await self._refresh_credits()
+        return type(self).follow
+
+    async def _refresh_credits(self) -> None:
+        session = await self.get_state(SessionState)
+        await session.refresh_credits()
+
+    @rx.event
+    async def cancel(self) -> Any:
+        if not self.job_id or not self.is_active:
+            return None
+        try:
+            result = await runtime.services().queue.cancel(
+                self.tool().table, self.job_id, self.user_id
+            )
+        except JobError as exc:
+            return rx.toast.error(exc.message)
+        self._show(result.job)
+        await self._refresh_credits()
+        return rx.toast.info("Trabalho cancelado. Seus créditos foram devolvidos.")
+
+    @rx.event
+    def start_over(self) -> None:
+        """ "Processar outra": keep the inputs, forget the finished job."""
+        if self.is_active:
+            return
+        self.job_id = ""
+        self.status = ""
+        self.error_message = ""
+        self.output_url = ""
+        self.elapsed_s = 0
+        self.queue_position = 0
+
+    def _show(self, job: Job) -> None:
+        self.job_id = job.id
+        self.status = job.status.value
+        self.error_message = job.error_message or ""
+        self.output_url = job.output_url or ""
+        self._clock_start = job.clock_start.timestamp()
+        end = job.completed_at.timestamp() if job.completed_at else time.time()
+        self.elapsed_s = max(0, int(end - self._clock_start))
+
+    # --- following the job: push updates + the plan's watchdog ----------------------------------
+
+    @rx.event(background=True)
+    async def follow(self) -> Any:
+        """Follow the job until it ends; one follower per job, however often it is fired."""
+        async with self:
+            job_id = self.job_id
+            if not job_id or self._following == job_id:
+                return
+            self._following = job_id
+            table = self.tool().table
+            client_token = self.router.session.client_token
+        services = runtime.services()
+        gone_since: list[float] = []
+
+        def alive() -> bool:
+            if runtime.client_connected(client_token):
+                gone_since.clear()
+                return True
+            if not gone_since:
+                gone_since.append(time.monotonic())
+            return time.monotonic() - gone_since[0] < RECONNECT_GRACE_S
+
+        try:
+            async for step in follow_job(
+                store=services.store,
+                bus=services.bus,
+                sync=services.sync,
+                table=table,
+                job_id=job_id,
+                watchdog_enabled=services.settings.watchdog_enabled,
+                alive=alive,
+            ):
+                job = step.job
+                position = await services.store.queue_position(job)
+                async with self:
+                    if self.job_id != job_id:
+                        return
+                    self._show(job)
+                    self.queue_position = position
+                    if job.status.is_terminal:
+                        await self._refresh_credits()
+                if job.status is JobStatus.COMPLETED:
+                    yield rx.toast.success(c.TOAST_SUCCESS)
+                elif job.status is JobStatus.FAILED:
+                    yield rx.toast.error(job.error_message or c.TOAST_FAILURE_DEFAULT)
+        finally:
+            async with self:
+                if self._following == job_id:
+                    self._following = ""
+
+
+class UpscalerState(ToolPageState, SessionState):
+    TOOL: ClassVar[str] = "upscaler"
+
+
+class PoseChangerState(ToolPageState, SessionState):
+    TOOL: ClassVar[str] = "pose_changer"
+
+
+class VesteAIState(ToolPageState, SessionState):
+    TOOL: ClassVar[str] = "veste_ai"
+
+
+class VideoUpscalerState(ToolPageState, SessionState):
+    TOOL: ClassVar[str] = "video_upscaler"
+
+
+TOOL_STATES: dict[str, type[ToolPageState]] = {
+    "upscaler": UpscalerState,
+    "pose_changer": PoseChangerState,
+    "veste_ai": VesteAIState,
+    "video_upscaler": VideoUpscalerState,
+}
+
+
+class JobsState(SessionState):
+    """ "Meus trabalhos": the user's jobs across the tools, newest first."""
+
+    jobs: list[dict[str, str]] = []
+
+    @rx.event
+    async def load_jobs(self) -> None:
+        services = runtime.services()
+        rows = []
+        for job in await services.store.list_user_jobs(self.user_id, limit=100):
+            tool = services.tools.by_table(job.table)
+            took = (
+                duration_text(int((job.completed_at - job.clock_start).total_seconds()))
+                if job.completed_at
+                else ""
+            )
+            rows.append(
+                {
+                    "id": job.id,
+                    "tool": tool.title if tool else job.table,
+                    "route": tool.route if tool else "/",
+                    "kind": tool.output_kind if tool else "image",
+                    "status": job.status.value,
+                    "created": job.created_at.strftime("%d/%m %H:%M"),
+                    "took": took,
+                    "output_url": job.output_url or "",
+                    "error": job.error_message or "",
+                }
+            )
+        self.jobs = rows
