@@ -17,7 +17,6 @@ services = runtime.services()
 
 app = rx.App(
     api_transformer=create_api(services, manage_lifecycle=False),
-    theme=rx.theme(accent_color="violet", radius="large"),
 )
 app.register_lifespan_task(runtime.lifespan)
 runtime.reflex_app = app

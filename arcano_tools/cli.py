@@ -6,6 +6,7 @@ Imports no Reflex, so scripts and tests start in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -48,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         if not args.user or len(args.user) > 64:
             parser.error("--user must be 1 to 64 characters")
+        sys.stdout.write(asyncio.run(_token(args.user, args.admin)) + "\n")
     elif args.command == "service-key":
-        pass
+        sys.stdout.write(load_settings().effective_service_key + "\n")
     elif args.command == "emulator":
         from arcano_tools.emulator.app import serve
 

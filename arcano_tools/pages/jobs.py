@@ -12,7 +12,7 @@ STATUS_COLORS = {"completed": "green", "failed": "red", "cancelled": "gray"}
 
 def _status_badge(status: rx.Var[str]) -> rx.Component:
     label = rx.match(status, *[(k, v) for k, v in STATUS_LABELS.items()], status)
-    color = rx.match(status, *[(k, v) for k, v in STATUS_COLORS.items()], "blue")
+    color = rx.match(status, *list(STATUS_COLORS.items()), "blue")
     return rx.badge(label, color_scheme=color)
 
 

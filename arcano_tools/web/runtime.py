@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,13 @@ def services() -> Services:
     global _services
     if _services is None:
         settings = load_settings()
+        if "REFLEX_BACKEND_PORT" not in os.environ:
+            # the port Reflex really serves on (prod single-port mode uses the frontend's)
+            from reflex.config import get_config
+
+            port = get_config().backend_port
+            if port:
+                settings = load_settings(backend_port=port)
         configure_logging(settings.log_format, logging.INFO)
         _services = Services(settings)
     return _services

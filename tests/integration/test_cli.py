@@ -1,0 +1,47 @@
+"""The CLI as scripts use it: a subprocess, its output used as a credential."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from arcano_tools.core.auth import verify_user_token
+from tests.support.servers import JWT_SECRET, SERVICE_KEY, Backend
+
+
+def run_cli(*args: str, env: dict[str, str]) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "arcano_tools", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return out.stdout.strip()
+
+
+def test_token_prints_a_user_token_the_api_accepts(backend: Backend, client: httpx.Client) -> None:
+    token = run_cli("token", "--user", "script-user", env=backend.env)
+
+    assert verify_user_token(JWT_SECRET, token) == "script-user"
+    me = client.get(backend.url + "/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+    assert me.json() == {"userId": "script-user", "credits": 100}
+
+
+def test_service_key_prints_the_configured_key(backend: Backend) -> None:
+    assert run_cli("service-key", env=backend.env) == SERVICE_KEY
+
+
+def test_service_key_is_generated_once_per_data_dir(tmp_path: Path) -> None:
+    env = {"ARCANO_DATA_DIR": str(tmp_path), "ARCANO_SERVICE_KEY": ""}
+    first = run_cli("service-key", env=env)
+    second = run_cli("service-key", env=env)
+    assert first == second
+    assert len(first) > 30
+    assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
