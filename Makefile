@@ -1,0 +1,51 @@
+# Build/test frame of arcano_tools. Every target bootstraps first (idempotent, ~0.3 s).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ENV := . scripts/env.sh &&
+ARGS ?=
+
+.PHONY: help bootstrap bootstrap-test run test lint fmt typecheck bench clean
+
+help:
+	@echo "make run [ARGS='--env prod']  start the app (dev: frontend :3000, backend :8000)"
+	@echo "make test                     lint + format check + mypy + the whole pytest suite"
+	@echo "make lint | fmt | typecheck   ruff check / ruff format+fix / mypy"
+	@echo "make bench                    python -m bench (when bench/ has one)"
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+bootstrap-test:
+	@scripts/bootstrap.sh --test
+
+run: bootstrap
+	$(ENV) reflex run $(ARGS)
+
+lint: bootstrap
+	$(ENV) ruff check .
+	$(ENV) ruff format --check .
+
+fmt: bootstrap
+	$(ENV) ruff check --fix .
+	$(ENV) ruff format .
+
+typecheck: bootstrap
+	$(ENV) mypy arcano_tools
+
+test: bootstrap-test
+	$(ENV) ruff check .
+	$(ENV) ruff format --check .
+	$(ENV) mypy arcano_tools
+	$(ENV) pytest $(ARGS)
+
+bench: bootstrap
+	@if [ -f bench/__main__.py ] || [ -f bench/__init__.py ]; then \
+		$(ENV) python -m bench $(ARGS); \
+	else \
+		echo "bench: nothing to run (no bench/__main__.py)"; \
+	fi
+
+clean:
+	rm -rf .web .states .pytest_cache .mypy_cache .ruff_cache
