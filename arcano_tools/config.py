@@ -51,6 +51,17 @@ class Settings(BaseSettings):
         default=constants.WATCHDOG_MAX_TIMEOUT_MS, alias="WATCHDOG_MAX_TIMEOUT_MS", ge=100
     )
     server_watchdog_enabled: bool = Field(default=True, alias="SERVER_WATCHDOG_ENABLED")
+    #: Upstream caps shared by every caller in this process (watchdogs, sync, dispatch).
+    upstream_max_concurrency: int = Field(
+        default=constants.UPSTREAM_MAX_CONCURRENCY, alias="UPSTREAM_MAX_CONCURRENCY", ge=1
+    )
+    upstream_max_rps: float = Field(
+        default=constants.UPSTREAM_MAX_RPS, alias="UPSTREAM_MAX_RPS", gt=0
+    )
+    #: A job ``starting`` for this long with no task id was left by a stopped process.
+    starting_stuck_ms: int = Field(
+        default=constants.STARTING_STUCK_MS, alias="ARCANO_STARTING_STUCK_MS", ge=100
+    )
 
     service_key: str = Field(default="", alias="ARCANO_SERVICE_KEY")
     jwt_secret: str = Field(

@@ -56,6 +56,16 @@ QUEUE_RETRY_MAX_S: Final = 30.0
 #: How often the dispatcher looks for queued jobs whose retry time has come.
 DISPATCH_TICK_S: Final = 0.5
 
+# --- Server watchdog and upstream caps ---------------------------------------------------------
+#: At most this many RunningHub calls in flight per backend process (RunningHub publishes no
+#: rate limit; public clients poll every 2–10 s, so a few dozen calls at once is polite).
+UPSTREAM_MAX_CONCURRENCY: Final = 8
+#: …and at most this many calls per second per process.
+UPSTREAM_MAX_RPS: Final = 20.0
+#: A live process spends at most ~3 min in ``starting`` (two 60 s uploads + a 20 s create call
+#: + retries); past 5 min with no task id the process that was starting the job is gone.
+STARTING_STUCK_MS: Final = 5 * 60 * 1000
+
 # --- Webhooks ---------------------------------------------------------------------------------
 #: Length of the hex HMAC token in webhook URLs (128 bits: unguessable, short enough for URLs).
 WEBHOOK_TOKEN_HEX_CHARS: Final = 32

@@ -225,10 +225,14 @@ class QueueManager:
                 "account": account.name,
             },
         )
-        if saved is not None:
-            self._publish(saved)
-            if self.on_task_saved is not None:
-                await self.on_task_saved(saved)
+        if saved is None:
+            return
+        self._publish(saved)
+        if saved.status in (JobStatus.CANCELLED, JobStatus.FAILED):
+            # cancelled (or timed out) while the create call was in flight: stop the task
+            await self.cancel_upstream(saved)
+        elif self.on_task_saved is not None:
+            await self.on_task_saved(saved)
 
     async def _node_info_list(self, tool: Tool, job: Job, account: Account) -> list[dict[str, str]]:
         nodes: list[dict[str, str]] = []
@@ -307,6 +311,27 @@ class QueueManager:
             if requeued is not None:
                 self._publish(requeued)
             self.wake()
+
+    async def recover_stuck_start(self, job: Job) -> None:
+        """A job left in ``starting`` with no task id by a crashed process: queue it again.
+
+        Retrying is right (docs/watchdog.md): the user paid for a result, RunningHub most
+        likely never created the task, and if it did, that task's webhook still names this
+        job and finishes it first — the guarded finish ignores whichever result comes second.
+        After ``MAX_START_FAILURES`` attempts the job fails with a refund instead.
+        """
+        if job.attempts + 1 >= MAX_START_FAILURES:
+            await self.finish(
+                job.table,
+                job.id,
+                FinishRequest(JobStatus.FAILED, FinishedBy.DISPATCH, error_message=MSG_UNAVAILABLE),
+            )
+            return
+        log.warning(
+            "stuck start recovered",
+            extra={"action": "recover_stuck_start", "job_id": job.id, "table": job.table},
+        )
+        await self._requeue(job, "start interrupted (process stopped before saving the task id)")
 
     # --- finish and cancel ------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from arcano_tools.core.auth import issue_user_token
 from arcano_tools.core.bus import JobBus
 from arcano_tools.core.jobs import User
 from arcano_tools.core.queue_manager import QueueManager
+from arcano_tools.core.server_watchdog import ServerWatchdog
 from arcano_tools.core.sync import JobSync, SyncTimings
 from arcano_tools.core.tools import ToolRegistry
 from arcano_tools.core.uploads import FileStore
@@ -34,7 +35,12 @@ class Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.tools = ToolRegistry.from_config(settings.runninghub_tools_json)
         self.store = JobStore.from_url(settings.sqlalchemy_url)
-        self.client = RunningHubClient(settings.runninghub_base_url, observer=observer)
+        self.client = RunningHubClient(
+            settings.runninghub_base_url,
+            observer=observer,
+            max_concurrency=settings.upstream_max_concurrency,
+            max_rps=settings.upstream_max_rps,
+        )
         self.bus = JobBus()
         self.files = FileStore(settings.data_dir)
         self.queue = QueueManager(
@@ -67,6 +73,13 @@ class Services:
             webhook_secret=settings.webhook_secret,
         )
         self.queue.on_task_saved = self.webhooks.apply_kept
+        self.server_watchdog = ServerWatchdog(
+            store=self.store,
+            sync=self.sync,
+            queue=self.queue,
+            max_concurrency=settings.upstream_max_concurrency,
+            starting_stuck_after=timedelta(milliseconds=settings.starting_stuck_ms),
+        )
         #: The embedded RunningHub emulator (an ASGI app mounted by the API) when no real URL.
         self.emulator_app: Any = None
         if settings.emulated:
@@ -104,6 +117,10 @@ class Services:
         await self.prepare()
         self._stop.clear()
         self._tasks.append(asyncio.create_task(self.queue.run(self._stop), name="dispatcher"))
+        if self.settings.server_watchdog_active:
+            self._tasks.append(
+                asyncio.create_task(self.server_watchdog.run(self._stop), name="server-watchdog")
+            )
         log.info(
             "services started",
             extra={

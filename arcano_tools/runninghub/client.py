@@ -148,8 +148,31 @@ def _float_or_none(value: Any) -> float | None:
 CallObserver = Callable[[str, str], None]
 
 
+class RateLimiter:
+    """Spaces calls at least ``1/rate`` seconds apart (a leaky bucket without bursts)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            now = loop.time()
+            at = max(now, self._next)
+            self._next = at + self.interval
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
 class RunningHubClient:
-    """One instance per process; safe to share between tasks."""
+    """One instance per process; safe to share between tasks.
+
+    Every call passes one concurrency cap and one rate limit, whoever makes it (dispatch,
+    page watchdogs, the sync endpoint, the server watchdog): a burst of 100 stuck jobs never
+    becomes 100 simultaneous requests to RunningHub.
+    """
 
     def __init__(
         self,
@@ -160,6 +183,8 @@ class RunningHubClient:
         max_retries: int = c.RH_MAX_RETRIES,
         retry_base_s: float = c.RH_RETRY_BASE_S,
         observer: CallObserver | None = None,
+        max_concurrency: int = c.UPSTREAM_MAX_CONCURRENCY,
+        max_rps: float = c.UPSTREAM_MAX_RPS,
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -170,6 +195,11 @@ class RunningHubClient:
         self.max_retries = max_retries
         self.retry_base_s = retry_base_s
         self.observer = observer
+        self._concurrency = asyncio.Semaphore(max_concurrency)
+        self._rate = RateLimiter(max_rps)
+        #: Calls in flight now and the most ever seen (the operator page, tests).
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -332,7 +362,14 @@ class RunningHubClient:
         else:
             kwargs["json"] = {"apiKey": api_key, **(body or {})}
         try:
-            resp = await self._http.post(path, **kwargs)
+            async with self._concurrency:
+                await self._rate.wait()
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    resp = await self._http.post(path, **kwargs)
+                finally:
+                    self.in_flight -= 1
         except httpx.TimeoutException as exc:
             raise TransportError(f"RunningHub timed out ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:

@@ -63,6 +63,10 @@ def test_another_users_job_is_404_everywhere(
     job_id = submit_upscale(client, backend, user).json()["jobId"]
     other = backend.user_headers(user + "-other")
     base = f"{backend.url}/api/jobs/upscaler_jobs/{job_id}"
+    wait_for(
+        lambda: client.get(base, headers=backend.user_headers(user)).json()["status"] == "running",
+        what="the task to run upstream",
+    )
     assert client.get(base, headers=other).status_code == 404
     assert client.post(base + "/cancel", headers=other).status_code == 404
     r = client.post(
@@ -269,3 +273,21 @@ def test_insufficient_credits_is_402_and_charges_nothing(
     assert "Créditos insuficientes" in r.json()["error"]
     assert my_credits(client, backend, user) == 0
     assert len(my_jobs(client, backend, user)) == 5
+
+
+def test_a_job_cancelled_while_its_task_is_being_created_is_cancelled_upstream(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(outcome="never")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    cancel = client.post(
+        f"{backend.url}/api/jobs/upscaler_jobs/{job_id}/cancel", headers=backend.user_headers(user)
+    )
+    assert cancel.status_code == 200
+    assert cancel.json()["status"] == "cancelled"
+    # whether the create call was already under way or not, nothing keeps running upstream
+    wait_for(
+        lambda: (s := emu.stats())["tasks"]["created"] == s["tasks"]["cancelled"],
+        what="every created task to be cancelled",
+    )
+    assert my_credits(client, backend, user) == c.STARTING_CREDITS

@@ -1,0 +1,114 @@
+"""The server-side watchdog: no job stays "processing" because its browser was closed.
+
+Every tick it leases the active jobs that are older than the initial delay and that nobody
+has checked within the poll interval (``next_check_at`` due), and runs the same sync as the
+page watchdog on each — which also enforces the deadline (timeout, upstream cancel, refund).
+
+Safe with several backend processes on one PostgreSQL database: jobs are leased with
+``FOR UPDATE SKIP LOCKED`` plus a ``lease_until`` column, so one process checks a job at a
+time and a crashed process's lease simply expires. The shared schedule (``next_check_at``)
+means the page watchdogs, the sync endpoint and this loop together make at most one
+RunningHub call per job per interval.
+
+Jobs stuck in ``starting`` with no task id (a crash between RunningHub's create call and
+saving its id) are put back in the queue once no live process can still be starting them;
+see ``docs/watchdog.md`` for why retrying beats failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from arcano_tools.core.jobs import Job, utcnow
+from arcano_tools.core.queue_manager import QueueManager
+from arcano_tools.core.status import FinishedBy, JobStatus
+from arcano_tools.core.sync import JobSync
+from arcano_tools.store import JobStore
+
+log = logging.getLogger(__name__)
+
+#: Jobs leased per tick: bounded so one process never hoards a backlog another could share.
+LEASE_BATCH = 50
+
+
+def process_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class ServerWatchdog:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        sync: JobSync,
+        queue: QueueManager,
+        max_concurrency: int,
+        starting_stuck_after: timedelta,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.sync = sync
+        self.queue = queue
+        self.owner = owner or process_identity()
+        self.starting_stuck_after = starting_stuck_after
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self.checked = 0
+
+    @property
+    def interval(self) -> timedelta:
+        return self.sync.timings.poll_interval
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick every half poll interval until ``stop`` is set (a lifespan task)."""
+        tick = max(0.05, self.interval.total_seconds() / 2)
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("server watchdog tick failed", extra={"action": "server_watchdog"})
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=tick)
+            except TimeoutError:
+                pass
+
+    async def tick(self) -> int:
+        """One pass: lease due jobs and sync them, at most ``max_concurrency`` at a time."""
+        now = utcnow()
+        jobs = await self.store.lease_due_jobs(
+            owner=self.owner,
+            now=now,
+            lease_for=max(self.interval * 4, timedelta(seconds=30)),
+            started_before=now - self.sync.timings.initial_delay,
+            limit=LEASE_BATCH,
+        )
+        if jobs:
+            await asyncio.gather(*(self._check(job) for job in jobs))
+        return len(jobs)
+
+    async def _check(self, job: Job) -> None:
+        async with self._limit:
+            try:
+                if self._stuck_starting(job):
+                    await self.queue.recover_stuck_start(job)
+                else:
+                    await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG)
+                self.checked += 1
+            except Exception:
+                log.exception(
+                    "server watchdog check failed",
+                    extra={"action": "server_watchdog", "job_id": job.id, "table": job.table},
+                )
+            finally:
+                await self.store.release_lease(job.table, job.id, self.owner)
+
+    def _stuck_starting(self, job: Job) -> bool:
+        return (
+            job.status is JobStatus.STARTING
+            and not job.task_id
+            and utcnow() - job.updated_at >= self.starting_stuck_after
+        )
