@@ -18,6 +18,7 @@ see ``docs/watchdog.md`` for why retrying beats failing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -71,10 +72,8 @@ class ServerWatchdog:
                 await self.tick()
             except Exception:
                 log.exception("server watchdog tick failed", extra={"action": "server_watchdog"})
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=tick)
-            except TimeoutError:
-                pass
 
     async def tick(self) -> int:
         """One pass: lease due jobs and sync them, at most ``max_concurrency`` at a time."""
