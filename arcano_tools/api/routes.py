@@ -28,6 +28,7 @@ from arcano_tools.core.jobs import FinishRequest
 from arcano_tools.core.services import Services
 from arcano_tools.core.status import FinishedBy, JobStatus
 from arcano_tools.core.uploads import Upload
+from arcano_tools.metrics import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,19 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"ok": True})
 
+    async def is_operator(principal: Principal | None) -> bool:
+        if principal is None:
+            return False
+        if principal.is_service:
+            return True
+        user = await services.store.get_user(principal.user_id or "")
+        return user is not None and user.is_admin
+
+    async def metrics(request: Request) -> Response:
+        if not await is_operator(principal_of(request)):
+            return _error("Somente operadores (chave de serviço ou usuário admin).", 401)
+        return Response(await services.render_metrics(), media_type=CONTENT_TYPE_LATEST)
+
     def auth_errors(handler: Handler) -> Handler:
         async def wrapper(request: Request) -> Response:
             try:
@@ -246,6 +260,7 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
         route("/webhooks/runninghub/{table}/{job_id}", webhook, ["POST"]),
         route("/webhooks/runninghub", webhook_by_task, ["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        route("/metrics", metrics, ["GET"]),
     ]
     if services.emulator_app is not None:
         routes.append(Mount(EMULATOR_MOUNT_PATH, app=services.emulator_app))

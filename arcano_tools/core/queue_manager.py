@@ -40,6 +40,7 @@ from arcano_tools.core.jobs import (
 from arcano_tools.core.status import FinishedBy, JobStatus
 from arcano_tools.core.tools import Tool, ToolRegistry
 from arcano_tools.core.uploads import CheckedFile, FileStore, Upload, check_file
+from arcano_tools.metrics import Metrics
 from arcano_tools.runninghub.client import RunningHubClient
 from arcano_tools.runninghub.errors import (
     APIError,
@@ -87,7 +88,9 @@ class QueueManager:
         bus: JobBus,
         webhook_base_url: str,
         webhook_secret: bytes,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.client = client
         self.tools = tools
@@ -341,6 +344,7 @@ class QueueManager:
         if result is None:
             raise JobNotFound()
         if result.changed:
+            self.metrics.jobs_finished.labels(table, req.status.value, req.finished_by.value).inc()
             log.info(
                 "job finished",
                 extra={

@@ -16,13 +16,14 @@ from arcano_tools import constants as c
 from arcano_tools.config import DEFAULT_ACCOUNT_NAME, Settings
 from arcano_tools.core.auth import issue_user_token
 from arcano_tools.core.bus import JobBus
-from arcano_tools.core.jobs import User
+from arcano_tools.core.jobs import User, utcnow
 from arcano_tools.core.queue_manager import QueueManager
 from arcano_tools.core.server_watchdog import ServerWatchdog
 from arcano_tools.core.sync import JobSync, SyncTimings
 from arcano_tools.core.tools import ToolRegistry
 from arcano_tools.core.uploads import FileStore
 from arcano_tools.core.webhooks import WebhookReceiver
+from arcano_tools.metrics import Metrics
 from arcano_tools.runninghub.client import CallObserver, RunningHubClient
 from arcano_tools.store import JobStore
 
@@ -35,9 +36,10 @@ class Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.tools = ToolRegistry.from_config(settings.runninghub_tools_json)
         self.store = JobStore.from_url(settings.sqlalchemy_url)
+        self.metrics = Metrics()
         self.client = RunningHubClient(
             settings.runninghub_base_url,
-            observer=observer,
+            observer=observer or self._count_upstream,
             max_concurrency=settings.upstream_max_concurrency,
             max_rps=settings.upstream_max_rps,
         )
@@ -51,6 +53,7 @@ class Services:
             bus=self.bus,
             webhook_base_url=settings.own_base_url,
             webhook_secret=settings.webhook_secret,
+            metrics=self.metrics,
         )
         self.timings = SyncTimings(
             initial_delay=timedelta(milliseconds=settings.watchdog_initial_delay_ms),
@@ -89,6 +92,18 @@ class Services:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+
+    def _count_upstream(self, endpoint: str, outcome: str) -> None:
+        self.metrics.upstream_calls.labels(endpoint, outcome).inc()
+
+    async def render_metrics(self) -> bytes:
+        """The process's counters plus database gauges read now (same for every process)."""
+        active = await self.store.active_jobs(limit=10_000)
+        self.metrics.active_jobs.set(len(active))
+        oldest = min((j.clock_start for j in active), default=None)
+        age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        self.metrics.oldest_active_age.set(age)
+        return self.metrics.render()
 
     @property
     def service_key(self) -> str:

@@ -72,6 +72,7 @@ class JobSync:
         self.tools = tools
         self.timings = timings
         self.default_account = default_account
+        self.metrics = queue.metrics
 
     def deadline(self, job: Job) -> datetime:
         return job.clock_start + self.timings.max_timeout
@@ -113,7 +114,9 @@ class JobSync:
         due = await self.store.reserve_check(
             job.table, job.id, now=now, next_check_at=now + self.timings.poll_interval
         )
-        if not due and not force and not past_deadline:
+        asked = due or force or past_deadline
+        self.metrics.sync_calls.labels(finished_by.value, "upstream" if asked else "cached").inc()
+        if not asked:
             return _reply(
                 {
                     "synced": False,
@@ -172,6 +175,7 @@ class JobSync:
             )
             if not result.changed:
                 return _terminal_reply(result.job)
+            self._observe_recovery(result.job, outputs, finished_by)
             return _reply({"synced": True, "status": "completed", "outputUrl": outputs.output_url})
         if outputs.state == "failed":
             message = outputs.failure_message
@@ -192,6 +196,18 @@ class JobSync:
                 "rhCode": outputs.code,
                 "rhMsg": outputs.msg,
             }
+        )
+
+    def _observe_recovery(self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy) -> None:
+        """How long after RunningHub finished did a sync (not the webhook) finish our job?"""
+        if finished_by is FinishedBy.WEBHOOK or job.started_at is None or job.completed_at is None:
+            return
+        cost = next((f.task_cost_time for f in outputs.files if f.task_cost_time is not None), None)
+        if cost is None:
+            return
+        upstream_done = job.started_at + timedelta(seconds=cost)
+        self.metrics.recovery_seconds.observe(
+            max(0.0, (job.completed_at - upstream_done).total_seconds())
         )
 
     async def _unanswered(

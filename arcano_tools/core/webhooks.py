@@ -86,13 +86,18 @@ class WebhookReceiver:
         self.sync = sync
         self.tools = tools
         self.secret = webhook_secret
+        self.metrics = sync.metrics
+
+    async def _record(self, *, outcome: str, **fields: Any) -> None:
+        self.metrics.webhooks.labels(outcome).inc()
+        await self.store.record_webhook(outcome=outcome, **fields)
 
     async def receive(self, table: str, job_id: str, token: str | None, raw: bytes) -> WebhookReply:
         """``POST /webhooks/runninghub/{table}/{jobId}?token=…``."""
         if self.tools.by_table(table) is None or not webhook_token_ok(
             self.secret, table, job_id, token
         ):
-            await self.store.record_webhook(
+            await self._record(
                 outcome="rejected", table=table[:32], job_id=job_id[:36], detail="bad token"
             )
             log.warning(
@@ -106,7 +111,7 @@ class WebhookReceiver:
             return await self._malformed(table, job_id, str(exc), body_text)
         job = await self.store.get_job(table, job_id)
         if job is None:  # a valid token for a job we do not have: deleted, or another database
-            await self.store.record_webhook(
+            await self._record(
                 outcome="ignored",
                 table=table,
                 job_id=job_id,
@@ -116,7 +121,7 @@ class WebhookReceiver:
             )
             return WebhookReply(200, {"ok": True, "ignored": "job not found"})
         if job.task_id and job.task_id != event.task_id:
-            await self.store.record_webhook(
+            await self._record(
                 outcome="rejected",
                 table=table,
                 job_id=job_id,
@@ -126,7 +131,7 @@ class WebhookReceiver:
             )
             return WebhookReply(409, {"error": "taskId does not belong to this job"})
         if job.status.is_terminal:
-            await self.store.record_webhook(
+            await self._record(
                 outcome="duplicate", table=table, job_id=job_id, task_id=event.task_id
             )
             return WebhookReply(200, {"ok": True, "duplicate": True, "status": job.status.value})
@@ -140,7 +145,7 @@ class WebhookReceiver:
             return await self._malformed(table, job_id, f"eventData: {exc}", body_text, job)
         reply = await self.sync.apply_outputs(job, outputs, FinishedBy.WEBHOOK)
         outcome = "early" if early else ("accepted" if reply.synced else "duplicate")
-        await self.store.record_webhook(
+        await self._record(
             outcome=outcome,
             table=table,
             job_id=job_id,
@@ -163,7 +168,7 @@ class WebhookReceiver:
     async def _malformed(
         self, table: str, job_id: str, why: str, body_text: str, job: Job | None = None
     ) -> WebhookReply:
-        await self.store.record_webhook(
+        await self._record(
             outcome="malformed", table=table, job_id=job_id, detail=why, body=body_text
         )
         log.warning(
@@ -182,11 +187,11 @@ class WebhookReceiver:
         try:
             event = parse_webhook(raw)
         except MalformedWebhook as exc:
-            await self.store.record_webhook(outcome="malformed", detail=str(exc), body=body_text)
+            await self._record(outcome="malformed", detail=str(exc), body=body_text)
             return WebhookReply(400, {"error": f"malformed webhook: {exc}"})
         job = await self.store.find_job_by_task_id(event.task_id)
         if job is None:
-            await self.store.record_webhook(
+            await self._record(
                 outcome="unmatched",
                 task_id=event.task_id,
                 detail="task id not stored yet",
@@ -194,12 +199,12 @@ class WebhookReceiver:
             )
             return WebhookReply(202, {"ok": True, "kept": True})
         if job.status.is_terminal:
-            await self.store.record_webhook(
+            await self._record(
                 outcome="duplicate", table=job.table, job_id=job.id, task_id=event.task_id
             )
             return WebhookReply(200, {"ok": True, "duplicate": True, "status": job.status.value})
         reply = await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK, force=True)
-        await self.store.record_webhook(
+        await self._record(
             outcome="accepted" if reply.synced else "ignored",
             table=job.table,
             job_id=job.id,

@@ -114,7 +114,7 @@ def success_envelope(task: Task, file_url: str, file_type: str, cost_s: float) -
     item = {
         "fileUrl": file_url,
         "fileType": file_type,
-        "taskCostTime": round(cost_s),
+        "taskCostTime": round(cost_s, 3),
         "nodeId": SAVE_NODE_ID,
         "consumeCoins": task.spec.coins,
         "consumeMoney": None,

@@ -1,0 +1,67 @@
+"""Prometheus metrics of one backend process (``GET /metrics``, text format).
+
+One registry per :class:`~arcano_tools.core.services.Services`, never the global one, so two
+apps in one process (tests) never mix their counters. Gauges about the database (active jobs,
+age of the oldest) are read at scrape time, so every process reports the same truth.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+#: Recovery after upstream completion: seconds to a few minutes (the plan's polls are 15 s).
+RECOVERY_BUCKETS = (0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 720)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs_finished = Counter(
+            "arcano_jobs_finished",
+            "Jobs that reached a terminal status, by status and by the path that finished them.",
+            ["table", "status", "finished_by"],
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "arcano_webhooks",
+            "Webhooks received, by outcome (accepted, duplicate, early, rejected, malformed, "
+            "unmatched, ignored).",
+            ["outcome"],
+            registry=r,
+        )
+        self.upstream_calls = Counter(
+            "arcano_upstream_calls",
+            "RunningHub calls by endpoint and outcome (envelope code, http_<status>, transport).",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.sync_calls = Counter(
+            "arcano_sync_calls",
+            "Syncs run, by caller (watchdog = page watchdog or sync endpoint, server_watchdog, "
+            "webhook) and whether RunningHub was asked (upstream) or the schedule answered "
+            "(cached).",
+            ["caller", "result"],
+            registry=r,
+        )
+        self.recovery_seconds = Histogram(
+            "arcano_recovery_seconds",
+            "For jobs finished by a sync rather than the webhook: seconds between RunningHub "
+            "finishing the task and our job reaching its terminal status.",
+            buckets=RECOVERY_BUCKETS,
+            registry=r,
+        )
+        self.active_jobs = Gauge(
+            "arcano_active_jobs", "Jobs in an active status (all processes).", registry=r
+        )
+        self.oldest_active_age = Gauge(
+            "arcano_oldest_active_job_age_seconds",
+            "Age of the oldest active job, from its start (0 when none).",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

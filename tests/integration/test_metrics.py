@@ -1,0 +1,84 @@
+"""``/metrics``: Prometheus text that parses, with counters that match what happened."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.fixtures import EmulatorControl
+from tests.support.servers import Backend, submit_upscale, wait_for
+
+
+def scrape(
+    client: httpx.Client, backend: Backend
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    r = client.get(backend.url + "/metrics", headers=backend.service_headers)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_need_an_operator(backend: Backend, client: httpx.Client, user: str) -> None:
+    assert client.get(backend.url + "/metrics").status_code == 401
+    assert (
+        client.get(backend.url + "/metrics", headers=backend.user_headers(user)).status_code == 401
+    )
+
+
+def test_counters_follow_what_happened(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    before = scrape(client, backend)
+    # one job by webhook, one recovered by the sync after a lost webhook, one forged webhook
+    ok = submit_upscale(client, backend, user).json()["jobId"]
+    wait_for(
+        lambda: (
+            client.get(
+                f"{backend.url}/api/jobs/upscaler_jobs/{ok}", headers=backend.user_headers(user)
+            ).json()["status"]
+            == "completed"
+        ),
+        what="the webhook job",
+    )
+    emu.set(webhook="drop")
+    lost = submit_upscale(client, backend, user).json()["jobId"]
+    wait_for(lambda: emu.stats()["tasks"]["succeeded"] >= 1, what="the lost-webhook task")
+
+    def synced() -> bool:
+        r = client.post(
+            backend.url + "/functions/v1/runninghub-job-sync",
+            headers=backend.user_headers(user),
+            json={"table": "upscaler_jobs", "jobId": lost},
+        )
+        return bool(r.json().get("synced"))
+
+    wait_for(synced, what="the sync")
+    forged = client.post(
+        f"{backend.url}/webhooks/runninghub/upscaler_jobs/{lost}?token=bad", json={}
+    )
+    assert forged.status_code == 401
+
+    after = scrape(client, backend)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    finished = "arcano_jobs_finished_total"
+    assert delta(finished, table="upscaler_jobs", status="completed", finished_by="webhook") == 1
+    assert delta(finished, table="upscaler_jobs", status="completed", finished_by="watchdog") == 1
+    assert delta("arcano_webhooks_total", outcome="accepted") == 1
+    assert delta("arcano_webhooks_total", outcome="rejected") == 1
+    assert delta("arcano_sync_calls_total", caller="watchdog", result="upstream") >= 1
+    assert delta("arcano_upstream_calls_total", endpoint="run", code="0") == 2
+    assert delta("arcano_upstream_calls_total", endpoint="outputs", code="0") == 1
+    assert delta("arcano_recovery_seconds_count") == 1
+    assert value(after, "arcano_active_jobs") == 0
+    assert value(after, "arcano_oldest_active_job_age_seconds") == 0
