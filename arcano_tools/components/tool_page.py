@@ -7,7 +7,10 @@ before, then the live status timeline, then the result with before/after and dow
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
+from reflex.vars import ArrayVar, ObjectVar
 
 from arcano_tools import constants as c
 from arcano_tools.core.tools import FileInput, Tool
@@ -26,6 +29,7 @@ def drop_zone(tool: Tool, state: type[ToolPageState], index: int) -> rx.Componen
     spec = tool.files[index]
     upload_id = _upload_id(tool, spec)
     handler = state.upload_main if index == 0 else state.upload_second
+    reject = state.reject_main if index == 0 else state.reject_second
     is_image = spec.kind == "image"
     preview = rx.cond(
         state.previews.contains(spec.name),
@@ -63,7 +67,13 @@ def drop_zone(tool: Tool, state: type[ToolPageState], index: int) -> rx.Componen
             multiple=False,
             disabled=state.is_active,
             on_drop=handler(rx.upload_files(upload_id=upload_id)),
-            on_drop_rejected=lambda rejected: state.reject_files(spec.name, rejected),
+            # Only the error codes go to the server: the rejected File objects would travel
+            # as socket.io binary attachments (a 25 MB file would break the connection).
+            on_drop_rejected=lambda rejected: reject(
+                rejected.to(ArrayVar, list[dict[str, Any]]).foreach(
+                    lambda item: item.to(ObjectVar, dict[str, Any])["errors"]
+                )
+            ),
             border=f"2px dashed {rx.color('accent', 7)}",
             border_radius="12px",
             width="100%",

@@ -229,10 +229,21 @@ class ToolPageState(rx.State, mixin=True):
     async def upload_second(self, files: list[rx.UploadFile]) -> None:
         await self._take_upload(1, files)
 
-    @rx.event
-    def reject_files(self, field: str, rejected: list[dict[str, Any]]) -> None:
+    def _reject(self, index: int, rejected: list[Any]) -> None:
         """The browser refused a file (type or size) before sending it."""
-        self.errors[field] = rejected_message(rejected)
+        tool = self.tool()
+        if index < len(tool.files):
+            name = tool.files[index].name
+            self.errors[name] = rejected_message(rejected)
+            self.previews = {k: v for k, v in self.previews.items() if k != name}
+
+    @rx.event
+    def reject_main(self, rejected: list[Any]) -> None:
+        self._reject(0, rejected)
+
+    @rx.event
+    def reject_second(self, rejected: list[Any]) -> None:
+        self._reject(1, rejected)
 
     @rx.event
     def set_scale(self, value: str | list[str]) -> None:

@@ -44,12 +44,16 @@ def file_summary(f: CheckedFile) -> str:
     return size
 
 
-def rejected_message(rejected: list[dict[str, Any]]) -> str:
-    """The browser's dropzone refused a file: say why, in words."""
+def rejected_message(rejected: list[Any]) -> str:
+    """The browser's dropzone refused a file: say why, in words.
+
+    ``rejected`` holds, per file, its list of react-dropzone errors (``{code, message}``).
+    """
     codes = {
         str(err.get("code", ""))
-        for item in rejected
-        for err in (item.get("errors") or [])
+        for errors in rejected
+        if isinstance(errors, list)
+        for err in errors
         if isinstance(err, dict)
     }
     if "file-too-large" in codes:
