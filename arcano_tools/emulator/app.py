@@ -151,11 +151,21 @@ def create_emulator_app(data_dir: Path, control: EmulatorControl | None = None) 
         def wrap(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
                 rt.stats.count_call(name)
-                status = rt.rng.http_error(rt.control.http_error_rate)
-                if status is not None:
-                    rt.stats.http_errors += 1
-                    return HTMLResponse(_GATEWAY_PAGES[status], status_code=status)
-                return await handler(request)
+                stats = rt.stats
+                stats.requests_in_flight += 1
+                stats.max_requests_in_flight = max(
+                    stats.max_requests_in_flight, stats.requests_in_flight
+                )
+                try:
+                    if rt.control.latency_ms:
+                        await asyncio.sleep(rt.control.latency_ms / 1000)
+                    status = rt.rng.http_error(rt.control.http_error_rate)
+                    if status is not None:
+                        stats.http_errors += 1
+                        return HTMLResponse(_GATEWAY_PAGES[status], status_code=status)
+                    return await handler(request)
+                finally:
+                    stats.requests_in_flight -= 1
 
             endpoint.__name__ = handler.__name__
             return endpoint

@@ -49,6 +49,9 @@ class EmulatorControl:
     seed: int | None = None
     key_concurrency: int | None = None
     malformed_webhook: bool = False
+    #: Extra time every RunningHub API answer takes (real calls take 100–500 ms); makes the
+    #: concurrency of a client's requests observable in ``max_requests_in_flight``.
+    latency_ms: int = 0
 
     # -- validation ------------------------------------------------------------------------
     @staticmethod
@@ -73,7 +76,7 @@ class EmulatorControl:
             if value not in OUTCOMES:
                 raise ControlError(f"outcome must be one of {', '.join(OUTCOMES)}; got {value!r}")
             return value
-        if name in ("webhook_delay_ms", "task_ms"):
+        if name in ("webhook_delay_ms", "task_ms", "latency_ms"):
             return need_int(0, MAX_MS)
         if name == "queue_full_next":
             return need_int(0)
@@ -137,6 +140,7 @@ class EmulatorControl:
             "seed": int,
             "key_concurrency": int,
             "malformed_webhook": _parse_bool,
+            "latency_ms": int,
         }
         changes: dict[str, Any] = {}
         for name, parse in parsers.items():
@@ -232,6 +236,9 @@ class EmulatorStats:
     outputs_calls_by_task: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     queue_full_answers: int = 0
     http_errors: int = 0
+    #: RunningHub API requests being answered now, and the most at once (a client's cap).
+    requests_in_flight: int = 0
+    max_requests_in_flight: int = 0
     #: Unfinished tasks per full API key: internal, never reported.
     _running_by_key: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
 
@@ -271,4 +278,5 @@ class EmulatorStats:
             "outputs_calls_by_task": {k: list(v) for k, v in self.outputs_calls_by_task.items()},
             "queue_full_answers": self.queue_full_answers,
             "http_errors": self.http_errors,
+            "max_requests_in_flight": self.max_requests_in_flight,
         }

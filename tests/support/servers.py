@@ -135,7 +135,8 @@ class Backend:
         engine = sa.create_engine(url)
         try:
             with engine.begin() as conn:
-                return [tuple(r) for r in conn.execute(sa.text(sql), params)]
+                result = conn.execute(sa.text(sql), params)
+                return [tuple(r) for r in result] if result.returns_rows else []
         finally:
             engine.dispose()
 
