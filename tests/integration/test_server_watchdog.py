@@ -4,6 +4,7 @@ one upstream schedule per job, bounded upstream concurrency, stuck starts recove
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -75,7 +76,7 @@ def wait_all_terminal(
 
 def min_gap(times: list[float]) -> float:
     ordered = sorted(times)
-    return min((b - a for a, b in zip(ordered, ordered[1:], strict=False)), default=float("inf"))
+    return min((b - a for a, b in itertools.pairwise(ordered)), default=float("inf"))
 
 
 @pytest.fixture(scope="module")
