@@ -28,4 +28,6 @@ config = rx.Config(
     plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="violet", radius="large"))],
     # Enabled by default with a warning on every compile; this app needs no sitemap.xml.
     disable_plugins=[rx.plugins.SitemapPlugin],
+    # The sticky "Built with Reflex" badge covers the toasts in the corner of every page.
+    show_built_with_reflex=False,
 )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import reflex as rx
 
 from arcano_tools.api.routes import create_api
-from arcano_tools.components.shell import JOBS_ROUTE, with_shell
+from arcano_tools.components.shell import ADMIN_ROUTE, JOBS_ROUTE, with_shell
 from arcano_tools.components.tool_page import tool_page
 from arcano_tools.core.tools import DEFAULT_TOOLS
+from arcano_tools.pages.admin import admin_page
 from arcano_tools.pages.home import home
 from arcano_tools.pages.jobs import jobs_page
 from arcano_tools.web import runtime
+from arcano_tools.web.admin_state import AdminState
 from arcano_tools.web.state import TOOL_STATES, JobsState, SessionState
 
 services = runtime.services()
@@ -27,6 +29,12 @@ app.add_page(
     route=JOBS_ROUTE,
     title="Meus trabalhos · Arcano Tools",
     on_load=[JobsState.ensure_user, JobsState.load_jobs],
+)
+app.add_page(
+    with_shell(admin_page),
+    route=ADMIN_ROUTE,
+    title="Operação · Arcano Tools",
+    on_load=[AdminState.ensure_user, AdminState.refresh],
 )
 for _tool in DEFAULT_TOOLS:
     _state = TOOL_STATES[_tool.name]

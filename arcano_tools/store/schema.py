@@ -111,7 +111,7 @@ webhook_events = sa.Table(
     sa.Index("ix_webhook_events_task_unapplied", "task_id", "applied_at"),
 )
 
-upstream_calls = sa.Table(
+upstream_errors = sa.Table(
     "upstream_errors",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

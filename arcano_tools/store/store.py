@@ -712,10 +712,21 @@ class JobStore:
     ) -> None:
         async with self._write() as conn:
             await conn.execute(
-                s.upstream_calls.insert().values(
+                s.upstream_errors.insert().values(
                     at=utcnow(), endpoint=endpoint, code=code, job_table=table, job_id=job_id
                 )
             )
+
+    async def upstream_error_counts(self) -> list[tuple[str, str, int]]:
+        """``(endpoint, code, n)`` of recorded RunningHub errors, most frequent first."""
+        u = s.upstream_errors
+        async with self._read() as conn:
+            rows = await conn.execute(
+                sa.select(u.c.endpoint, u.c.code, sa.func.count().label("n"))
+                .group_by(u.c.endpoint, u.c.code)
+                .order_by(sa.desc("n"))
+            )
+            return [(e, code, n) for e, code, n in rows.all()]
 
     async def counts_by_status(self) -> dict[str, dict[str, int]]:
         """``{table: {status: n}}`` for the operator page."""

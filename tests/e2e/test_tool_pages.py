@@ -75,10 +75,10 @@ class AppDriver:
         assert token
         return str(token).strip('"')
 
-    async def job(self, job_id: str) -> dict[str, Any]:
+    async def job(self, job_id: str, token: str | None = None) -> dict[str, Any]:
         r = await self.http.get(
             f"/api/jobs/upscaler_jobs/{job_id}",
-            headers={"Authorization": f"Bearer {await self.token()}"},
+            headers={"Authorization": f"Bearer {token or await self.token()}"},
         )
         assert r.status_code == 200, r.text
         return dict(r.json())
@@ -131,6 +131,17 @@ class AppDriver:
         jobs = await self.my_jobs()
         assert jobs, "the click created no job"
         return str(jobs[0]["id"])
+
+    async def submit_via_api(self, token: str) -> str:
+        """Submit as the page's user without the page (so no page follows the job)."""
+        r = await self.http.post(
+            "/api/jobs",
+            headers={"Authorization": f"Bearer {token}"},
+            data={"tool": "upscaler", "scale": "2"},
+            files={"image": ("foto.png", png(), "image/png")},
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["jobId"])
 
     async def shot(self, name: str) -> None:
         ARTIFACTS.mkdir(exist_ok=True)

@@ -1,0 +1,153 @@
+"""The operator page's state: who may see it, and the numbers it shows.
+
+Allowed to the service key (pasted once, kept in the operator's browser) or to a user marked
+admin (``python -m arcano_tools token --user X --admin``). Everyone else sees a refusal and no
+data: every handler re-checks, not only the page.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import defaultdict
+from statistics import median
+from typing import Any
+
+import reflex as rx
+
+from arcano_tools.core.auth import Principal
+from arcano_tools.core.jobs import utcnow
+from arcano_tools.core.status import FinishedBy
+from arcano_tools.web import runtime
+from arcano_tools.web.state import SessionState
+from arcano_tools.web.texts import STATUS_LABELS, duration_text
+
+RESCUE_PATHS = {FinishedBy.WATCHDOG, FinishedBy.SERVER_WATCHDOG, FinishedBy.TIMEOUT}
+WEBHOOK_OUTCOMES = (
+    "accepted",
+    "duplicate",
+    "early",
+    "rejected",
+    "malformed",
+    "unmatched",
+    "ignored",
+)
+
+
+class AdminState(SessionState):
+    admin_key: str = rx.LocalStorage("", name="arcano_admin_key", sync=True)
+    key_input: str = ""
+    authorized: bool = False
+    login_error: str = ""
+
+    status_rows: list[dict[str, Any]] = []
+    at_risk: list[dict[str, str]] = []
+    rescues: list[dict[str, str]] = []
+    webhook_health: list[dict[str, Any]] = []
+    upstream_errors: list[dict[str, Any]] = []
+    finish_times: list[dict[str, Any]] = []
+    watchdog_enabled: bool = False
+    server_watchdog_enabled: bool = False
+    message: str = ""
+
+    def _key_ok(self, key: str) -> bool:
+        expected = runtime.services().service_key
+        return bool(key) and hmac.compare_digest(key.encode(), expected.encode())
+
+    async def _check(self) -> bool:
+        self.authorized = self.is_admin or self._key_ok(self.admin_key)
+        return self.authorized
+
+    @rx.event
+    def set_key_input(self, value: str) -> None:
+        self.key_input = value
+
+    @rx.event
+    async def login(self) -> Any:
+        if not self._key_ok(self.key_input.strip()):
+            self.login_error = "Chave inválida."
+            return None
+        self.admin_key = self.key_input.strip()
+        self.key_input = ""
+        self.login_error = ""
+        return AdminState.refresh
+
+    @rx.event
+    def logout(self) -> None:
+        self.admin_key = ""
+        self.authorized = self.is_admin
+
+    @rx.event
+    async def refresh(self) -> None:
+        await self._load()
+
+    async def _load(self) -> None:
+        if not await self._check():
+            return
+        services = runtime.services()
+        store = services.store
+        settings = services.settings
+        self.watchdog_enabled = settings.watchdog_enabled
+        self.server_watchdog_enabled = settings.server_watchdog_active
+
+        counts = await store.counts_by_status()
+        titles = {t.table: t.title for t in services.tools.tools}
+        self.status_rows = [
+            {"tool": titles.get(table, table), **{st: by.get(st, 0) for st in STATUS_LABELS}}
+            for table, by in counts.items()
+        ]
+        now = utcnow()
+        risky = await store.active_jobs(older_than=now - services.timings.initial_delay, limit=50)
+        self.at_risk = [
+            {
+                "table": j.table,
+                "id": j.id,
+                "status": STATUS_LABELS.get(j.status.value, j.status.value),
+                "age": duration_text(int((now - j.clock_start).total_seconds())),
+                "task_id": j.task_id or "—",
+            }
+            for j in risky
+        ]
+        finished = await store.finished_jobs(limit=500)
+        self.rescues = [
+            {
+                "table": j.table,
+                "id": j.id[:8],
+                "status": STATUS_LABELS.get(j.status.value, j.status.value),
+                "by": j.finished_by.value if j.finished_by else "",
+                "at": j.completed_at.strftime("%d/%m %H:%M:%S") if j.completed_at else "",
+            }
+            for j in finished
+            if j.finished_by in RESCUE_PATHS
+        ][:20]
+        by_path: dict[str, list[float]] = defaultdict(list)
+        for j in finished:
+            if j.completed_at and j.finished_by:
+                by_path[j.finished_by.value].append(
+                    (j.completed_at - j.clock_start).total_seconds()
+                )
+        self.finish_times = [
+            {"path": path, "median_s": round(median(v), 1), "jobs": len(v)}
+            for path, v in sorted(by_path.items())
+        ]
+        webhooks = await store.webhook_counts()
+        self.webhook_health = [{"outcome": o, "n": webhooks.get(o, 0)} for o in WEBHOOK_OUTCOMES]
+        self.upstream_errors = [
+            {"endpoint": e, "code": code, "n": n}
+            for e, code, n in await store.upstream_error_counts()
+        ]
+
+    @rx.event
+    async def sync_now(self, table: str, job_id: str) -> Any:
+        """Ask RunningHub about one job right now (skips the schedule) and show the outcome."""
+        if not await self._check():
+            return None
+        reply = await runtime.services().sync.sync(
+            table, job_id, Principal(is_service=True), finished_by=FinishedBy.WATCHDOG, force=True
+        )
+        body = reply.body
+        if body.get("synced"):
+            self.message = f"Job {job_id[:8]}: {body.get('status')}"
+        else:
+            self.message = f"Job {job_id[:8]}: {body.get('reason') or body.get('error')}"
+        await self._load()
+        return rx.toast.info(self.message)

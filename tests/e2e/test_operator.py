@@ -1,0 +1,120 @@
+"""The operator page and the shared upstream schedule, in the browser."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import pytest_asyncio
+
+from tests.e2e.test_tool_pages import WATCHDOG_ON, AppDriver
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
+
+pytestmark = pytest.mark.e2e
+
+SERVICE_KEY = "svc_e2e_" + "k" * 32
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def app_no_server_watchdog(reflex_app_factory: Any, page: Page) -> Any:
+    driver = AppDriver(reflex_app_factory({**WATCHDOG_ON, "ARCANO_SERVICE_KEY": SERVICE_KEY}), page)
+    await driver.emulator(reset=True)
+    await driver.emulator(task_ms=300)
+    yield driver
+    await driver.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def app_server_watchdog(reflex_app_factory: Any, page: Page) -> Any:
+    env = {**WATCHDOG_ON, "SERVER_WATCHDOG_ENABLED": "true", "ARCANO_SERVICE_KEY": SERVICE_KEY}
+    driver = AppDriver(reflex_app_factory(env), page)
+    await driver.emulator(reset=True)
+    await driver.emulator(task_ms=300)
+    yield driver
+    await driver.close()
+
+
+async def test_admin_shows_a_stuck_job_and_sync_now_finishes_it(
+    app_no_server_watchdog: AppDriver, browser: Browser
+) -> None:
+    app = app_no_server_watchdog
+    await app.emulator(webhook="drop")
+    await app.open_tool()
+    token = await app.token()
+    # no page follows the job and the server watchdog is off: only the operator can rescue it
+    await app.page.goto("about:blank")
+    job_id = await app.submit_via_api(token)
+    await app.page.wait_for_timeout(3000)  # past the initial delay: the job is "at risk"
+
+    operator = await browser.new_context()
+    admin = await operator.new_page()
+    try:
+        await admin.goto(app.app.url + "/admin")
+        await admin.get_by_test_id("admin-key").fill(SERVICE_KEY)
+        await admin.get_by_test_id("admin-login").click()
+        row = admin.get_by_test_id("at-risk").get_by_text(job_id)
+        await row.wait_for()
+        await admin.get_by_test_id("at-risk").get_by_test_id("sync-now").first.click()
+        await admin.get_by_test_id("no-risk").wait_for()
+        await admin.get_by_test_id("rescues").get_by_text(job_id[:8]).wait_for()
+        await admin.screenshot(path=str(app_no_server_watchdog_artifact("admin")), full_page=True)
+    finally:
+        await operator.close()
+    job = await app.job(job_id, token)
+    assert job["status"] == "completed"
+    assert job["finishedBy"] == "watchdog"
+
+
+async def test_admin_is_refused_to_an_ordinary_user(app_no_server_watchdog: AppDriver) -> None:
+    app = app_no_server_watchdog
+    await app.page.goto(app.app.url + "/admin")
+    await app.session_ready()
+    await app.page.get_by_text("Acesso restrito").wait_for()
+    assert await app.page.get_by_test_id("at-risk").count() == 0
+    assert await app.page.get_by_test_id("status-counts").count() == 0
+    await app.page.get_by_test_id("admin-key").fill("not-the-key")
+    await app.page.get_by_test_id("admin-login").click()
+    await app.page.get_by_text("Chave inválida.").wait_for()
+    assert await app.page.get_by_test_id("status-counts").count() == 0
+
+
+async def test_five_pages_and_the_server_watchdog_make_one_upstream_call_per_interval(
+    app_server_watchdog: AppDriver, browser: Browser
+) -> None:
+    app = app_server_watchdog
+    await app.emulator(webhook="drop", outcome="never")
+    await app.open_tool()
+    job_id = await app.submit_image()
+    pages = [app.page]
+    for _ in range(4):  # four more tabs of the same user follow the same job
+        tab = await app.page.context.new_page()
+        await tab.goto(app.app.url + "/upscaler")
+        await tab.get_by_test_id("status-label").wait_for()
+        pages.append(tab)
+    t0 = time.monotonic()
+    await app.page.wait_for_timeout(6000)
+    watched_s = time.monotonic() - t0
+
+    stats = await app.emulator_stats()
+    (times,) = stats["outputs_calls_by_task"].values()
+    interval = int(WATCHDOG_ON["WATCHDOG_POLL_INTERVAL_MS"]) / 1000
+    gaps = [b - a for a, b in itertools.pairwise(sorted(times))]
+    # six watchers, one schedule: never two calls within (about) one interval
+    assert min(gaps) >= interval * 0.5, gaps
+    assert len(times) <= (watched_s + 3) / interval + 1
+    for tab in pages:
+        assert "Processando" in await tab.get_by_test_id("status-label").inner_text()
+    await app.page.get_by_test_id("cancel").click()
+    await app.page.get_by_text("Cancelado").first.wait_for()
+    assert (await app.job(job_id))["status"] == "cancelled"
+
+
+def app_no_server_watchdog_artifact(name: str) -> Any:
+    from tests.e2e.test_tool_pages import ARTIFACTS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS / f"{name}.png"
