@@ -37,6 +37,7 @@ from arcano_tools.core.jobs import (
     NewJob,
     utcnow,
 )
+from arcano_tools.core.schedule import CheckSchedule
 from arcano_tools.core.status import FinishedBy, JobStatus
 from arcano_tools.core.tools import Tool, ToolRegistry
 from arcano_tools.core.uploads import CheckedFile, FileStore, Upload, check_file
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Transient failures (network, 5xx) while starting a job before we give up and refund.
 MAX_START_FAILURES = 5
+#: How long a tool's learned first-check delay is reused before re-reading its history.
+FIRST_CHECK_CACHE_S = 60.0
 
 #: Messages shown to the user when a job cannot start; the technical cause goes to the log.
 MSG_REJECTED = "O serviço de IA recusou este pedido. Seus créditos foram devolvidos."
@@ -89,8 +92,11 @@ class QueueManager:
         webhook_base_url: str,
         webhook_secret: bytes,
         metrics: Metrics | None = None,
+        schedule: CheckSchedule | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.schedule = schedule
+        self._first_check: dict[str, tuple[float, timedelta | None]] = {}
         self.store = store
         self.client = client
         self.tools = tools
@@ -187,8 +193,9 @@ class QueueManager:
             accounts = await self.store.accounts_with_free_slots()
             if not accounts:
                 break
+            first_check = await self.first_check_delay(job.table)
             for account in accounts:
-                claimed = await self.store.claim_slot(job, account.name)
+                claimed = await self.store.claim_slot(job, account.name, first_check_in=first_check)
                 if claimed is not None:
                     self._publish(claimed)
                     task = asyncio.create_task(self._start(claimed, account))
@@ -197,6 +204,18 @@ class QueueManager:
                     started += 1
                     break
         return started
+
+    async def first_check_delay(self, table: str) -> timedelta | None:
+        """The learned delay before a job's first upstream check (cached per tool a minute)."""
+        if self.schedule is None:
+            return None
+        now = asyncio.get_running_loop().time()
+        cached = self._first_check.get(table)
+        if cached is None or now - cached[0] > FIRST_CHECK_CACHE_S:
+            durations = await self.store.recent_durations(table)
+            cached = (now, self.schedule.first_check_delay(durations))
+            self._first_check[table] = cached
+        return cached[1]
 
     async def _start(self, job: Job, account: Account) -> None:
         """Upload the inputs and create the task; never raises (outcomes land in the row)."""

@@ -18,6 +18,7 @@ from arcano_tools.core.auth import issue_user_token
 from arcano_tools.core.bus import JobBus
 from arcano_tools.core.jobs import User, utcnow
 from arcano_tools.core.queue_manager import QueueManager
+from arcano_tools.core.schedule import CheckSchedule
 from arcano_tools.core.server_watchdog import ServerWatchdog
 from arcano_tools.core.sync import JobSync, SyncTimings
 from arcano_tools.core.tools import ToolRegistry
@@ -54,6 +55,11 @@ class Services:
             webhook_base_url=settings.own_base_url,
             webhook_secret=settings.webhook_secret,
             metrics=self.metrics,
+            schedule=CheckSchedule(
+                initial_delay=timedelta(milliseconds=settings.watchdog_initial_delay_ms),
+                poll_interval=timedelta(milliseconds=settings.watchdog_poll_interval_ms),
+                max_timeout=timedelta(milliseconds=settings.watchdog_max_timeout_ms),
+            ),
         )
         self.timings = SyncTimings(
             initial_delay=timedelta(milliseconds=settings.watchdog_initial_delay_ms),

@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -112,7 +113,7 @@ def parse_outputs_envelope(envelope: Any) -> TaskOutputs:
     if code == CODE_OK:
         files = tuple(
             OutputFile(
-                file_url=str(item.get("fileUrl") or ""),
+                file_url=_safe_url(item.get("fileUrl")),
                 file_type=str(item.get("fileType") or ""),
                 node_id=str(item.get("nodeId") or ""),
                 task_cost_time=_float_or_none(item.get("taskCostTime")),
@@ -134,6 +135,16 @@ def parse_outputs_envelope(envelope: Any) -> TaskOutputs:
             "failed", code, msg, failed_reason=reason if isinstance(reason, dict) else None
         )
     raise error_for(code, msg, data)
+
+
+def _safe_url(value: Any) -> str:
+    """Only absolute http(s) URLs become an output: the URL ends up in the user's page, so a
+    ``javascript:`` or ``data:`` value from a tampered answer is dropped, never shown."""
+    url = str(value or "").strip()
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        return ""
+    return url
 
 
 def _float_or_none(value: Any) -> float | None:

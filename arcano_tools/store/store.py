@@ -346,7 +346,26 @@ class JobStore:
                 ).scalar_one()
         return ahead + 1
 
-    async def claim_slot(self, job: Job, account_name: str) -> Job | None:
+    async def recent_durations(self, table: str, limit: int = 200) -> list[float]:
+        """Seconds from start to completion of the table's last completed jobs."""
+        t = s.job_tables[table]
+        async with self._read() as conn:
+            rows = await conn.execute(
+                sa.select(t.c.created_at, t.c.started_at, t.c.completed_at)
+                .where(t.c.status == JobStatus.COMPLETED.value, t.c.completed_at.is_not(None))
+                .order_by(t.c.completed_at.desc())
+                .limit(limit)
+            )
+            out = []
+            for created, started, completed in rows.all():
+                begin, end = _aware(started or created), _aware(completed)
+                if begin is not None and end is not None:
+                    out.append(max(0.0, (end - begin).total_seconds()))
+            return out
+
+    async def claim_slot(
+        self, job: Job, account_name: str, *, first_check_in: timedelta | None = None
+    ) -> Job | None:
         """Move a queued job to ``starting`` holding one of the account's slots, atomically.
 
         Returns ``None`` when the account is full or the job is no longer queued (another
@@ -354,11 +373,17 @@ class JobStore:
         """
         try:
             async with self._write() as conn:
-                return await self._claim(conn, job, account_name)
+                return await self._claim(conn, job, account_name, first_check_in)
         except _SlotNotTaken:
             return None
 
-    async def _claim(self, conn: AsyncConnection, job: Job, account_name: str) -> Job | None:
+    async def _claim(
+        self,
+        conn: AsyncConnection,
+        job: Job,
+        account_name: str,
+        first_check_in: timedelta | None,
+    ) -> Job | None:
         now = utcnow()
         t = s.job_tables[job.table]
         a = s.runninghub_accounts
@@ -382,6 +407,7 @@ class JobStore:
                 holds_slot=True,
                 started_at=sa.func.coalesce(t.c.started_at, now),
                 updated_at=now,
+                next_check_at=now + first_check_in if first_check_in is not None else None,
             )
         )
         if moved.rowcount != 1:

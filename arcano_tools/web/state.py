@@ -22,6 +22,7 @@ from arcano_tools.core.auth import verify_user_token
 from arcano_tools.core.errors import JobError
 from arcano_tools.core.follow import follow_job
 from arcano_tools.core.jobs import Job
+from arcano_tools.core.schedule import quantile
 from arcano_tools.core.status import JobStatus
 from arcano_tools.core.tools import Tool
 from arcano_tools.core.uploads import Upload, check_file
@@ -176,18 +177,10 @@ class ToolPageState(rx.State, mixin=True):
         return type(self).follow if job.status.is_active else None
 
     async def _typical_duration(self, table: str) -> int:
-        done = [
-            j
-            for j in await runtime.services().store.finished_jobs(limit=50, tables=[table])
-            if j.status is JobStatus.COMPLETED and j.completed_at
-        ]
-        if len(done) < MIN_HISTORY_FOR_TYPICAL:
+        durations = await runtime.services().store.recent_durations(table, limit=50)
+        if len(durations) < MIN_HISTORY_FOR_TYPICAL:
             return 0
-        durations = sorted(
-            (j.completed_at - j.clock_start).total_seconds()  # type: ignore[operator]
-            for j in done
-        )
-        return max(1, round(durations[len(durations) // 2]))
+        return max(1, round(quantile(durations, 0.5)))
 
     # --- inputs -------------------------------------------------------------------------------
 

@@ -214,3 +214,25 @@ async def test_a_user_is_granted_starting_credits_once(store: JobStore) -> None:
     user = await store.get_user("new")
     assert user is not None
     assert user.credits == 100
+
+
+async def test_a_claim_sets_the_learned_first_check_and_durations_are_read_back(
+    store: JobStore,
+) -> None:
+    job_id = await new_job(store)
+    job = await store.get_job(TABLE, job_id)
+    assert job is not None
+    claimed = await store.claim_slot(job, "acc", first_check_in=timedelta(seconds=70))
+    assert claimed is not None
+    assert claimed.started_at is not None
+    assert claimed.next_check_at is not None
+    assert claimed.next_check_at - claimed.started_at == timedelta(seconds=70)
+    # not due yet: no caller may ask RunningHub before then
+    assert not await store.reserve_check(
+        TABLE, job_id, now=utcnow(), next_check_at=utcnow() + timedelta(seconds=15)
+    )
+    await store.finish(
+        TABLE, job_id, FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url="u")
+    )
+    (duration,) = await store.recent_durations(TABLE)
+    assert 0 <= duration < 60
