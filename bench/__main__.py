@@ -19,8 +19,8 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
