@@ -16,13 +16,10 @@ sub-directories, not here.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +32,8 @@ import httpx
 import pytest
 import pytest_asyncio
 from pytest_asyncio import is_async_test
+
+from tests.support.servers import free_port, stop_process_group
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -56,13 +55,6 @@ APP_START_TIMEOUT_S = float(os.environ.get("ARCANO_TEST_APP_START_TIMEOUT", "120
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the usual small race is accepted)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def reflex_base_env() -> dict[str, str]:
     """The offline Reflex environment of scripts/env.sh, for runs outside ``make``."""
     bun_pkg = (
@@ -101,18 +93,7 @@ class RunningApp:
 
     def stop(self) -> None:
         """SIGTERM the whole process group (reflex, granian workers), SIGKILL after 10 s."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        # Workers that outlived their parent, if any, are still in the group.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        stop_process_group(self.process)
 
 
 def start_reflex_app(env: Mapping[str, str] | None = None, *, log_dir: Path) -> RunningApp:

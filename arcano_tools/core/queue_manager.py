@@ -298,20 +298,23 @@ class QueueManager:
                     "error": str(exc),
                 },
             )
-            await self.finish(
-                job.table,
-                job.id,
-                FinishRequest(JobStatus.FAILED, FinishedBy.DISPATCH, error_message=MSG_REJECTED),
-            )
+            await self._fail_start(job, MSG_REJECTED)
             return
+        await self._retry_start(job, f"RunningHub unavailable ({code})")
+
+    async def _fail_start(self, job: Job, message: str) -> None:
+        await self.finish(
+            job.table,
+            job.id,
+            FinishRequest(JobStatus.FAILED, FinishedBy.DISPATCH, error_message=message),
+        )
+
+    async def _retry_start(self, job: Job, reason: str) -> None:
+        """Queue a start again with backoff, or give up (refund) after too many attempts."""
         if job.attempts + 1 >= MAX_START_FAILURES:
-            await self.finish(
-                job.table,
-                job.id,
-                FinishRequest(JobStatus.FAILED, FinishedBy.DISPATCH, error_message=MSG_UNAVAILABLE),
-            )
-            return
-        await self._requeue(job, f"RunningHub unavailable ({code})")
+            await self._fail_start(job, MSG_UNAVAILABLE)
+        else:
+            await self._requeue(job, reason)
 
     async def _requeue(self, job: Job, reason: str) -> None:
         delay = min(c.QUEUE_RETRY_MAX_S, c.QUEUE_RETRY_BASE_S * 2**job.attempts)
@@ -342,18 +345,13 @@ class QueueManager:
         job and finishes it first — the guarded finish ignores whichever result comes second.
         After ``MAX_START_FAILURES`` attempts the job fails with a refund instead.
         """
-        if job.attempts + 1 >= MAX_START_FAILURES:
-            await self.finish(
-                job.table,
-                job.id,
-                FinishRequest(JobStatus.FAILED, FinishedBy.DISPATCH, error_message=MSG_UNAVAILABLE),
-            )
-            return
         log.warning(
             "stuck start recovered",
             extra={"action": "recover_stuck_start", "job_id": job.id, "table": job.table},
         )
-        await self._requeue(job, "start interrupted (process stopped before saving the task id)")
+        await self._retry_start(
+            job, "start interrupted (process stopped before saving the task id)"
+        )
 
     # --- finish and cancel ------------------------------------------------------------------
 

@@ -46,6 +46,12 @@ class Services:
         )
         self.bus = JobBus()
         self.files = FileStore(settings.data_dir)
+        self.timings = SyncTimings(
+            initial_delay=timedelta(milliseconds=settings.watchdog_initial_delay_ms),
+            poll_interval=timedelta(milliseconds=settings.watchdog_poll_interval_ms),
+            max_timeout=timedelta(milliseconds=settings.watchdog_max_timeout_ms),
+            timeout_message=settings.timeout_message,
+        )
         self.queue = QueueManager(
             store=self.store,
             client=self.client,
@@ -56,16 +62,10 @@ class Services:
             webhook_secret=settings.webhook_secret,
             metrics=self.metrics,
             schedule=CheckSchedule(
-                initial_delay=timedelta(milliseconds=settings.watchdog_initial_delay_ms),
-                poll_interval=timedelta(milliseconds=settings.watchdog_poll_interval_ms),
-                max_timeout=timedelta(milliseconds=settings.watchdog_max_timeout_ms),
+                initial_delay=self.timings.initial_delay,
+                poll_interval=self.timings.poll_interval,
+                max_timeout=self.timings.max_timeout,
             ),
-        )
-        self.timings = SyncTimings(
-            initial_delay=timedelta(milliseconds=settings.watchdog_initial_delay_ms),
-            poll_interval=timedelta(milliseconds=settings.watchdog_poll_interval_ms),
-            max_timeout=timedelta(milliseconds=settings.watchdog_max_timeout_ms),
-            timeout_message=settings.timeout_message,
         )
         self.sync = JobSync(
             store=self.store,

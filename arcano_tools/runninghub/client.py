@@ -292,19 +292,10 @@ class RunningHubClient:
     # --- plumbing -----------------------------------------------------------------------------
 
     async def _call(
-        self,
-        path: str,
-        api_key: str,
-        body: dict[str, Any] | None,
-        *,
-        retries: int | None = None,
-        files: dict[str, Any] | None = None,
-        form: dict[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
+        self, path: str, api_key: str, body: dict[str, Any] | None, **options: Any
     ) -> Any:
-        envelope = await self._envelope(
-            path, api_key, body, retries=retries, files=files, form=form, timeout=timeout
-        )
+        """The ``data`` of a successful envelope; any other code raises its typed error."""
+        envelope = await self._envelope(path, api_key, body, **options)
         code = envelope.get("code")
         if code != CODE_OK:
             try:

@@ -4,38 +4,38 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
 
-from tests.e2e.test_tool_pages import WATCHDOG_ON, AppDriver
+from tests.e2e.test_tool_pages import (
+    ARTIFACTS,
+    SERVICE_KEY,
+    WATCHDOG_ON,
+    AppDriver,
+    running_app,
+)
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
 
 pytestmark = pytest.mark.e2e
 
-SERVICE_KEY = "svc_e2e_" + "k" * 32
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def app_no_server_watchdog(reflex_app_factory: Any, page: Page) -> AsyncIterator[AppDriver]:
+    async with running_app(reflex_app_factory, page, WATCHDOG_ON) as driver:
+        yield driver
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def app_no_server_watchdog(reflex_app_factory: Any, page: Page) -> Any:
-    driver = AppDriver(reflex_app_factory({**WATCHDOG_ON, "ARCANO_SERVICE_KEY": SERVICE_KEY}), page)
-    await driver.emulator(reset=True)
-    await driver.emulator(task_ms=300)
-    yield driver
-    await driver.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def app_server_watchdog(reflex_app_factory: Any, page: Page) -> Any:
-    env = {**WATCHDOG_ON, "SERVER_WATCHDOG_ENABLED": "true", "ARCANO_SERVICE_KEY": SERVICE_KEY}
-    driver = AppDriver(reflex_app_factory(env), page)
-    await driver.emulator(reset=True)
-    await driver.emulator(task_ms=300)
-    yield driver
-    await driver.close()
+async def app_server_watchdog(reflex_app_factory: Any, page: Page) -> AsyncIterator[AppDriver]:
+    # a long deadline: this test watches a never-ending job, then cancels it
+    env = {**WATCHDOG_ON, "SERVER_WATCHDOG_ENABLED": "true", "WATCHDOG_MAX_TIMEOUT_MS": "120000"}
+    async with running_app(reflex_app_factory, page, env) as driver:
+        yield driver
 
 
 async def test_admin_shows_a_stuck_job_and_sync_now_finishes_it(
@@ -61,7 +61,8 @@ async def test_admin_shows_a_stuck_job_and_sync_now_finishes_it(
         await admin.get_by_test_id("at-risk").get_by_test_id("sync-now").first.click()
         await admin.get_by_test_id("no-risk").wait_for()
         await admin.get_by_test_id("rescues").get_by_text(job_id[:8]).wait_for()
-        await admin.screenshot(path=str(app_no_server_watchdog_artifact("admin")), full_page=True)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await admin.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
     finally:
         await operator.close()
     job = await app.job(job_id, token)
@@ -88,6 +89,7 @@ async def test_five_pages_and_the_server_watchdog_make_one_upstream_call_per_int
     app = app_server_watchdog
     await app.emulator(webhook="drop", outcome="never")
     await app.open_tool()
+    t0 = time.monotonic()
     job_id = await app.submit_image()
     pages = [app.page]
     for _ in range(4):  # four more tabs of the same user follow the same job
@@ -95,9 +97,8 @@ async def test_five_pages_and_the_server_watchdog_make_one_upstream_call_per_int
         await tab.goto(app.app.url + "/upscaler")
         await tab.get_by_test_id("status-label").wait_for()
         pages.append(tab)
-    t0 = time.monotonic()
     await app.page.wait_for_timeout(6000)
-    watched_s = time.monotonic() - t0
+    watched_s = time.monotonic() - t0  # since the submit: every call happened in this span
 
     stats = await app.emulator_stats()
     (times,) = stats["outputs_calls_by_task"].values()
@@ -105,16 +106,9 @@ async def test_five_pages_and_the_server_watchdog_make_one_upstream_call_per_int
     gaps = [b - a for a, b in itertools.pairwise(sorted(times))]
     # six watchers, one schedule: never two calls within (about) one interval
     assert min(gaps) >= interval * 0.5, gaps
-    assert len(times) <= (watched_s + 3) / interval + 1
+    assert len(times) <= watched_s / interval + 1
     for tab in pages:
         assert "Processando" in await tab.get_by_test_id("status-label").inner_text()
     await app.page.get_by_test_id("cancel").click()
     await app.page.get_by_text("Cancelado").first.wait_for()
     assert (await app.job(job_id))["status"] == "cancelled"
-
-
-def app_no_server_watchdog_artifact(name: str) -> Any:
-    from tests.e2e.test_tool_pages import ARTIFACTS
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS / f"{name}.png"

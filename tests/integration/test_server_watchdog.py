@@ -143,13 +143,24 @@ def test_stuck_start_is_put_back_in_the_queue_and_completes(
         emu.set(queue_full_next=1000)  # keep the job from starting while we stage the crash
         job_id = submit_upscale(client, backend, user).json()["jobId"]
         wait_for(lambda: emu.stats()["queue_full_answers"] >= 1, what="a first attempt")
-        # what a crash leaves behind: starting, slot held, no task id
-        backend.rows(
-            "UPDATE upscaler_jobs SET status = 'starting', holds_slot = true, "
-            "next_attempt_at = NULL, updated_at = CURRENT_TIMESTAMP WHERE id = :j",
-            j=job_id,
-        )
-        backend.rows("UPDATE runninghub_accounts SET in_flight = in_flight + 1")
+
+        # what a crash leaves behind: starting, slot held, no task id — staged atomically and
+        # only while the job sits in the queue (not while the dispatcher is retrying it)
+        def stage_crash() -> bool:
+            staged, _ = backend.transaction(
+                (
+                    "UPDATE upscaler_jobs SET status = 'starting', holds_slot = true, "
+                    "next_attempt_at = NULL, updated_at = CURRENT_TIMESTAMP "
+                    "WHERE id = :j AND status = 'queued' RETURNING id",
+                    {"j": job_id},
+                ),
+                ("UPDATE runninghub_accounts SET in_flight = in_flight + 1", {}),
+            )
+            if not staged:
+                raise _NotStaged
+            return True
+
+        wait_for(lambda: _attempt(stage_crash), what="the job to sit in the queue")
         emu.set(queue_full_next=0)
 
         job = wait_for(
@@ -163,6 +174,17 @@ def test_stuck_start_is_put_back_in_the_queue_and_completes(
         assert in_flight == 0  # the slot was given back, not leaked
     finally:
         backend.api.stop()
+
+
+class _NotStaged(Exception):
+    """Rolls the staging transaction back."""
+
+
+def _attempt(fn: Any) -> bool:
+    try:
+        return bool(fn())
+    except _NotStaged:
+        return False
 
 
 @pytest.mark.postgres

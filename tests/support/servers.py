@@ -36,6 +36,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process's whole group (it was started in its own session), SIGKILL after
+    10 s, then SIGKILL whatever of the group outlived its parent (granian workers)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 @dataclass
 class ServerProcess:
     name: str
@@ -47,15 +63,7 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        stop_process_group(self.process)
 
 
 def start_server(
@@ -128,6 +136,10 @@ class Backend:
 
     def rows(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         """Read our database directly (SQLite file or PostgreSQL), to check what was written."""
+        return self.transaction((sql, params))[0]
+
+    def transaction(self, *statements: tuple[str, dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
+        """Run statements in one transaction (to stage a state the app could produce)."""
         import sqlalchemy as sa
 
         url = self.database_url or f"sqlite:///{self.data_dir / 'arcano.db'}"
@@ -135,8 +147,11 @@ class Backend:
         engine = sa.create_engine(url)
         try:
             with engine.begin() as conn:
-                result = conn.execute(sa.text(sql), params)
-                return [tuple(r) for r in result] if result.returns_rows else []
+                out = []
+                for sql, params in statements:
+                    result = conn.execute(sa.text(sql), params)
+                    out.append([tuple(r) for r in result] if result.returns_rows else [])
+                return out
         finally:
             engine.dispose()
 
