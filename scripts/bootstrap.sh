@@ -66,4 +66,9 @@ if [ "$WANT_TEST" = 1 ]; then
                 "Tests that need them will fail or skip."
         fi
     fi
+    # initdb refuses root: the test PostgreSQL runs as the `postgres` user (Debian creates it).
+    if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+        log "creating the postgres system user for the test database"
+        useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+    fi
 fi
