@@ -1,0 +1,46 @@
+"""No secret ever reaches a log line: the API key, the service key, the JWT secret, user
+tokens and per-job webhook tokens, after a job's whole life including a forged webhook."""
+
+from __future__ import annotations
+
+import httpx
+
+from arcano_tools.core.queue_manager import webhook_token
+from tests.support.fixtures import EmulatorControl
+from tests.support.servers import (
+    JWT_SECRET,
+    RH_API_KEY,
+    SERVICE_KEY,
+    Backend,
+    submit_upscale,
+    wait_for,
+)
+
+
+def test_logs_carry_actions_and_ids_but_no_secrets(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(webhook="drop")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    wait_for(lambda: emu.stats()["tasks"]["succeeded"] >= 1, what="the task")
+    wait_for(
+        lambda: (
+            client.post(
+                backend.url + "/functions/v1/runninghub-job-sync",
+                headers=backend.user_headers(user),
+                json={"table": "upscaler_jobs", "jobId": job_id},
+            )
+            .json()
+            .get("synced")
+        ),
+        what="the sync",
+    )
+    client.post(f"{backend.url}/webhooks/runninghub/upscaler_jobs/{job_id}?token=forged", json={})
+
+    log = backend.api.log()
+
+    assert f"job_id={job_id}" in log  # the log is there and structured…
+    assert "action=finish" in log
+    token = webhook_token(("webhook:" + SERVICE_KEY).encode(), "upscaler_jobs", job_id)
+    for secret in (RH_API_KEY, SERVICE_KEY, JWT_SECRET, backend.token(user), token):
+        assert secret not in log  # …and holds none of these
