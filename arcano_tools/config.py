@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         default=constants.WATCHDOG_MAX_TIMEOUT_MS, alias="WATCHDOG_MAX_TIMEOUT_MS", ge=100
     )
     server_watchdog_enabled: bool = Field(default=True, alias="SERVER_WATCHDOG_ENABLED")
+    #: A page watchdog whose tab disconnected keeps going this long (a reload reconnects).
+    page_watchdog_grace_ms: int = Field(
+        default=constants.PAGE_WATCHDOG_GRACE_MS, alias="ARCANO_PAGE_WATCHDOG_GRACE_MS", ge=0
+    )
     #: Upstream caps shared by every caller in this process (watchdogs, sync, dispatch).
     upstream_max_concurrency: int = Field(
         default=constants.UPSTREAM_MAX_CONCURRENCY, alias="UPSTREAM_MAX_CONCURRENCY", ge=1

@@ -21,6 +21,10 @@ TIMEOUT_MESSAGE_TEMPLATE: Final = "Timeout: processamento excedeu o tempo limite
 TOAST_SUCCESS: Final = "Imagem processada com sucesso!"
 TOAST_FAILURE_DEFAULT: Final = "Erro no processamento"
 
+#: A page watchdog whose browser tab disconnected keeps running this long, so a reload (which
+#: reconnects within a second or two) never interrupts it; after that it stops.
+PAGE_WATCHDOG_GRACE_MS: Final = 15_000
+
 # --- Credits -------------------------------------------------------------------------------
 #: A new (anonymous or CLI) user gets enough credits to try every tool a few times.
 STARTING_CREDITS: Final = 100

@@ -36,8 +36,6 @@ from arcano_tools.web.texts import (
     rejected_message,
 )
 
-#: A disconnected tab keeps its watchdog this long (a reload reconnects within a second).
-RECONNECT_GRACE_S = 15.0
 #: Finished jobs of a tool needed before the page shows the usual duration.
 MIN_HISTORY_FOR_TYPICAL = 3
 
@@ -332,6 +330,7 @@ class ToolPageState(rx.State, mixin=True):
             table = self.tool().table
             client_token = self.router.session.client_token
         services = runtime.services()
+        grace_s = services.settings.page_watchdog_grace_ms / 1000
         gone_since: list[float] = []
 
         def alive() -> bool:
@@ -340,7 +339,7 @@ class ToolPageState(rx.State, mixin=True):
                 return True
             if not gone_since:
                 gone_since.append(time.monotonic())
-            return time.monotonic() - gone_since[0] < RECONNECT_GRACE_S
+            return time.monotonic() - gone_since[0] < grace_s
 
         try:
             async for step in follow_job(

@@ -7,6 +7,7 @@ each state land in ``tests/e2e/artifacts/`` for a person to look at.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import time
@@ -39,6 +40,7 @@ WATCHDOG_ON = {
     "WATCHDOG_MAX_TIMEOUT_MS": str(TIMEOUT_MS),
     "SERVER_WATCHDOG_ENABLED": "false",
     "UPSTREAM_MAX_RPS": "100",
+    "ARCANO_PAGE_WATCHDOG_GRACE_MS": "2000",
 }
 WATCHDOG_OFF = {**WATCHDOG_ON, "WATCHDOG_ENABLED": "false"}
 SERVICE_KEY = "svc_e2e_" + "k" * 32
@@ -284,6 +286,31 @@ async def test_reload_resumes_the_job_and_keeps_the_original_deadline(on: AppDri
     assert took >= TIMEOUT_MS / 1000
     # had the reload restarted the clock, the timeout would have come ≥ 6 s later
     assert took < TIMEOUT_MS / 1000 + 5
+
+
+async def test_the_page_watchdog_stops_when_the_browser_goes_away(on: AppDriver) -> None:
+    await on.emulator(webhook="drop", outcome="never")
+    await on.open_tool()
+    job_id = await on.submit_image()
+    token = await on.token()
+
+    async def outputs_calls() -> int:
+        return int((await on.emulator_stats())["calls"].get("outputs", 0))
+
+    while await outputs_calls() < 1:  # the watchdog is polling RunningHub
+        await on.page.wait_for_timeout(200)
+    await on.page.close()
+    grace_s = int(WATCHDOG_ON["ARCANO_PAGE_WATCHDOG_GRACE_MS"]) / 1000
+    await asyncio.sleep(grace_s + 2 * POLL_MS / 1000)  # the grace ends, a last call may land
+    after_grace = await outputs_calls()
+
+    await asyncio.sleep(4 * POLL_MS / 1000)
+
+    assert await outputs_calls() == after_grace  # nobody polls for a closed tab any more
+    assert (await on.job(job_id, token))["status"] == "running"
+    await on.http.post(
+        f"/api/jobs/upscaler_jobs/{job_id}/cancel", headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 async def test_double_click_creates_one_job(on: AppDriver) -> None:
