@@ -167,8 +167,9 @@ def _generated_secrets(data_dir: Path) -> dict[str, str]:
         "emulator_api_key": secrets.token_hex(16),  # 32 characters, like a real key
     }
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.chmod(0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data))
     try:
         os.link(tmp, path)  # fails if another process won the race: then read theirs
     except FileExistsError:

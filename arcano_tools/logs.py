@@ -34,8 +34,14 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
-        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        extras = " ".join(f"{k}={_quoted(v)}" for k, v in _extras(record).items())
         return f"{base} {extras}" if extras else base
+
+
+def _quoted(value: Any) -> str:
+    """``key=value`` stays parseable: values with spaces, quotes or ``=`` are JSON-quoted."""
+    text = str(value)
+    return json.dumps(text) if (not text or any(ch in text for ch in ' "=')) else text
 
 
 def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:

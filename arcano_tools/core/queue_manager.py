@@ -77,7 +77,8 @@ def webhook_token(secret: bytes, table: str, job_id: str) -> str:
 def webhook_token_ok(secret: bytes, table: str, job_id: str, token: str | None) -> bool:
     if not token:
         return False
-    return hmac.compare_digest(webhook_token(secret, table, job_id), token)
+    # bytes, not str: compare_digest refuses non-ASCII text (a forged token must be a 401)
+    return hmac.compare_digest(webhook_token(secret, table, job_id).encode(), token.encode())
 
 
 class QueueManager:

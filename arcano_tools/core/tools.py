@@ -108,6 +108,31 @@ DEFAULT_TOOLS: tuple[Tool, ...] = (
 JOB_TABLES: tuple[str, ...] = tuple(t.table for t in DEFAULT_TOOLS)
 
 
+def _is_id(value: object) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool) and bool(str(value).strip())
+
+
+def _override(tool: Tool, entry: object) -> Tool:
+    """One tool's entry of ``RUNNINGHUB_TOOLS_JSON``: ``{"app_id": …, "nodes": {…}}``."""
+    where = f"RUNNINGHUB_TOOLS_JSON[{tool.name!r}]"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be an object")
+    app_id = entry.get("app_id", tool.app_id)
+    if not _is_id(app_id):
+        raise ValueError(f"{where}: app_id must be a non-empty string")
+    raw_nodes = entry.get("nodes") or {}
+    if not isinstance(raw_nodes, dict):
+        raise ValueError(f"{where}: nodes must be an object")
+    nodes = dict(tool.nodes)
+    for key, pair in raw_nodes.items():
+        if key not in tool.nodes or not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError(f"RUNNINGHUB_TOOLS_JSON: bad node {key!r} for {tool.name}")
+        if not all(_is_id(p) for p in pair):
+            raise ValueError(f"RUNNINGHUB_TOOLS_JSON: bad node {key!r} for {tool.name}")
+        nodes[key] = (str(pair[0]), str(pair[1]))
+    return replace(tool, app_id=str(app_id), nodes=nodes)
+
+
 class ToolRegistry:
     """The tools with their configured RunningHub mapping, looked up by name or table."""
 
@@ -124,16 +149,12 @@ class ToolRegistry:
             overrides = json.loads(tools_json)
             if not isinstance(overrides, dict):
                 raise ValueError("RUNNINGHUB_TOOLS_JSON must be a JSON object keyed by tool name")
+            unknown = set(overrides) - {t.name for t in tools}
+            if unknown:
+                raise ValueError(f"RUNNINGHUB_TOOLS_JSON: unknown tools {sorted(unknown)}")
             for i, tool in enumerate(tools):
-                o = overrides.get(tool.name)
-                if not o:
-                    continue
-                nodes = dict(tool.nodes)
-                for key, pair in (o.get("nodes") or {}).items():
-                    if key not in tool.nodes or len(pair) != 2:
-                        raise ValueError(f"RUNNINGHUB_TOOLS_JSON: bad node {key!r} for {tool.name}")
-                    nodes[key] = (str(pair[0]), str(pair[1]))
-                tools[i] = replace(tool, app_id=str(o.get("app_id", tool.app_id)), nodes=nodes)
+                if overrides.get(tool.name) is not None:  # null: keep the defaults
+                    tools[i] = _override(tool, overrides[tool.name])
         return cls(tuple(tools))
 
     def by_name(self, name: str) -> Tool | None:

@@ -4,7 +4,9 @@ written or charged, with a message a person understands."""
 from __future__ import annotations
 
 import io
+import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,11 +74,19 @@ def _check_image(spec: FileInput, name: str, content: bytes) -> CheckedFile:
             f"A imagem “{name}” tem {_mb(len(content))}; o limite é {_mb(c.MAX_IMAGE_BYTES)}."
         )
     try:
-        with Image.open(io.BytesIO(content)) as img:
-            fmt = img.format or ""
-            width, height = img.size
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        with warnings.catch_warnings():
+            # Pillow warns (then raises) for huge pixel counts: that is a size problem
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(content)) as img:
+                fmt = img.format or ""
+                width, height = img.size
+                img.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FileTooLarge(
+            f"A imagem “{name}” tem pixels demais; o máximo é {c.MAX_IMAGE_SIDE_PX} px "
+            "no lado maior."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise UnsupportedFile(
             f"“{name}” não é uma imagem válida. Envie um arquivo PNG, JPEG ou WEBP."
         ) from None
@@ -113,16 +123,25 @@ def _check_video(spec: FileInput, name: str, content: bytes) -> CheckedFile:
     return CheckedFile(spec.name, name, content, ext, ctype)
 
 
+#: Table names and job ids (uuids) as path components: no separators, no dots, not empty.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class FileStore:
     """Local storage of inputs under the data directory (Supabase Storage would sit here)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def _folder(self, table: str, job_id: str) -> Path:
+        if not _SAFE_NAME.fullmatch(table) or not _SAFE_NAME.fullmatch(job_id):
+            raise ValueError("table and job id must be plain names")
+        return self.root / "uploads" / table / job_id
+
     def save(
         self, table: str, job_id: str, files: list[CheckedFile]
     ) -> dict[str, dict[str, object]]:
-        folder = self.root / "uploads" / table / job_id
+        folder = self._folder(table, job_id)
         folder.mkdir(parents=True, exist_ok=True)
         described: dict[str, dict[str, object]] = {}
         for f in files:
@@ -138,4 +157,4 @@ class FileStore:
         return path.read_bytes()
 
     def discard(self, table: str, job_id: str) -> None:
-        shutil.rmtree(self.root / "uploads" / table / job_id, ignore_errors=True)
+        shutil.rmtree(self._folder(table, job_id), ignore_errors=True)

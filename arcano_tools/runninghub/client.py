@@ -296,13 +296,9 @@ class RunningHubClient:
     ) -> Any:
         """The ``data`` of a successful envelope; any other code raises its typed error."""
         envelope = await self._envelope(path, api_key, body, **options)
-        code = envelope.get("code")
+        code = _code_of(envelope)
         if code != CODE_OK:
-            try:
-                code_int = int(code)  # type: ignore[arg-type]
-            except (TypeError, ValueError) as exc:
-                raise MalformedResponse("RunningHub answered a non-numeric code") from exc
-            raise error_for(code_int, str(envelope.get("msg") or ""), envelope.get("data"))
+            raise error_for(code, str(envelope.get("msg") or ""), envelope.get("data"))
         return envelope.get("data")
 
     async def _envelope(
@@ -336,7 +332,7 @@ class RunningHubClient:
                     )
                     continue
                 raise
-            code = envelope.get("code")
+            code = _code_of(envelope)
             self._observe(endpoint, str(code))
             if code == 500 and attempt + 1 < attempts:  # RunningHub's "unknown error": transient
                 last = error_for(500, str(envelope.get("msg") or ""))
@@ -393,6 +389,14 @@ class RunningHubClient:
     def _observe(self, endpoint: str, outcome: str) -> None:
         if self.observer is not None:
             self.observer(endpoint, outcome)
+
+
+def _code_of(envelope: dict[str, Any]) -> int:
+    """The envelope's ``code`` as a number (RunningHub documents numbers; "0" is tolerated)."""
+    try:
+        return int(envelope.get("code"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise MalformedResponse("RunningHub answered a non-numeric code") from None
 
 
 def _outcome_of(exc: RunningHubError) -> str:
