@@ -29,6 +29,7 @@ from arcano_tools.core.services import Services
 from arcano_tools.core.status import FinishedBy, JobStatus
 from arcano_tools.core.uploads import Upload
 from arcano_tools.metrics import CONTENT_TYPE_LATEST
+from arcano_tools.runninghub.client import safe_url
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,11 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
             body = {}
         if not isinstance(body, dict):
             body = {}
-        reply = await services.sync.sync(body.get("table"), body.get("jobId"), principal)
+        try:
+            reply = await services.sync.sync(body.get("table"), body.get("jobId"), principal)
+        except Exception:  # the plan's catch-all shape, without leaking the exception text
+            log.exception("sync failed", extra={"action": "sync_error"})
+            return _error("Erro interno ao sincronizar.", 500, synced=False)
         return JSONResponse(reply.body, status_code=reply.status_code)
 
     async def finish(request: Request) -> Response:
@@ -110,19 +115,23 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
             status = None
         if status is None or not status.is_terminal:
             return _error("status must be completed, failed or cancelled", 400)
-        output_url = body.get("outputUrl")
-        if status is JobStatus.COMPLETED and not output_url:
-            return _error("outputUrl is required for completed", 400)
+        output_url, error_message = body.get("outputUrl"), body.get("errorMessage")
+        if status is JobStatus.COMPLETED:
+            if not isinstance(output_url, str) or not safe_url(output_url):
+                return _error("outputUrl (an absolute http(s) URL) is required for completed", 400)
+            error_message = None
+        else:
+            output_url = None
+        if error_message is not None and not isinstance(error_message, str):
+            return _error("errorMessage must be a string", 400)
         by = FinishedBy.WATCHDOG if body.get("syncedViaWatchdog") else FinishedBy.SERVICE
         result = await services.queue.finish(
             table,
             str(job_id),
-            FinishRequest(
-                status, by, output_url=output_url, error_message=body.get("errorMessage")
-            ),
+            FinishRequest(status, by, output_url=output_url, error_message=error_message),
         )
         if result.changed and status is not JobStatus.COMPLETED:
-            await services.queue.cancel_upstream(result.job)
+            services.queue.cancel_upstream_soon(result.job)
         return JSONResponse(
             {
                 "ok": True,
@@ -144,8 +153,10 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
         principal = require_user(request)
         if principal.user_id is None:
             return _error("Envie o token de um usuário para criar trabalhos.", 403)
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_MULTIPART_BYTES:
+        length = request.headers.get("content-length", "")
+        if not length.isdigit():  # a chunked body could be any size: refuse before reading
+            return _error("Envie o cabeçalho Content-Length.", 411)
+        if int(length) > MAX_MULTIPART_BYTES:
             return _error("Arquivo grande demais para enviar.", 413)
         if "multipart/form-data" not in request.headers.get("content-type", ""):
             return _error("Envie os dados como multipart/form-data.", 415)

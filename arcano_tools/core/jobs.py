@@ -36,6 +36,7 @@ class Job:
     next_attempt_at: datetime | None = None
     last_checked_at: datetime | None = None
     next_check_at: datetime | None = None
+    claim_id: str | None = None
     last_upstream_code: int | None = None
     last_upstream_msg: str | None = None
 

@@ -237,7 +237,9 @@ class QueueManager:
             log.exception("job start crashed", extra={"action": "start", "job_id": job.id})
             await self._requeue(job, "internal error while starting")
             return
-        saved = await self.store.save_task_id(job.table, job.id, created.task_id)
+        saved = await self.store.save_task_id(
+            job.table, job.id, created.task_id, claim_id=job.claim_id
+        )
         log.info(
             "task created",
             extra={
@@ -251,7 +253,11 @@ class QueueManager:
         if saved is None:
             return
         self._publish(saved)
-        if saved.status in (JobStatus.CANCELLED, JobStatus.FAILED):
+        if saved.task_id != created.task_id:
+            # this start lost its claim (requeued as stuck and dispatched again): its task
+            # is a duplicate nobody will follow
+            await self._cancel_task(account, created.task_id, saved)
+        elif saved.status in (JobStatus.CANCELLED, JobStatus.FAILED):
             # cancelled (or timed out) while the create call was in flight: stop the task
             await self.cancel_upstream(saved)
         elif self.on_task_saved is not None:
@@ -282,6 +288,9 @@ class QueueManager:
     async def _start_failed(self, job: Job, exc: RunningHubError) -> None:
         code = str(exc.code) if isinstance(exc, APIError) else type(exc).__name__
         await self.store.record_upstream_error("run", code, job.table, job.id)
+        current = await self.store.get_job(job.table, job.id)
+        if current is None or current.claim_id != job.claim_id:
+            return  # this start lost its claim: the current one decides the job's fate
         if exc.requeue:
             await self._requeue(job, f"RunningHub busy ({code})")
             return
@@ -392,9 +401,17 @@ class QueueManager:
                 JobStatus.CANCELLED, FinishedBy.USER, error_message="Cancelado pelo usuário."
             ),
         )
-        if result.changed:
-            await self.cancel_upstream(result.job)
+        if not result.changed:
+            raise JobNotCancellable()  # it ended meanwhile (webhook, timeout): nothing refunded
+        self.cancel_upstream_soon(result.job)
         return result
+
+    def cancel_upstream_soon(self, job: Job) -> None:
+        """Cancel upstream in the background: RunningHub's answer (and retries) never keeps
+        a page event or an HTTP request waiting."""
+        task = asyncio.create_task(self.cancel_upstream(job))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
 
     async def cancel_upstream(self, job: Job) -> None:
         """Best effort: stop RunningHub spending on a task we no longer want."""
@@ -403,8 +420,11 @@ class QueueManager:
         account = await self.store.get_account(job.api_account or "")
         if account is None:
             return
+        await self._cancel_task(account, job.task_id, job)
+
+    async def _cancel_task(self, account: Account, task_id: str, job: Job) -> None:
         try:
-            await self.client.cancel(account.api_key, job.task_id)
+            await self.client.cancel(account.api_key, task_id)
         except RunningHubError as exc:
             log.warning(
                 "upstream cancel failed",

@@ -33,7 +33,8 @@ from arcano_tools.store import JobStore
 
 log = logging.getLogger(__name__)
 
-#: Jobs leased per tick: bounded so one process never hoards a backlog another could share.
+#: Jobs leased per table per tick: bounded so one process never hoards a backlog another
+#: process could share.
 LEASE_BATCH = 50
 
 
@@ -83,6 +84,7 @@ class ServerWatchdog:
             now=now,
             lease_for=max(self.interval * 4, timedelta(seconds=30)),
             started_before=now - self.sync.timings.initial_delay,
+            deadline_before=now - self.sync.timings.max_timeout,
             limit=LEASE_BATCH,
         )
         if jobs:

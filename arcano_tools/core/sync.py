@@ -109,6 +109,8 @@ class JobSync:
             return _reply({"synced": False, "reason": "no_task_id"})
         account = await self.store.get_account(job.api_account or self.default_account)
         if account is None or not account.api_key:
+            if past_deadline:  # nobody can ask RunningHub: the deadline still holds
+                return await self._timeout(job)
             return _reply({"synced": False, "reason": "no_api_key"}, 500)
 
         due = await self.store.reserve_check(

@@ -178,7 +178,7 @@ class WebhookReceiver:
         job = job or await self.store.get_job(table, job_id)
         if job is not None and job.status.is_active:
             # RunningHub did try to tell us something: ask it directly instead.
-            await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK, force=True)
+            await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK)
         return WebhookReply(400, {"error": f"malformed webhook: {why}"})
 
     async def receive_by_task(self, raw: bytes) -> WebhookReply:
@@ -197,13 +197,19 @@ class WebhookReceiver:
                 detail="task id not stored yet",
                 body=body_text,
             )
+            # the id may have been saved meanwhile (after its save looked for kept events)
+            job = await self.store.find_job_by_task_id(event.task_id)
+            if job is None:
+                return WebhookReply(202, {"ok": True, "kept": True})
+            await self.apply_kept(job)
             return WebhookReply(202, {"ok": True, "kept": True})
         if job.status.is_terminal:
             await self._record(
                 outcome="duplicate", table=job.table, job_id=job.id, task_id=event.task_id
             )
             return WebhookReply(200, {"ok": True, "duplicate": True, "status": job.status.value})
-        reply = await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK, force=True)
+        # only a hint (anyone may post here): it goes through the job's shared schedule
+        reply = await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK)
         await self._record(
             outcome="accepted" if reply.synced else "ignored",
             table=job.table,
@@ -224,4 +230,4 @@ class WebhookReceiver:
                 "applying kept webhook",
                 extra={"action": "webhook_apply_kept", "job_id": job.id, "table": job.table},
             )
-            await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK, force=True)
+            await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK)

@@ -113,7 +113,7 @@ def parse_outputs_envelope(envelope: Any) -> TaskOutputs:
     if code == CODE_OK:
         files = tuple(
             OutputFile(
-                file_url=_safe_url(item.get("fileUrl")),
+                file_url=safe_url(item.get("fileUrl")),
                 file_type=str(item.get("fileType") or ""),
                 node_id=str(item.get("nodeId") or ""),
                 task_cost_time=_float_or_none(item.get("taskCostTime")),
@@ -137,7 +137,7 @@ def parse_outputs_envelope(envelope: Any) -> TaskOutputs:
     raise error_for(code, msg, data)
 
 
-def _safe_url(value: Any) -> str:
+def safe_url(value: Any) -> str:
     """Only absolute http(s) URLs become an output: the URL ends up in the user's page, so a
     ``javascript:`` or ``data:`` value from a tampered answer is dropped, never shown."""
     url = str(value or "").strip()

@@ -14,7 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from arcano_tools.core.jobs import utcnow
+from arcano_tools.core.tools import JOB_TABLES
 from arcano_tools.store import schema as s
+
+#: Columns of the current job tables that later migrations add (v1 creates tables without).
+V1_LATER_COLUMNS = ("claim_id",)
 
 #: Arbitrary constant key of the PostgreSQL advisory lock that serialises migrations.
 _PG_MIGRATION_LOCK_KEY = 724_311_985
@@ -25,11 +29,26 @@ Step = Callable[[AsyncConnection], Awaitable[None]]
 async def _v1_initial(conn: AsyncConnection) -> None:
     """The plan's four job tables, users and credits, RunningHub accounts, webhook events."""
     tables = [t for name, t in s.metadata.tables.items() if name != "schema_migrations"]
-    await conn.run_sync(lambda sync: s.metadata.create_all(sync, tables=tables))
+
+    def create(sync: sa.Connection) -> None:
+        s.metadata.create_all(sync, tables=tables)
+        for name in JOB_TABLES:  # v1's shape: columns added by later steps come from them
+            for column in V1_LATER_COLUMNS:
+                sync.exec_driver_sql(f"ALTER TABLE {name} DROP COLUMN {column}")
+
+    await conn.run_sync(create)
+
+
+async def _v2_claim_id(conn: AsyncConnection) -> None:
+    """Each dispatch of a job gets a claim id: a start that lost its claim (requeued by the
+    server watchdog and dispatched again) can no longer requeue or save onto the new one."""
+    for table in JOB_TABLES:
+        await conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN claim_id VARCHAR(32)"))
 
 
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial", _v1_initial),
+    (2, "claim_id", _v2_claim_id),
 ]
 
 

@@ -44,6 +44,8 @@ def _job_table(name: str) -> sa.Table:
         # What RunningHub said at the last check (answers a sync that is not due yet).
         sa.Column("last_upstream_code", sa.Integer, nullable=True),
         sa.Column("last_upstream_msg", sa.Text, nullable=True),
+        # Set anew at each dispatch (migration 2): only the current start may requeue or save.
+        sa.Column("claim_id", sa.String(32), nullable=True),
         # The server watchdog's lease: one backend process checks a job at a time.
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_until", TS, nullable=True),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,7 @@ def _job_from_row(table: str, row: sa.RowMapping) -> Job:
         next_attempt_at=_aware(row["next_attempt_at"]),
         last_checked_at=_aware(row["last_checked_at"]),
         next_check_at=_aware(row["next_check_at"]),
+        claim_id=row["claim_id"],
         last_upstream_code=row["last_upstream_code"],
         last_upstream_msg=row["last_upstream_msg"],
     )
@@ -407,6 +409,7 @@ class JobStore:
                 holds_slot=True,
                 started_at=sa.func.coalesce(t.c.started_at, now),
                 updated_at=now,
+                claim_id=uuid.uuid4().hex,
                 next_check_at=now + first_check_in if first_check_in is not None else None,
             )
         )
@@ -415,12 +418,20 @@ class JobStore:
         return await self._get_job(conn, job.table, job.id)
 
     async def requeue(self, job: Job, *, retry_at: datetime, reason: str) -> bool:
-        """Give the slot back and put a ``starting`` job back in the queue (RunningHub full)."""
+        """Give the slot back and put a ``starting`` job back in the queue (RunningHub full).
+
+        Only the start that holds the current claim may do this: a start that lost its claim
+        (the server watchdog requeued it and it was dispatched again) changes nothing.
+        """
         t = s.job_tables[job.table]
         async with self._write() as conn:
             res = await conn.execute(
                 t.update()
-                .where(t.c.id == job.id, t.c.status == JobStatus.STARTING.value)
+                .where(
+                    t.c.id == job.id,
+                    t.c.status == JobStatus.STARTING.value,
+                    t.c.claim_id == job.claim_id,
+                )
                 .values(
                     status=JobStatus.QUEUED.value,
                     holds_slot=False,
@@ -434,17 +445,24 @@ class JobStore:
                 await self._release_slot(conn, job.api_account)
             return res.rowcount == 1
 
-    async def save_task_id(self, table: str, job_id: str, task_id: str) -> Job | None:
+    async def save_task_id(
+        self, table: str, job_id: str, task_id: str, *, claim_id: str | None = None
+    ) -> Job | None:
         """Store RunningHub's task id; a ``starting`` job becomes ``running``.
 
         Never overwrites a different task id and never touches a terminal status: an early
-        webhook may already have finished the job (and stored this same id).
+        webhook may already have finished the job (and stored this same id). With
+        ``claim_id`` (the dispatcher's own save) only the current claim may save: the caller
+        sees a different ``task_id`` on the returned job when its claim was lost.
         """
         t = s.job_tables[table]
+        conditions = [t.c.id == job_id, sa.or_(t.c.task_id.is_(None), t.c.task_id == task_id)]
+        if claim_id is not None:
+            conditions.append(t.c.claim_id == claim_id)
         async with self._write() as conn:
             await conn.execute(
                 t.update()
-                .where(t.c.id == job_id, sa.or_(t.c.task_id.is_(None), t.c.task_id == task_id))
+                .where(*conditions)
                 .values(
                     task_id=task_id,
                     status=sa.case(
@@ -573,27 +591,35 @@ class JobStore:
         now: datetime,
         lease_for: timedelta,
         started_before: datetime,
+        deadline_before: datetime,
         limit: int,
     ) -> list[Job]:
-        """Lease up to ``limit`` active jobs whose check is due to ``owner`` (server watchdog).
+        """Lease to ``owner`` up to ``limit`` jobs per table that need the server watchdog.
 
+        That is: active, older than the initial delay, check due, and either known upstream
+        (a task id), starting (maybe stuck) or past the deadline — a queue backlog of jobs
+        RunningHub has not seen never crowds out the running ones. Slot holders come first.
         A job leased by a crashed process becomes available again when its lease expires.
         """
         leased: list[Job] = []
         for table, t in s.job_tables.items():
-            if len(leased) >= limit:
-                break
+            clock_start = sa.func.coalesce(t.c.started_at, t.c.created_at)
             async with self._write() as conn:
                 q = (
                     sa.select(t.c.id)
                     .where(
                         t.c.status.in_(_ACTIVE),
-                        sa.func.coalesce(t.c.started_at, t.c.created_at) <= started_before,
+                        clock_start <= started_before,
                         sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now),
                         sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+                        sa.or_(
+                            t.c.task_id.is_not(None),
+                            t.c.status == JobStatus.STARTING.value,
+                            clock_start <= deadline_before,
+                        ),
                     )
-                    .order_by(t.c.created_at)
-                    .limit(limit - len(leased))
+                    .order_by(t.c.holds_slot.desc(), t.c.created_at)
+                    .limit(limit)
                 )
                 if self.dialect == "postgresql":
                     q = q.with_for_update(skip_locked=True)

@@ -19,6 +19,9 @@ from arcano_tools.logs import configure_logging
 _services: Services | None = None
 #: The Reflex app, set by the app module; used to tell whether a browser is still connected.
 reflex_app: Any = None
+#: (client token, job id) pairs followed by a background event of THIS process. Kept here, not
+#: in the page state: with Redis the state outlives a crashed process, a flag in it would too.
+followers: set[tuple[str, str]] = set()
 
 
 def services() -> Services:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from pathlib import Path
@@ -90,7 +91,6 @@ class ToolPageState(rx.State, mixin=True):
     form_error: str = ""
 
     _files: dict[str, str] = {}
-    _following: str = ""
     _clock_start: float = 0.0
 
     # --- derived ------------------------------------------------------------------------
@@ -182,8 +182,14 @@ class ToolPageState(rx.State, mixin=True):
 
     # --- inputs -------------------------------------------------------------------------------
 
+    def _upload_folder(self) -> str:
+        """``inputs/<hash of the client token>``: the token comes from the browser, so it is
+        never used as a path itself."""
+        token = self.router.session.client_token.encode()
+        return "inputs/" + hashlib.sha256(token).hexdigest()[:32]
+
     def _upload_dir(self) -> Path:
-        folder = rx.get_upload_dir() / "inputs" / self.router.session.client_token
+        folder = rx.get_upload_dir() / self._upload_folder()
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -209,7 +215,7 @@ class ToolPageState(rx.State, mixin=True):
         if old:
             Path(old).unlink(missing_ok=True)
         self._files[spec.name] = str(path)
-        self.previews[spec.name] = f"inputs/{self.router.session.client_token}/{name}"
+        self.previews[spec.name] = f"{self._upload_folder()}/{name}"
         self.infos[spec.name] = file_summary(checked)
 
     @rx.event
@@ -324,11 +330,12 @@ class ToolPageState(rx.State, mixin=True):
         """Follow the job until it ends; one follower per job, however often it is fired."""
         async with self:
             job_id = self.job_id
-            if not job_id or self._following == job_id:
-                return
-            self._following = job_id
             table = self.tool().table
             client_token = self.router.session.client_token
+        follower = (client_token, job_id)
+        if not job_id or follower in runtime.followers:
+            return
+        runtime.followers.add(follower)
         services = runtime.services()
         grace_s = services.settings.page_watchdog_grace_ms / 1000
         gone_since: list[float] = []
@@ -365,9 +372,7 @@ class ToolPageState(rx.State, mixin=True):
                 elif job.status is JobStatus.FAILED:
                     yield rx.toast.error(job.error_message or c.TOAST_FAILURE_DEFAULT)
         finally:
-            async with self:
-                if self._following == job_id:
-                    self._following = ""
+            runtime.followers.discard(follower)
 
 
 class UpscalerState(ToolPageState, SessionState):

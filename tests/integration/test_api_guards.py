@@ -113,6 +113,61 @@ def test_finish_needs_the_service_key(
     assert again.json()["job"]["status"] == "completed"
 
 
+def test_finish_refuses_an_output_url_that_is_not_http(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    emu.set(outcome="never")
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    finish = backend.url + "/functions/v1/runninghub-queue-manager/finish"
+    for url in ("javascript:alert(1)", "data:text/html,x", 42):
+        r = client.post(
+            finish,
+            headers=backend.service_headers,
+            json={
+                "table": "upscaler_jobs",
+                "jobId": job_id,
+                "status": "completed",
+                "outputUrl": url,
+            },
+        )
+        assert r.status_code == 400
+    job = client.get(
+        f"{backend.url}/api/jobs/upscaler_jobs/{job_id}", headers=backend.user_headers(user)
+    )
+    assert job.json()["outputUrl"] is None
+
+
+def test_a_chunked_upload_without_length_is_refused_before_reading(
+    backend: Backend, client: httpx.Client, user: str
+) -> None:
+    boundary = "xyz"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="tool"\r\n\r\nupscaler\r\n'
+        f"--{boundary}--\r\n"
+    ).encode()
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield body
+
+    r = client.post(
+        backend.url + "/api/jobs",
+        headers={
+            **backend.user_headers(user),
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+        content=chunks(),
+    )
+    assert r.status_code == 411
+    assert_nothing_created(client, backend, user)
+
+
+def test_a_webhook_token_with_unicode_is_a_401_not_a_crash(
+    backend: Backend, client: httpx.Client
+) -> None:
+    r = client.post(f"{backend.url}/webhooks/runninghub/upscaler_jobs/x?token=%C3%A9", json={})
+    assert r.status_code == 401
+
+
 def test_forged_webhook_token_is_401_and_changes_nothing(
     backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
 ) -> None:

@@ -49,7 +49,7 @@ async def test_migrations_are_recorded_and_idempotent(store: JobStore) -> None:
     assert await store.migrate() == []
     async with store.engine.connect() as conn:
         versions = (await conn.execute(sa.select(s.schema_migrations.c.version))).scalars().all()
-    assert versions == [1]
+    assert versions == [1, 2]
 
 
 async def test_concurrent_finishes_make_exactly_one_transition_and_one_refund(
@@ -236,3 +236,100 @@ async def test_a_claim_sets_the_learned_first_check_and_durations_are_read_back(
     )
     (duration,) = await store.recent_durations(TABLE)
     assert 0 <= duration < 60
+
+
+async def test_a_start_that_lost_its_claim_can_neither_requeue_nor_save(store: JobStore) -> None:
+    """Stuck-start recovery requeued the job and it was dispatched again; the first start
+    then answers late (a 421, or a task id): it must not touch the new claim or its slot."""
+    await store.upsert_account("other", "o" * 32, max_concurrent=1)
+    job_id = await new_job(store)
+    queued = await store.get_job(TABLE, job_id)
+    assert queued is not None
+    first = await store.claim_slot(queued, "acc")
+    assert first is not None
+    assert await store.requeue(first, retry_at=utcnow(), reason="stuck")  # the watchdog
+    requeued = await store.get_job(TABLE, job_id)
+    assert requeued is not None
+    second = await store.claim_slot(requeued, "other")
+    assert second is not None
+    assert second.claim_id != first.claim_id
+
+    assert not await store.requeue(first, retry_at=utcnow(), reason="late 421")
+    late = await store.save_task_id(TABLE, job_id, "T-first", claim_id=first.claim_id)
+
+    assert late is not None
+    assert late.task_id is None  # not saved: the first start must cancel its duplicate task
+    assert late.status is JobStatus.STARTING
+    acc, other = await store.get_account("acc"), await store.get_account("other")
+    assert acc is not None
+    assert other is not None
+    assert (acc.in_flight, other.in_flight) == (0, 1)
+    saved = await store.save_task_id(TABLE, job_id, "T-second", claim_id=second.claim_id)
+    assert saved is not None
+    assert saved.task_id == "T-second"
+    assert saved.status is JobStatus.RUNNING
+
+
+async def test_the_server_watchdog_leases_running_jobs_not_a_queue_backlog(store: JobStore) -> None:
+    backlog = [await new_job(store, cost=1) for _ in range(6)]
+    running_id = await new_job(store, cost=1)
+    running = await store.get_job(TABLE, running_id)
+    assert running is not None
+    claimed = await store.claim_slot(running, "acc")
+    assert claimed is not None
+    await store.save_task_id(TABLE, running_id, "T1", claim_id=claimed.claim_id)
+    later = utcnow() + timedelta(seconds=60)
+
+    leased = await store.lease_due_jobs(
+        owner="w1",
+        now=later,
+        lease_for=timedelta(seconds=30),
+        started_before=later,
+        deadline_before=later - timedelta(minutes=12),
+        limit=3,
+    )
+
+    assert [j.id for j in leased] == [running_id]  # queued jobs RunningHub never saw wait
+    past_deadline = later + timedelta(minutes=13)
+    overdue = await store.lease_due_jobs(
+        owner="w2",
+        now=past_deadline,
+        lease_for=timedelta(seconds=30),
+        started_before=past_deadline,
+        deadline_before=past_deadline - timedelta(minutes=12),
+        limit=10,
+    )
+    assert set(backlog) <= {j.id for j in overdue}  # …until their deadline needs enforcing
+
+
+async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    from arcano_tools.store import migrations
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    old = JobStore.from_url(url)
+    steps, migrations.MIGRATIONS = migrations.MIGRATIONS, migrations.MIGRATIONS[:1]
+    try:
+        assert await old.migrate() == [1]
+    finally:
+        migrations.MIGRATIONS = steps
+    async with old.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO users (id, credits, is_admin, is_anonymous, created_at) "
+                "VALUES ('u', 10, false, false, CURRENT_TIMESTAMP)"
+            )
+        )
+    await old.close()
+
+    store = JobStore.from_url(url)
+    assert await store.migrate() == [2]
+    await store.upsert_account("acc", "k" * 32, max_concurrent=1)
+    job_id = str(uuid.uuid4())
+    job = await store.create_job(NewJob(id=job_id, table=TABLE, user_id="u", cost=5, inputs={}))
+    claimed = await store.claim_slot(job, "acc")
+    assert claimed is not None
+    assert claimed.claim_id
+    user = await store.get_user("u")
+    assert user is not None
+    assert user.credits == 5  # the old row survived the upgrade
+    await store.close()

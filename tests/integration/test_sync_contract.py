@@ -108,6 +108,33 @@ def test_account_without_api_key_answers_500_no_api_key(
     assert r.json() == {"synced": False, "reason": "no_api_key"}
 
 
+def test_a_job_whose_account_lost_its_key_still_times_out(
+    backend: Backend,
+    client: httpx.Client,
+    emu: EmulatorControl,
+    user: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    emu.set(outcome="never")
+    job_id = running_job(client, backend, user)
+    request.getfixturevalue("account_without_key")
+    body = wait_for(
+        lambda: (
+            (
+                b := call_sync(
+                    client, backend, user, {"table": "upscaler_jobs", "jobId": job_id}
+                ).json()
+            ).get("synced")
+            and b
+        ),
+        timeout=30,
+        interval=0.3,
+        what="the deadline",
+    )
+    assert body["status"] == "failed"
+    assert body["errorMessage"].startswith("Timeout")
+
+
 def test_runninghub_http_error_answers_api_error(
     backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
 ) -> None:
