@@ -294,6 +294,14 @@ class QueueManager:
         if exc.requeue:
             await self._requeue(job, f"RunningHub busy ({code})")
             return
+        if isinstance(exc, Unauthorized) and job.api_account:
+            # RunningHub refuses this key (802/801/811): stop sending jobs to it; operators
+            # see the account disabled, with the reason
+            await self.store.disable_account(job.api_account, f"RunningHub code {code}")
+            log.error(
+                "account disabled",
+                extra={"action": "account_disabled", "account": job.api_account, "code": code},
+            )
         permanent = isinstance(
             exc, InvalidRequest | Unauthorized | InsufficientBalance | TaskNotFound
         )

@@ -652,7 +652,7 @@ class JobStore:
     # --- accounts ------------------------------------------------------------------------------
 
     async def upsert_account(self, name: str, api_key: str, max_concurrent: int) -> None:
-        """Create or update an account's key and cap (its in-flight count is kept)."""
+        """Create or update an account's key and cap, enabled (its in-flight count is kept)."""
         a = s.runninghub_accounts
         now = utcnow()
         async with self._write() as conn:
@@ -668,7 +668,15 @@ class JobStore:
                 )
                 .on_conflict_do_update(
                     index_elements=["account_name"],
-                    set_={"api_key": api_key, "max_concurrent": max_concurrent, "updated_at": now},
+                    # the configuration at start-up is the operator's word: a key disabled
+                    # after RunningHub refused it is enabled again (fixed, or to be re-tried)
+                    set_={
+                        "api_key": api_key,
+                        "max_concurrent": max_concurrent,
+                        "enabled": True,
+                        "disabled_reason": None,
+                        "updated_at": now,
+                    },
                 )
             )
 

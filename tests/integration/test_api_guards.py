@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +13,14 @@ from PIL import Image
 from arcano_tools import constants as c
 from arcano_tools.core.auth import issue_user_token
 from tests.support.fixtures import EmulatorControl
-from tests.support.servers import Backend, png_bytes, submit_upscale, wait_for
+from tests.support.servers import (
+    Backend,
+    ServerProcess,
+    png_bytes,
+    start_backend,
+    submit_upscale,
+    wait_for,
+)
 
 
 def my_jobs(client: httpx.Client, backend: Backend, user: str) -> list[dict[str, object]]:
@@ -346,3 +354,33 @@ def test_a_job_cancelled_while_its_task_is_being_created_is_cancelled_upstream(
         what="every created task to be cancelled",
     )
     assert my_credits(client, backend, user) == c.STARTING_CREDITS
+
+
+def test_a_refused_api_key_fails_the_job_with_refund_and_disables_the_account(
+    emulator: ServerProcess, client: httpx.Client, emu: EmulatorControl, tmp_path: Path, user: str
+) -> None:
+    bad = start_backend(emulator.url, tmp_path, extra_env={"RUNNINGHUB_API_KEY": "too-short"})
+    try:
+        job_id = submit_upscale(client, bad, user).json()["jobId"]
+        job = wait_for(
+            lambda: (
+                (
+                    j := client.get(
+                        f"{bad.url}/api/jobs/upscaler_jobs/{job_id}", headers=bad.user_headers(user)
+                    ).json()
+                )["status"]
+                == "failed"
+                and j
+            ),
+            what="the job to fail",
+        )
+        assert (
+            job["errorMessage"]
+            == "O serviço de IA recusou este pedido. Seus créditos foram devolvidos."
+        )
+        assert my_credits(client, bad, user) == c.STARTING_CREDITS
+        assert bad.rows("SELECT enabled, disabled_reason FROM runninghub_accounts") == [
+            (False, "RunningHub code 802")
+        ]
+    finally:
+        bad.api.stop()

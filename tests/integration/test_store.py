@@ -333,3 +333,13 @@ async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None
     assert user is not None
     assert user.credits == 5  # the old row survived the upgrade
     await store.close()
+
+
+async def test_start_up_configuration_re_enables_a_disabled_account(store: JobStore) -> None:
+    await store.disable_account("acc", "RunningHub code 802")
+    assert await store.accounts_with_free_slots() == []
+    await store.upsert_account("acc", "n" * 32, max_concurrent=2)  # the operator fixed the key
+    (account,) = await store.accounts_with_free_slots()
+    assert account.name == "acc"
+    assert account.enabled
+    assert account.disabled_reason is None
