@@ -25,6 +25,18 @@ def status_of(client: httpx.Client, backend: Backend, user: str, job_id: str) ->
     return dict(r.json())
 
 
+def wait_synced(
+    client: httpx.Client, backend: Backend, user: str, job_id: str, timeout: float = 15.0
+) -> dict[str, object]:
+    """Call the sync until it says ``synced`` (the watchdog's loop, from a test)."""
+
+    def synced() -> dict[str, object] | None:
+        body = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": job_id}).json()
+        return dict(body) if body.get("synced") else None
+
+    return dict(wait_for(synced, timeout=timeout, interval=0.3, what="a synced reply"))
+
+
 def running_job(client: httpx.Client, backend: Backend, user: str) -> str:
     job_id = str(submit_upscale(client, backend, user).json()["jobId"])
     wait_for(
@@ -118,19 +130,7 @@ def test_a_job_whose_account_lost_its_key_still_times_out(
     emu.set(outcome="never")
     job_id = running_job(client, backend, user)
     request.getfixturevalue("account_without_key")
-    body = wait_for(
-        lambda: (
-            (
-                b := call_sync(
-                    client, backend, user, {"table": "upscaler_jobs", "jobId": job_id}
-                ).json()
-            ).get("synced")
-            and b
-        ),
-        timeout=30,
-        interval=0.3,
-        what="the deadline",
-    )
+    body = wait_synced(client, backend, user, job_id, timeout=30)
     assert body["status"] == "failed"
     assert body["errorMessage"].startswith("Timeout")
 
@@ -187,17 +187,7 @@ def test_finished_task_answers_synced_completed(
     emu.set(webhook="drop")
     job_id = running_job(client, backend, user)
     wait_for(lambda: emu.stats()["tasks"]["succeeded"] >= 1, what="upstream success")
-    body = wait_for(
-        lambda: (
-            (
-                b := call_sync(
-                    client, backend, user, {"table": "upscaler_jobs", "jobId": job_id}
-                ).json()
-            ).get("synced")
-            and b
-        ),
-        what="synced",
-    )
+    body = wait_synced(client, backend, user, job_id)
     assert set(body) == {"synced", "status", "outputUrl"}
     assert body["status"] == "completed"
 
@@ -208,17 +198,7 @@ def test_failed_task_answers_synced_failed_with_reason(
     emu.set(webhook="drop", outcome="fail")
     job_id = running_job(client, backend, user)
     wait_for(lambda: emu.stats()["tasks"]["failed"] >= 1, what="upstream failure")
-    body = wait_for(
-        lambda: (
-            (
-                b := call_sync(
-                    client, backend, user, {"table": "upscaler_jobs", "jobId": job_id}
-                ).json()
-            ).get("synced")
-            and b
-        ),
-        what="synced",
-    )
+    body = wait_synced(client, backend, user, job_id)
     assert set(body) == {"synced", "status", "errorMessage"}
     assert body["status"] == "failed"
     assert "CUDA out of memory" in body["errorMessage"]
@@ -229,19 +209,7 @@ def test_the_deadline_fails_the_job_with_the_timeout_message_and_cancels_upstrea
 ) -> None:
     emu.set(outcome="never")
     job_id = running_job(client, backend, user)
-    body = wait_for(
-        lambda: (
-            (
-                b := call_sync(
-                    client, backend, user, {"table": "upscaler_jobs", "jobId": job_id}
-                ).json()
-            ).get("synced")
-            and b
-        ),
-        timeout=30,
-        interval=0.3,
-        what="the timeout",
-    )
+    body = wait_synced(client, backend, user, job_id, timeout=30)
     # FAST_TIMINGS: 4 s (the plan's wording says "12 minutos" with the default setting)
     assert body == {
         "synced": True,
