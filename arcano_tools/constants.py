@@ -70,6 +70,11 @@ UPSTREAM_MAX_RPS: Final = 20.0
 #: + retries); past 5 min with no task id the process that was starting the job is gone.
 STARTING_STUCK_MS: Final = 5 * 60 * 1000
 
+#: Webhook events and upstream errors are kept this long (the operator page's health tables).
+EVENT_RETENTION_S: Final = 7 * 24 * 3600
+#: How often a server watchdog prunes them.
+PRUNE_EVERY_S: Final = 3600
+
 # --- Webhooks ---------------------------------------------------------------------------------
 #: Length of the hex HMAC token in webhook URLs (128 bits: unguessable, short enough for URLs).
 WEBHOOK_TOKEN_HEX_CHARS: Final = 32

@@ -22,9 +22,11 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 
+from arcano_tools import constants as c
 from arcano_tools.core.jobs import Job, utcnow
 from arcano_tools.core.queue_manager import QueueManager
 from arcano_tools.core.status import FinishedBy, JobStatus
@@ -60,6 +62,7 @@ class ServerWatchdog:
         self.starting_stuck_after = starting_stuck_after
         self._limit = asyncio.Semaphore(max_concurrency)
         self.checked = 0
+        self._next_prune = 0.0
 
     @property
     def interval(self) -> timedelta:
@@ -79,6 +82,9 @@ class ServerWatchdog:
     async def tick(self) -> int:
         """One pass: lease due jobs and sync them, at most ``max_concurrency`` at a time."""
         now = utcnow()
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + c.PRUNE_EVERY_S
+            await self.store.prune_events(now - timedelta(seconds=c.EVENT_RETENTION_S))
         jobs = await self.store.lease_due_jobs(
             owner=self.owner,
             now=now,

@@ -737,6 +737,18 @@ class JobStore:
                 )
             )
 
+    async def prune_events(self, older_than: datetime) -> int:
+        """Forget webhook events and upstream errors older than ``older_than`` (forged posts
+        included: the tables must not grow without bound). Returns the rows deleted."""
+        async with self._write() as conn:
+            events = await conn.execute(
+                s.webhook_events.delete().where(s.webhook_events.c.received_at < older_than)
+            )
+            errors = await conn.execute(
+                s.upstream_errors.delete().where(s.upstream_errors.c.at < older_than)
+            )
+            return int(events.rowcount or 0) + int(errors.rowcount or 0)
+
     async def take_unmatched_webhooks(self, task_id: str) -> list[dict[str, Any]]:
         """Mark the kept events of ``task_id`` applied and return them (each is taken once)."""
         w = s.webhook_events

@@ -343,3 +343,15 @@ async def test_start_up_configuration_re_enables_a_disabled_account(store: JobSt
     assert account.name == "acc"
     assert account.enabled
     assert account.disabled_reason is None
+
+
+async def test_old_webhook_events_and_upstream_errors_are_pruned(store: JobStore) -> None:
+    await store.record_webhook(outcome="rejected", detail="forged")
+    await store.record_upstream_error("outputs", "http_502")
+    assert await store.prune_events(utcnow() - timedelta(days=7)) == 0  # recent: kept
+    assert await store.webhook_counts() == {"rejected": 1}
+
+    assert await store.prune_events(utcnow() + timedelta(seconds=1)) == 2
+
+    assert await store.webhook_counts() == {}
+    assert await store.upstream_error_counts() == []
