@@ -139,18 +139,37 @@ class Backend:
         return self.transaction((sql, params))[0]
 
     def transaction(self, *statements: tuple[str, dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
-        """Run statements in one transaction (to stage a state the app could produce)."""
+        """Run statements in one transaction and commit."""
+        out = self._run(statements, all_or_nothing=False)
+        assert out is not None
+        return out
+
+    def stage(self, *statements: tuple[str, dict[str, Any]]) -> bool:
+        """Stage a state the app could produce, all or nothing: every statement must be a
+        ``… RETURNING`` that matches a row; if one matches none, everything is rolled back
+        and the answer is False (so a staging that lost a race leaves no half-written state).
+        """
+        return self._run(statements, all_or_nothing=True) is not None
+
+    def _run(
+        self, statements: tuple[tuple[str, dict[str, Any]], ...], *, all_or_nothing: bool
+    ) -> list[list[tuple[Any, ...]]] | None:
         import sqlalchemy as sa
 
         url = self.database_url or f"sqlite:///{self.data_dir / 'arcano.db'}"
         url = url.replace("postgresql://", "postgresql+psycopg://")
         engine = sa.create_engine(url)
         try:
-            with engine.begin() as conn:
+            with engine.connect() as conn:
                 out = []
                 for sql, params in statements:
                     result = conn.execute(sa.text(sql), params)
-                    out.append([tuple(r) for r in result] if result.returns_rows else [])
+                    rows = [tuple(r) for r in result] if result.returns_rows else []
+                    if all_or_nothing and not rows:
+                        conn.rollback()
+                        return None
+                    out.append(rows)
+                conn.commit()
                 return out
         finally:
             engine.dispose()
