@@ -66,6 +66,10 @@ MSG_UNAVAILABLE = (
     "O serviço de IA está indisponível no momento. Seus créditos foram devolvidos; "
     "tente novamente em alguns minutos."
 )
+MSG_INPUT_MISSING = (
+    "O arquivo enviado não está mais disponível no servidor. Seus créditos foram devolvidos; "
+    "envie o arquivo de novo."
+)
 
 
 def webhook_token(secret: bytes, table: str, job_id: str) -> str:
@@ -233,6 +237,22 @@ class QueueManager:
         except RunningHubError as exc:
             await self._start_failed(job, exc)
             return
+        except FileNotFoundError as exc:
+            # retrying cannot bring the file back: fail now (refund) rather than after the
+            # timeout. With several backend processes this means their upload storage
+            # (ARCANO_DATA_DIR) is not shared — say so to the operator.
+            log.error(
+                "job input missing",
+                extra={
+                    "action": "start_input_missing",
+                    "job_id": job.id,
+                    "table": job.table,
+                    "error": f"{exc.filename} not found; is ARCANO_DATA_DIR shared by every "
+                    "backend process?",
+                },
+            )
+            await self._fail_start_claimed(job, MSG_INPUT_MISSING)
+            return
         except Exception:
             log.exception("job start crashed", extra={"action": "start", "job_id": job.id})
             await self._requeue(job, "internal error while starting")
@@ -319,6 +339,12 @@ class QueueManager:
             await self._fail_start(job, MSG_REJECTED)
             return
         await self._retry_start(job, f"RunningHub unavailable ({code})")
+
+    async def _fail_start_claimed(self, job: Job, message: str) -> None:
+        """Fail a start only while it still holds the job's claim (like ``_start_failed``)."""
+        current = await self.store.get_job(job.table, job.id)
+        if current is not None and current.claim_id == job.claim_id:
+            await self._fail_start(job, message)
 
     async def _fail_start(self, job: Job, message: str) -> None:
         await self.finish(

@@ -172,6 +172,32 @@ def test_failed_task_webhook_fails_the_job_with_the_reason(
     assert credits(client, backend, user) == c.STARTING_CREDITS
 
 
+def test_input_lost_before_the_start_fails_the_job_at_once_with_refund(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    """Retrying cannot bring a deleted upload back: no waiting for the timeout."""
+    emu.set(queue_full_next=1000)  # hold the job in the queue
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    wait_for(lambda: emu.stats()["queue_full_answers"] >= 1, what="a first attempt")
+    uploads = [p for p in (backend.data_dir / "uploads").rglob("*") if job_id in str(p)]
+    files = [p for p in uploads if p.is_file()]
+    assert files, uploads
+    for path in files:
+        path.unlink()
+    emu.set(queue_full_next=0)
+
+    job = wait_terminal(client, backend, user, job_id)
+
+    assert job["status"] == "failed"
+    assert job["finishedBy"] == "dispatch"
+    assert "envie o arquivo de novo" in job["errorMessage"]
+    assert credits(client, backend, user) == c.STARTING_CREDITS
+    assert ledger(backend, job_id) == [("charge", -UPSCALER_COST), ("refund", UPSCALER_COST)]
+    ((in_flight,),) = backend.rows("SELECT SUM(in_flight) FROM runninghub_accounts")
+    assert in_flight == 0
+    assert "is ARCANO_DATA_DIR shared" in backend.api.log()
+
+
 def test_duplicates_finish_and_sync_make_one_transition_and_one_refund(
     backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
 ) -> None:
