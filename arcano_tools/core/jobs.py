@@ -33,6 +33,7 @@ class Job:
     finished_by: FinishedBy | None = None
     holds_slot: bool = False
     attempts: int = 0
+    start_failures: int = 0
     next_attempt_at: datetime | None = None
     last_checked_at: datetime | None = None
     next_check_at: datetime | None = None

@@ -255,7 +255,7 @@ class QueueManager:
             return
         except Exception:
             log.exception("job start crashed", extra={"action": "start", "job_id": job.id})
-            await self._requeue(job, "internal error while starting")
+            await self._retry_start(job, "internal error while starting")
             return
         saved = await self.store.save_task_id(
             job.table, job.id, created.task_id, claim_id=job.claim_id
@@ -354,17 +354,23 @@ class QueueManager:
         )
 
     async def _retry_start(self, job: Job, reason: str) -> None:
-        """Queue a start again with backoff, or give up (refund) after too many attempts."""
-        if job.attempts + 1 >= MAX_START_FAILURES:
+        """Queue a failed start again with backoff, or give up (refund) after too many.
+
+        Only failed starts count (``start_failures``), not RunningHub's 421/415: a job that
+        waited out a long busy spell still gets its full number of tries.
+        """
+        if job.start_failures + 1 >= MAX_START_FAILURES:
             await self._fail_start(job, MSG_UNAVAILABLE)
         else:
-            await self._requeue(job, reason)
+            await self._requeue(job, reason, failed=True)
 
-    async def _requeue(self, job: Job, reason: str) -> None:
-        delay = min(c.QUEUE_RETRY_MAX_S, c.QUEUE_RETRY_BASE_S * 2**job.attempts)
+    async def _requeue(self, job: Job, reason: str, *, failed: bool = False) -> None:
+        """Back to the queue with jittered exponential backoff on the counter of the cause."""
+        tries = job.start_failures if failed else job.attempts
+        delay = min(c.QUEUE_RETRY_MAX_S, c.QUEUE_RETRY_BASE_S * 2**tries)
         delay *= random.uniform(0.75, 1.25)
         if await self.store.requeue(
-            job, retry_at=utcnow() + timedelta(seconds=delay), reason=reason
+            job, retry_at=utcnow() + timedelta(seconds=delay), reason=reason, failed=failed
         ):
             log.info(
                 "job requeued",

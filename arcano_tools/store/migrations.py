@@ -18,7 +18,7 @@ from arcano_tools.core.tools import JOB_TABLES
 from arcano_tools.store import schema as s
 
 #: Columns of the current job tables that later migrations add (v1 creates tables without).
-V1_LATER_COLUMNS = ("claim_id",)
+V1_LATER_COLUMNS = ("claim_id", "start_failures")
 
 #: Arbitrary constant key of the PostgreSQL advisory lock that serialises migrations.
 _PG_MIGRATION_LOCK_KEY = 724_311_985
@@ -46,9 +46,19 @@ async def _v2_claim_id(conn: AsyncConnection) -> None:
         await conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN claim_id VARCHAR(32)"))
 
 
+async def _v3_start_failures(conn: AsyncConnection) -> None:
+    """Failed starts counted apart from 421 requeues, so a long queue-full spell followed by
+    one network error no longer fails the job as if it had failed five times."""
+    for table in JOB_TABLES:
+        await conn.execute(
+            sa.text(f"ALTER TABLE {table} ADD COLUMN start_failures INTEGER NOT NULL DEFAULT 0")
+        )
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial", _v1_initial),
     (2, "claim_id", _v2_claim_id),
+    (3, "start_failures", _v3_start_failures),
 ]
 
 

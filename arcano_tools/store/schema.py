@@ -34,8 +34,11 @@ def _job_table(name: str) -> sa.Table:
         sa.Column("finished_by", sa.String(24), nullable=True),
         # True while the job holds one of its account's max_concurrent slots.
         sa.Column("holds_slot", sa.Boolean, nullable=False, default=False),
-        # Dispatch retries after RunningHub's 421/415, and when the next one is due.
+        # Every return to the queue (421/415 included: its backoff), and when the next try is due.
         sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        # Starts that failed (network, 5xx, interrupted) — only these count towards giving up
+        # (migration 3): a busy RunningHub (421) never uses up a job's chances.
+        sa.Column("start_failures", sa.Integer, nullable=False, default=0, server_default="0"),
         sa.Column("next_attempt_at", TS, nullable=True),
         # The shared upstream schedule: when RunningHub was last asked, when it may be next.
         sa.Column("last_checked_at", TS, nullable=True),

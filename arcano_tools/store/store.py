@@ -82,6 +82,7 @@ def _job_from_row(table: str, row: sa.RowMapping) -> Job:
         finished_by=FinishedBy(row["finished_by"]) if row["finished_by"] else None,
         holds_slot=bool(row["holds_slot"]),
         attempts=row["attempts"] or 0,
+        start_failures=row["start_failures"] or 0,
         next_attempt_at=_aware(row["next_attempt_at"]),
         last_checked_at=_aware(row["last_checked_at"]),
         next_check_at=_aware(row["next_check_at"]),
@@ -417,8 +418,14 @@ class JobStore:
             raise _SlotNotTaken  # rolls back the slot increment with the transaction
         return await self._get_job(conn, job.table, job.id)
 
-    async def requeue(self, job: Job, *, retry_at: datetime, reason: str) -> bool:
-        """Give the slot back and put a ``starting`` job back in the queue (RunningHub full).
+    async def requeue(
+        self, job: Job, *, retry_at: datetime, reason: str, failed: bool = False
+    ) -> bool:
+        """Give the slot back and put a ``starting`` job back in the queue.
+
+        ``failed`` marks a start that failed (network, 5xx, interrupted) rather than one
+        RunningHub turned away because it was busy (421/415): only those count towards
+        giving up.
 
         Only the start that holds the current claim may do this: a start that lost its claim
         (the server watchdog requeued it and it was dispatched again) changes nothing.
@@ -436,6 +443,7 @@ class JobStore:
                     status=JobStatus.QUEUED.value,
                     holds_slot=False,
                     attempts=t.c.attempts + 1,
+                    start_failures=t.c.start_failures + (1 if failed else 0),
                     next_attempt_at=retry_at,
                     error_message=reason,
                     updated_at=utcnow(),

@@ -198,6 +198,41 @@ def test_input_lost_before_the_start_fails_the_job_at_once_with_refund(
     assert "is ARCANO_DATA_DIR shared" in backend.api.log()
 
 
+def test_a_network_error_after_a_long_busy_spell_does_not_give_up_on_the_job(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    """Six 421s then one 5xx: the job still has its failed-start budget and completes."""
+    emu.set(queue_full_next=1)
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    wait_for(lambda: emu.stats()["queue_full_answers"] >= 1, what="a first 421")
+    # what five more 421s leave behind (their backoff would make this test take a minute)
+    wait_for(
+        lambda: backend.stage(
+            (
+                "UPDATE upscaler_jobs SET attempts = 6 "
+                "WHERE id = :j AND status = 'queued' RETURNING id",
+                {"j": job_id},
+            )
+        ),
+        what="the job back in the queue",
+    )
+    emu.set(http_error_rate=1.0)  # RunningHub answers 5xx to everything, retries included
+
+    def requeued_after_the_error() -> dict[str, Any] | None:
+        job = get_job(client, backend, user, job_id)
+        if job["status"] == "failed" or "unavailable" in (job["errorMessage"] or ""):
+            return job
+        return None
+
+    after_error = wait_for(requeued_after_the_error, what="the 5xx to reach the queue manager")
+    emu.set(http_error_rate=0.0)
+
+    assert after_error["status"] == "queued", after_error
+    job = wait_terminal(client, backend, user, job_id)
+    assert job["status"] == "completed", job
+    assert credits(client, backend, user) == c.STARTING_CREDITS - UPSCALER_COST
+
+
 def test_duplicates_finish_and_sync_make_one_transition_and_one_refund(
     backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
 ) -> None:

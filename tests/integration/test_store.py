@@ -49,7 +49,7 @@ async def test_migrations_are_recorded_and_idempotent(store: JobStore) -> None:
     assert await store.migrate() == []
     async with store.engine.connect() as conn:
         versions = (await conn.execute(sa.select(s.schema_migrations.c.version))).scalars().all()
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
 
 
 async def test_concurrent_finishes_make_exactly_one_transition_and_one_refund(
@@ -171,6 +171,22 @@ async def test_requeue_gives_the_slot_back_and_delays_the_job(store: JobStore) -
     assert account.in_flight == 0
     assert [j.id for j in await store.queued_jobs_due(utcnow())] == []
     assert [j.id for j in await store.queued_jobs_due(retry_at + timedelta(seconds=1))] == [job_id]
+
+
+async def test_only_failed_starts_count_towards_giving_up(store: JobStore) -> None:
+    """A busy RunningHub (421) requeues without using up the job's failed-start budget."""
+    job_id = await new_job(store)
+    outcomes = [False, False, False, True, False]  # four 421s and one network error
+    for failed in outcomes:
+        job = await store.get_job(TABLE, job_id)
+        assert job is not None
+        claimed = await store.claim_slot(job, "acc")
+        assert claimed is not None
+        assert await store.requeue(claimed, retry_at=utcnow(), reason="x", failed=failed)
+
+    job = await store.get_job(TABLE, job_id)
+    assert job is not None
+    assert (job.attempts, job.start_failures) == (5, 1)
 
 
 async def test_an_early_finish_is_not_undone_by_saving_the_task_id(store: JobStore) -> None:
@@ -322,7 +338,7 @@ async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None
     await old.close()
 
     store = JobStore.from_url(url)
-    assert await store.migrate() == [2]
+    assert await store.migrate() == [2, 3]
     await store.upsert_account("acc", "k" * 32, max_concurrent=1)
     job_id = str(uuid.uuid4())
     job = await store.create_job(NewJob(id=job_id, table=TABLE, user_id="u", cost=5, inputs={}))
