@@ -81,6 +81,10 @@ WEBHOOK_TOKEN_HEX_CHARS: Final = 32
 #: Largest webhook body we read; RunningHub's envelopes are a few KB.
 MAX_WEBHOOK_BODY_BYTES: Final = 256 * 1024
 
+# --- Job events (server-sent events for scripts) -----------------------------------------------
+#: A quiet event stream sends a comment this often (proxies close idle connections near 60 s).
+SSE_HEARTBEAT_S: Final = 15.0
+
 # --- Auth ---------------------------------------------------------------------------------------
 #: User tokens minted by the CLI and for anonymous browsers live a week (Supabase: 1 h + refresh;
 #: we have no refresh flow in embedded mode, so a longer life keeps anonymous users' jobs theirs).

@@ -54,6 +54,13 @@ class Metrics:
             buckets=RECOVERY_BUCKETS,
             registry=r,
         )
+        self.bus_relay = Counter(
+            "arcano_bus_relay",
+            "Job updates relayed between backend processes through Redis, by outcome (sent, "
+            "received, failed, dropped, malformed).",
+            ["outcome"],
+            registry=r,
+        )
         self.active_jobs = Gauge(
             "arcano_active_jobs", "Jobs in an active status (all processes).", registry=r
         )

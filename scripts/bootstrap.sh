@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent project setup; about 0.3 s when everything is already in place.
 #   scripts/bootstrap.sh          venv + project (-e .[dev]) + bun (what `make run` needs)
-#   scripts/bootstrap.sh --test   the same, plus chromium and PostgreSQL
+#   scripts/bootstrap.sh --test   the same, plus chromium, PostgreSQL and Redis
 #                                 (Debian packages, installed only if missing and we are root)
 set -euo pipefail
 
@@ -51,6 +51,7 @@ mkdir -p "$BUN_INSTALL_CACHE_DIR" "$BUN_RUNTIME_TRANSPILER_CACHE_PATH" "$REFLEX_
 if [ "$WANT_TEST" = 1 ]; then
     pkgs=()
     [ -x /usr/bin/chromium ] || pkgs+=(chromium)
+    command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
     # env.sh already appended /usr/lib/postgresql/<major>/bin to PATH when it exists.
     if ! command -v initdb >/dev/null 2>&1 || ! command -v pg_ctl >/dev/null 2>&1; then
         pkgs+=(postgresql)

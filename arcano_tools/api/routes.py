@@ -11,19 +11,21 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from arcano_tools import constants as c
 from arcano_tools.config import EMULATOR_MOUNT_PATH
 from arcano_tools.core.auth import Principal, authenticate
 from arcano_tools.core.errors import InvalidInput, JobError, JobNotFound
+from arcano_tools.core.follow import follow_job
 from arcano_tools.core.jobs import FinishRequest
 from arcano_tools.core.services import Services
 from arcano_tools.core.status import FinishedBy, JobStatus
@@ -192,6 +194,40 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
         body["queuePosition"] = await services.store.queue_position(job)
         return JSONResponse(body)
 
+    async def job_events(request: Request) -> Response:
+        """Server-sent events for scripts: the job now, then each change, until it ends.
+
+        Pushed from the job-update bus (every process's updates, with the Redis relay), so a
+        webhook shows up at once; a comment every ``SSE_HEARTBEAT_S`` keeps proxies from
+        closing a quiet stream, and the job is re-read then in case an update was missed.
+        """
+        _, job = await get_owned_job(request)
+
+        async def stream() -> AsyncIterator[str]:
+            last = ""
+            async for step in follow_job(
+                store=services.store,
+                bus=services.bus,
+                sync=services.sync,
+                table=job.table,
+                job_id=job.id,
+                watchdog_enabled=False,  # the server watchdog already looks after the job
+                tick=timedelta(seconds=c.SSE_HEARTBEAT_S),
+            ):
+                body = json.dumps(step.job.to_api())
+                if body == last:
+                    yield ": keepalive\n\n"
+                    continue
+                last = body
+                yield f"event: job\ndata: {body}\n\n"
+            yield "event: end\ndata: {}\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
     async def cancel_job(request: Request) -> Response:
         _principal, job = await get_owned_job(request)
         result = await services.queue.cancel(job.table, job.id, None)
@@ -267,6 +303,7 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
         route("/api/jobs", list_jobs, ["GET"]),
         route("/api/jobs/{table}/{job_id}", get_job, ["GET"]),
         route("/api/jobs/{table}/{job_id}/cancel", cancel_job, ["POST"]),
+        route("/api/jobs/{table}/{job_id}/events", job_events, ["GET"]),
         route("/api/me", me, ["GET"]),
         route("/webhooks/runninghub/{table}/{job_id}", webhook, ["POST"]),
         route("/webhooks/runninghub", webhook_by_task, ["POST"]),

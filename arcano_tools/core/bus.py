@@ -1,6 +1,7 @@
 """The job-update bus: every change of a job is published here; pages follow their job.
 
-In-process fan-out over asyncio queues (one backend process, the embedded default). A
+In-process fan-out over asyncio queues; with several backend processes on one database,
+``core/bus_relay.py`` carries every update to the others through Redis. A
 subscriber that stops reading loses old updates rather than growing memory: each queue is
 bounded and the oldest update is dropped — the subscriber re-reads the job from the store
 whenever it matters, so an update is a hint to refresh, never the only copy of the truth.
@@ -9,7 +10,7 @@ whenever it matters, so an update is a hint to refresh, never the only copy of t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -45,8 +46,18 @@ class JobUpdate:
 class JobBus:
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[JobUpdate]] = set()
+        #: Where this process's own updates also go (the Redis relay when several processes
+        #: serve one database); must not block.
+        self.forward: Callable[[JobUpdate], None] | None = None
 
     def publish(self, update: JobUpdate) -> None:
+        """An update made in this process: to local subscribers and to the other processes."""
+        self.deliver(update)
+        if self.forward is not None:
+            self.forward(update)
+
+    def deliver(self, update: JobUpdate) -> None:
+        """Hand an update to this process's subscribers only (the relay's incoming side)."""
         for queue in list(self._subscribers):
             if queue.full():
                 queue.get_nowait()

@@ -16,6 +16,7 @@ from arcano_tools import constants as c
 from arcano_tools.config import DEFAULT_ACCOUNT_NAME, Settings
 from arcano_tools.core.auth import issue_user_token
 from arcano_tools.core.bus import JobBus
+from arcano_tools.core.bus_relay import RedisBusRelay
 from arcano_tools.core.jobs import User, utcnow
 from arcano_tools.core.queue_manager import QueueManager
 from arcano_tools.core.schedule import CheckSchedule
@@ -45,6 +46,12 @@ class Services:
             max_rps=settings.upstream_max_rps,
         )
         self.bus = JobBus()
+        #: Carries job updates to the other backend processes (multi-worker deployments).
+        self.relay = (
+            RedisBusRelay(self.bus, settings.redis_url, metrics=self.metrics)
+            if settings.redis_url
+            else None
+        )
         self.files = FileStore(settings.data_dir)
         self.timings = SyncTimings(
             initial_delay=timedelta(milliseconds=settings.watchdog_initial_delay_ms),
@@ -137,6 +144,8 @@ class Services:
         self._started = True
         await self.prepare()
         self._stop.clear()
+        if self.relay is not None:
+            self.relay.start()
         self._tasks.append(asyncio.create_task(self.queue.run(self._stop), name="dispatcher"))
         if self.settings.server_watchdog_active:
             self._tasks.append(
@@ -158,6 +167,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.relay is not None:
+            await self.relay.stop()
         if self.emulator_app is not None:  # a mounted app gets no lifespan of its own
             await self.emulator_app.state.emulator.shutdown()
         await self.client.aclose()
