@@ -20,7 +20,14 @@ import pytest
 from tests.support.fixtures import EmulatorControl
 from tests.support.postgres import create_database
 from tests.support.redis_server import RedisServer
-from tests.support.servers import Backend, ServerProcess, start_backend, submit_upscale, wait_for
+from tests.support.servers import (
+    Backend,
+    ServerProcess,
+    start_backend,
+    submit_upscale,
+    wait_for,
+    wait_terminal,
+)
 
 TABLE = "upscaler_jobs"
 
@@ -123,15 +130,7 @@ def test_events_of_a_finished_job_are_its_state_then_the_end(
     backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
 ) -> None:
     job_id = submit_upscale(client, backend, user).json()["jobId"]
-    wait_for(
-        lambda: (
-            client.get(
-                f"{backend.url}/api/jobs/{TABLE}/{job_id}", headers=backend.user_headers(user)
-            ).json()["status"]
-            == "completed"
-        ),
-        what="the job to complete",
-    )
+    assert wait_terminal(client, backend, user, job_id)["status"] == "completed"
 
     seen = events(client, backend, user, job_id)
 
@@ -161,20 +160,7 @@ def test_without_redis_jobs_still_complete_and_the_outage_is_logged_once_without
     try:
         job_ids = [submit_upscale(client, backend, user).json()["jobId"] for _ in range(3)]
         for job_id in job_ids:
-            job = wait_for(
-                lambda j=job_id: (
-                    (
-                        r := client.get(
-                            f"{backend.url}/api/jobs/{TABLE}/{j}",
-                            headers=backend.user_headers(user),
-                        ).json()
-                    )["status"]
-                    in ("completed", "failed")
-                    and r
-                ),
-                what="the job to end",
-            )
-            assert job["status"] == "completed"
+            assert wait_terminal(client, backend, user, job_id)["status"] == "completed"
         wait_for(lambda: relay_count(client, backend, "failed") >= 1, what="a failed publish")
         log = backend.api.log()
         assert "s3cret-pass" not in log

@@ -12,28 +12,9 @@ import pytest
 
 from arcano_tools import constants as c
 from tests.support.fixtures import EmulatorControl
-from tests.support.servers import Backend, submit_upscale, wait_for
+from tests.support.servers import Backend, get_job, submit_upscale, wait_for, wait_terminal
 
 UPSCALER_COST = 5
-
-
-def get_job(client: httpx.Client, backend: Backend, user: str, job_id: str) -> dict[str, Any]:
-    r = client.get(
-        f"{backend.url}/api/jobs/upscaler_jobs/{job_id}", headers=backend.user_headers(user)
-    )
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
-def wait_terminal(client: httpx.Client, backend: Backend, user: str, job_id: str) -> dict[str, Any]:
-    return wait_for(
-        lambda: (
-            (j := get_job(client, backend, user, job_id))["status"]
-            in ("completed", "failed", "cancelled")
-            and j
-        ),
-        what=f"job {job_id} to end",
-    )
 
 
 def credits(client: httpx.Client, backend: Backend, user: str) -> int:

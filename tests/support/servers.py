@@ -243,3 +243,28 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def get_job(
+    client: httpx.Client, backend: Backend, user: str, job_id: str, table: str = "upscaler_jobs"
+) -> dict[str, Any]:
+    """The job as its owner sees it through the API."""
+    r = client.get(f"{backend.url}/api/jobs/{table}/{job_id}", headers=backend.user_headers(user))
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def wait_terminal(
+    client: httpx.Client, backend: Backend, user: str, job_id: str, *, timeout: float = 15.0
+) -> dict[str, Any]:
+    """Wait until the job has ended (any terminal status) and return it."""
+    return dict(
+        wait_for(
+            lambda: (j := get_job(client, backend, user, job_id))["status"] in TERMINAL and j,
+            timeout=timeout,
+            what=f"job {job_id} to end",
+        )
+    )
