@@ -74,6 +74,9 @@ STARTING_STUCK_MS: Final = 5 * 60 * 1000
 EVENT_RETENTION_S: Final = 7 * 24 * 3600
 #: How often a server watchdog prunes them.
 PRUNE_EVERY_S: Final = 3600
+#: How often a server watchdog recounts each account's in-flight slots from the jobs that
+#: hold one (a drifted counter would block an account, or overfill it, for good).
+RECONCILE_SLOTS_EVERY_S: Final = 60
 
 # --- Webhooks ---------------------------------------------------------------------------------
 #: Length of the hex HMAC token in webhook URLs (128 bits: unguessable, short enough for URLs).

@@ -61,6 +61,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.slot_corrections = Counter(
+            "arcano_slot_corrections",
+            "Times the server watchdog found an account's in-flight count differing from the "
+            "jobs holding its slots, and corrected it.",
+            ["account"],
+            registry=r,
+        )
         self.active_jobs = Gauge(
             "arcano_active_jobs", "Jobs in an active status (all processes).", registry=r
         )

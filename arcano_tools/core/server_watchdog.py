@@ -13,6 +13,10 @@ RunningHub call per job per interval.
 Jobs stuck in ``starting`` with no task id (a crash between RunningHub's create call and
 saving its id) are put back in the queue once no live process can still be starting them;
 see ``docs/watchdog.md`` for why retrying beats failing.
+
+At start-up and every minute it also recounts each account's ``in_flight`` from the jobs that
+hold its slots: a counter that drifted (a manual edit, a restored backup) would otherwise keep
+an account "full" forever, and every new job would wait in the queue until its timeout.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class ServerWatchdog:
         self._limit = asyncio.Semaphore(max_concurrency)
         self.checked = 0
         self._next_prune = 0.0
+        self._next_reconcile = 0.0
 
     @property
     def interval(self) -> timedelta:
@@ -85,6 +90,9 @@ class ServerWatchdog:
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + c.PRUNE_EVERY_S
             await self.store.prune_events(now - timedelta(seconds=c.EVENT_RETENTION_S))
+        if time.monotonic() >= self._next_reconcile:
+            self._next_reconcile = time.monotonic() + c.RECONCILE_SLOTS_EVERY_S
+            await self._reconcile_slots()
         jobs = await self.store.lease_due_jobs(
             owner=self.owner,
             now=now,
@@ -112,6 +120,23 @@ class ServerWatchdog:
                 )
             finally:
                 await self.store.release_lease(job.table, job.id, self.owner)
+
+    async def _reconcile_slots(self) -> None:
+        """Recount the accounts' slots (at start-up, then every minute); log any drift."""
+        fixed = await self.store.reconcile_slots()
+        for account, before, after in fixed:
+            log.warning(
+                "account slot count corrected",
+                extra={
+                    "action": "reconcile_slots",
+                    "account": account,
+                    "in_flight_before": before,
+                    "in_flight_after": after,
+                },
+            )
+            self.queue.metrics.slot_corrections.labels(account).inc()
+        if fixed:
+            self.queue.wake()  # freed slots may start queued jobs now
 
     def _stuck_starting(self, job: Job) -> bool:
         return (

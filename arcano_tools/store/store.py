@@ -745,6 +745,42 @@ class JobStore:
                 )
             )
 
+    async def reconcile_slots(self) -> list[tuple[str, int, int]]:
+        """Set each account's ``in_flight`` to the number of jobs holding one of its slots.
+
+        Every slot change already happens in the transaction that changes the job, so this
+        only finds drift from outside (a manual edit, a restored backup, a bug): it returns
+        ``(account, counted before, corrected to)`` for each account it fixed. On PostgreSQL
+        the account rows are locked first, so a claim, requeue or finish in flight either
+        committed before the count or waits for the correction (no lost update).
+        """
+        a = s.runninghub_accounts
+        fixed: list[tuple[str, int, int]] = []
+        async with self._write() as conn:
+            q = sa.select(a.c.account_name, a.c.in_flight).order_by(a.c.account_name)
+            if self.dialect == "postgresql":
+                q = q.with_for_update()
+            accounts = (await conn.execute(q)).all()
+            held: dict[str, int] = {}
+            for t in s.job_tables.values():
+                rows = await conn.execute(
+                    sa.select(t.c.api_account, sa.func.count())
+                    .where(t.c.holds_slot.is_(True), t.c.api_account.is_not(None))
+                    .group_by(t.c.api_account)
+                )
+                for name, count in rows.all():
+                    held[name] = held.get(name, 0) + int(count)
+            for name, in_flight in accounts:
+                want = held.get(name, 0)
+                if want != in_flight:
+                    await conn.execute(
+                        a.update()
+                        .where(a.c.account_name == name)
+                        .values(in_flight=want, updated_at=utcnow())
+                    )
+                    fixed.append((name, int(in_flight), want))
+        return fixed
+
     async def prune_events(self, older_than: datetime) -> int:
         """Forget webhook events and upstream errors older than ``older_than`` (forged posts
         included: the tables must not grow without bound). Returns the rows deleted."""

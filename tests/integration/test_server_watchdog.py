@@ -21,6 +21,7 @@ from tests.support.servers import (
     start_backend,
     submit_upscale,
     wait_for,
+    wait_terminal,
 )
 
 INITIAL_MS = 600
@@ -172,6 +173,31 @@ def test_stuck_start_is_put_back_in_the_queue_and_completes(
         assert job["taskId"]
         ((in_flight,),) = backend.rows("SELECT in_flight FROM runninghub_accounts")
         assert in_flight == 0  # the slot was given back, not leaked
+    finally:
+        backend.api.stop()
+
+
+def test_an_account_left_looking_full_is_recounted_and_serves_jobs_again(
+    emulator: ServerProcess, client: httpx.Client, emu: EmulatorControl, tmp_path: Path, user: str
+) -> None:
+    """A restored backup or a manual edit left in_flight at the cap with no job holding a slot:
+    without the recount every new job would wait in the queue until its timeout."""
+    first = start_backend(emulator.url, tmp_path)  # creates the database and the account
+    first.api.stop()
+    first.transaction(("UPDATE runninghub_accounts SET in_flight = max_concurrent", {}))
+
+    env = {**WATCHDOG_ENV, "RUNNINGHUB_MAX_CONCURRENT": "2"}  # the cap the staging filled
+    backend = start_backend(emulator.url, tmp_path, extra_env=env)
+    try:
+        job_id = submit_upscale(client, backend, user).json()["jobId"]
+        job = wait_terminal(client, backend, user, job_id)
+
+        assert job["status"] == "completed"
+        assert "account slot count corrected" in backend.api.log()
+        ((in_flight,),) = backend.rows("SELECT in_flight FROM runninghub_accounts")
+        assert in_flight == 0
+        text = client.get(backend.url + "/metrics", headers=backend.service_headers).text
+        assert 'arcano_slot_corrections_total{account="arcano_main"} 1.0' in text
     finally:
         backend.api.stop()
 

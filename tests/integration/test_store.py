@@ -173,6 +173,24 @@ async def test_requeue_gives_the_slot_back_and_delays_the_job(store: JobStore) -
     assert [j.id for j in await store.queued_jobs_due(retry_at + timedelta(seconds=1))] == [job_id]
 
 
+async def test_slot_counts_are_recounted_from_the_jobs_holding_them(store: JobStore) -> None:
+    job = await store.get_job(TABLE, await new_job(store))
+    assert job is not None
+    assert await store.claim_slot(job, "acc") is not None
+    assert await store.reconcile_slots() == []  # consistent: nothing to fix
+
+    async with store.engine.begin() as conn:  # drift from outside (a manual edit)
+        await conn.execute(sa.text("UPDATE runninghub_accounts SET in_flight = 2"))
+    assert await store.accounts_with_free_slots() == []
+
+    assert await store.reconcile_slots() == [("acc", 2, 1)]
+    account = await store.get_account("acc")
+    assert account is not None
+    assert account.in_flight == 1
+    assert [a.name for a in await store.accounts_with_free_slots()] == ["acc"]
+    assert await store.reconcile_slots() == []
+
+
 async def test_only_failed_starts_count_towards_giving_up(store: JobStore) -> None:
     """A busy RunningHub (421) requeues without using up the job's failed-start budget."""
     job_id = await new_job(store)
