@@ -6,7 +6,10 @@ Starts the emulator and the API as real servers (as the integration tests do) an
 2. the sync endpoint's throughput, answering from the shared schedule (the hot path of many
    tabs polling) vs asking RunningHub each time — a ratio, measured in one run;
 3. upstream calls per job when several tabs poll a job whose webhook was lost: the plan
-   (every tab calls RunningHub every interval) vs the shared schedule.
+   (every tab calls RunningHub every interval) vs the shared schedule;
+4. with two processes on one PostgreSQL and a Redis server: how long after ``completedAt`` an
+   event stream sees the result in the process that finished the job vs in the other one
+   (through the Redis relay).
 
 Machines here are shared and noisy: compare the ratios, not the absolute figures.
 """
@@ -15,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.postgres import create_database, postgres_server  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.servers import (  # noqa: E402
     Backend,
     start_backend,
@@ -184,6 +189,46 @@ def bench_tabs(
     return {"plan_calls": plan_calls, "shared_calls": calls, "ratio": plan_calls / max(calls, 1)}
 
 
+def _completed_at_wall(backend: Backend, url: str, headers: dict[str, str]) -> float:
+    """Follow a job's event stream; the wall-clock time its ``completed`` event arrived."""
+    with httpx.stream("GET", url, headers=headers, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and '"status": "completed"' in line:
+                return time.time()
+    raise RuntimeError(f"{url}: stream ended without completion")
+
+
+def bench_relay(first: Backend, second: Backend, emulator_url: str, jobs: int) -> dict[str, float]:
+    """Two processes, one database, one Redis: a job's ``completed`` event as seen by an event
+    stream on each process, measured from the job's ``completedAt``. One of them finished the
+    job (local delivery), the other heard of it through the Redis relay."""
+    emulator_set(emulator_url, reset=True)
+    emulator_set(emulator_url, task_ms=300, webhook="deliver")
+    user = f"bench-{time.time_ns()}"
+    local: list[float] = []
+    relayed: list[float] = []
+    for _ in range(jobs):
+        with httpx.Client(timeout=30) as c:
+            job_id = submit_upscale(c, first, user).json()["jobId"]
+        path = f"/api/jobs/upscaler_jobs/{job_id}"
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            seen = [
+                pool.submit(_completed_at_wall, b, b.url + path + "/events", b.user_headers(user))
+                for b in (first, second)
+            ]
+            arrivals = sorted(f.result() for f in seen)
+        job = httpx.get(first.url + path, headers=first.user_headers(user), timeout=10).json()
+        done = datetime.fromisoformat(job["completedAt"]).timestamp()
+        local.append(max(0.0, arrivals[0] - done) * 1000)
+        relayed.append(max(0.0, arrivals[1] - done) * 1000)
+    return {
+        "local_p50_ms": statistics.median(local),
+        "relayed_p50_ms": statistics.median(relayed),
+        "relayed_p95_ms": percentile(relayed, 0.95),
+        "page_reread_mean_ms": 500.0,  # without the relay: a page re-reads every 1 s
+    }
+
+
 def schedule_model(samples: int = 20_000, seed: int = 7) -> dict[str, float]:
     """The schedule model: durations like RunningHub's simple apps (lognormal, median 80 s),
     every job checked until it ends (a tab open or the server watchdog), webhook lost or not.
@@ -219,11 +264,31 @@ def schedule_model(samples: int = 20_000, seed: int = 7) -> dict[str, float]:
     }
 
 
+def relay_run(
+    emulator_url: str, pg_server: str, env: dict[str, str], data_dir: Path, jobs: int
+) -> dict[str, float]:
+    redis = RedisServer()
+    redis.start()
+    try:
+        relay_env = {**env, "REFLEX_REDIS_URL": redis.url}
+        database = create_database(pg_server)
+        first = start_backend(emulator_url, data_dir, database, relay_env)
+        second = start_backend(emulator_url, data_dir, database, relay_env)
+        try:
+            return bench_relay(first, second, emulator_url, jobs)
+        finally:
+            first.api.stop()
+            second.api.stop()
+    finally:
+        redis.cleanup()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--sync-jobs", type=int, default=20)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--relay-jobs", type=int, default=20)
     args = parser.parse_args()
     env = {
         "SERVER_WATCHDOG_ENABLED": "false",
@@ -259,6 +324,10 @@ def main() -> int:
                         results["postgres"] = bench_submit_and_complete(pg, emulator.url, args.jobs)
                     finally:
                         pg.api.stop()
+                    if shutil.which("redis-server"):
+                        results["relay (2 processes)"] = relay_run(
+                            emulator.url, server, env, Path(tmp) / "relay", args.relay_jobs
+                        )
         finally:
             emulator.stop()
     for name, figures in results.items():
