@@ -251,7 +251,8 @@ class QueueManager:
                     "backend process?",
                 },
             )
-            await self._fail_start_claimed(job, MSG_INPUT_MISSING)
+            if await self._holds_claim(job):
+                await self._fail_start(job, MSG_INPUT_MISSING)
             return
         except Exception:
             log.exception("job start crashed", extra={"action": "start", "job_id": job.id})
@@ -308,8 +309,7 @@ class QueueManager:
     async def _start_failed(self, job: Job, exc: RunningHubError) -> None:
         code = str(exc.code) if isinstance(exc, APIError) else type(exc).__name__
         await self.store.record_upstream_error("run", code, job.table, job.id)
-        current = await self.store.get_job(job.table, job.id)
-        if current is None or current.claim_id != job.claim_id:
+        if not await self._holds_claim(job):
             return  # this start lost its claim: the current one decides the job's fate
         if exc.requeue:
             await self._requeue(job, f"RunningHub busy ({code})")
@@ -340,11 +340,10 @@ class QueueManager:
             return
         await self._retry_start(job, f"RunningHub unavailable ({code})")
 
-    async def _fail_start_claimed(self, job: Job, message: str) -> None:
-        """Fail a start only while it still holds the job's claim (like ``_start_failed``)."""
+    async def _holds_claim(self, job: Job) -> bool:
+        """Is this start still the job's current one (not requeued as stuck and redispatched)?"""
         current = await self.store.get_job(job.table, job.id)
-        if current is not None and current.claim_id == job.claim_id:
-            await self._fail_start(job, message)
+        return current is not None and current.claim_id == job.claim_id
 
     async def _fail_start(self, job: Job, message: str) -> None:
         await self.finish(
