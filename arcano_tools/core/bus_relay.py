@@ -95,8 +95,6 @@ class RedisBusRelay:
         self._tasks: list[asyncio.Task[None]] = []
         self._redis: aioredis.Redis | None = None
         self._down: set[str] = set()  # which loops are currently logging an outage
-        #: Set once the subscription is live (tests and start-up logs wait on it).
-        self.subscribed = asyncio.Event()
 
     def _count(self, outcome: str) -> None:
         self.metrics.bus_relay.labels(outcome).inc()
@@ -163,7 +161,6 @@ class RedisBusRelay:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
-                self.subscribed.set()
                 self._recovered("subscribe")
                 delay = RECONNECT_MIN_S
                 while True:
@@ -171,7 +168,6 @@ class RedisBusRelay:
                     if message is not None and message.get("type") == "message":
                         self._receive(message.get("data"))
             except (RedisError, OSError) as exc:
-                self.subscribed.clear()
                 self._outage("subscribe", exc)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(RECONNECT_MAX_S, delay * 2)
