@@ -7,7 +7,7 @@ import reflex as rx
 from arcano_tools.api.routes import create_api
 from arcano_tools.components.shell import ADMIN_ROUTE, JOBS_ROUTE, with_shell
 from arcano_tools.components.tool_page import tool_page
-from arcano_tools.core.tools import DEFAULT_TOOLS
+from arcano_tools.domain.tools import DEFAULT_TOOLS
 from arcano_tools.pages.admin import admin_page
 from arcano_tools.pages.home import home
 from arcano_tools.pages.jobs import jobs_page

@@ -17,7 +17,7 @@ from arcano_tools.logs import configure_logging
 
 async def _token(user_id: str, admin: bool) -> str:
     from arcano_tools import constants as c
-    from arcano_tools.core.services import Services
+    from arcano_tools.wiring import Services
 
     services = Services(load_settings())
     try:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from arcano_tools.api.routes import create_api
-        from arcano_tools.core.services import Services
+        from arcano_tools.wiring import Services
 
         configure_logging(load_settings().log_format, level=logging.INFO)
         app = create_api(Services(load_settings(backend_port=args.port)))

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     #: Key and concurrency of the default account; production may add more rows to the table.
     runninghub_api_key: str = Field(default="", alias="RUNNINGHUB_API_KEY")
     runninghub_max_concurrent: int = Field(default=2, alias="RUNNINGHUB_MAX_CONCURRENT", ge=1)
-    #: Optional JSON overriding tools' app ids / node mappings (see :mod:`arcano_tools.core.tools`).
+    #: Optional JSON overriding tools' app ids / node mappings (see :mod:`arcano_tools.domain.tools`).
     runninghub_tools_json: str = Field(default="", alias="RUNNINGHUB_TOOLS_JSON")
     public_base_url: str = Field(default="", alias="PUBLIC_BASE_URL")
     backend_port: int = Field(default=8000, alias="REFLEX_BACKEND_PORT")

@@ -25,6 +25,10 @@ TOAST_FAILURE_DEFAULT: Final = "Erro no processamento"
 #: reconnects within a second or two) never interrupts it; after that it stops.
 PAGE_WATCHDOG_GRACE_MS: Final = 15_000
 
+#: A page following a job re-reads it when the job bus reports a change; with no change it
+#: still re-reads this often, in case an update was lost on the way (the bus is only a hint).
+FOLLOW_REREAD_QUIET_S: Final = 15.0
+
 # --- Credits -------------------------------------------------------------------------------
 #: A new (anonymous or CLI) user gets enough credits to try every tool a few times.
 STARTING_CREDITS: Final = 100

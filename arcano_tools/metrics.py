@@ -1,6 +1,6 @@
 """Prometheus metrics of one backend process (``GET /metrics``, text format).
 
-One registry per :class:`~arcano_tools.core.services.Services`, never the global one, so two
+One registry per :class:`~arcano_tools.wiring.Services`, never the global one, so two
 apps in one process (tests) never mix their counters. Gauges about the database (active jobs,
 age of the oldest) are read at scrape time, so every process reports the same truth.
 """

@@ -235,7 +235,7 @@ def schedule_model(samples: int = 20_000, seed: int = 7) -> dict[str, float]:
     Compares the plan's 30 s + 15 s with the learned start (10th percentile of history)."""
     import random
 
-    from arcano_tools.core.schedule import CheckSchedule, checks_until, detection_delay
+    from arcano_tools.services.schedule import CheckSchedule, checks_until, detection_delay
 
     rng = random.Random(seed)
     history = [rng.lognormvariate(4.38, 0.35) for _ in range(500)]  # median ≈ 80 s

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import reflex as rx
 
-from arcano_tools.core.tools import DEFAULT_TOOLS
+from arcano_tools.domain.tools import DEFAULT_TOOLS
 from arcano_tools.web.state import SessionState
 
 JOBS_ROUTE = "/meus-trabalhos"

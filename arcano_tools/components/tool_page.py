@@ -13,7 +13,7 @@ import reflex as rx
 from reflex.vars import ArrayVar, ObjectVar
 
 from arcano_tools import constants as c
-from arcano_tools.core.tools import FileInput, Tool
+from arcano_tools.domain.tools import FileInput, Tool
 from arcano_tools.web.state import ToolPageState
 
 IMAGE_ACCEPT = {"image/png": [".png"], "image/jpeg": [".jpg", ".jpeg"], "image/webp": [".webp"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from arcano_tools.core.tools import DEFAULT_TOOLS, Tool
+from arcano_tools.domain.tools import DEFAULT_TOOLS, Tool
 
 ICONS = {
     "upscaler": "scan-search",

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from arcano_tools.core.jobs import utcnow
-from arcano_tools.core.tools import JOB_TABLES
+from arcano_tools.domain.records import utcnow
+from arcano_tools.domain.tools import JOB_TABLES
 from arcano_tools.store import schema as s
 
 #: Columns of the current job tables that later migrations add (v1 creates tables without).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from arcano_tools.core.tools import JOB_TABLES
+from arcano_tools.domain.tools import JOB_TABLES
 
 metadata = sa.MetaData()
 

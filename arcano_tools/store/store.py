@@ -26,9 +26,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from arcano_tools.core.errors import InsufficientCredits
-from arcano_tools.core.jobs import (
+from arcano_tools.domain.errors import InsufficientCredits
+from arcano_tools.domain.records import (
     Account,
+    Clock,
     FinishRequest,
     FinishResult,
     Job,
@@ -36,11 +37,13 @@ from arcano_tools.core.jobs import (
     User,
     utcnow,
 )
-from arcano_tools.core.status import (
+from arcano_tools.domain.status import (
     ACTIVE_STATUSES,
     REFUND_STATUSES,
     FinishedBy,
     JobStatus,
+    LedgerKind,
+    WebhookOutcome,
 )
 from arcano_tools.store import schema as s
 from arcano_tools.store.migrations import run_migrations
@@ -130,13 +133,15 @@ def create_engine(url: str) -> AsyncEngine:
 class JobStore:
     """Jobs, users, credits, accounts and webhook events over one SQLAlchemy engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, clock: Clock = utcnow) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        #: Time of every timestamp the store writes (injectable, like the services' clock).
+        self.clock = clock
 
     @classmethod
-    def from_url(cls, url: str) -> JobStore:
-        return cls(create_engine(url))
+    def from_url(cls, url: str, *, clock: Clock = utcnow) -> JobStore:
+        return cls(create_engine(url), clock=clock)
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied now."""
@@ -169,7 +174,7 @@ class JobStore:
         self, user_id: str, *, credits: int, anonymous: bool = False, admin: bool = False
     ) -> User:
         """Create the user with a starting grant if new; return it either way."""
-        now = utcnow()
+        now = self.clock()
         async with self._write() as conn:
             res = await conn.execute(
                 self._insert(s.users)
@@ -187,7 +192,7 @@ class JobStore:
             if res.first() is not None and credits:
                 await conn.execute(
                     s.credit_ledger.insert().values(
-                        user_id=user_id, amount=credits, kind="grant", created_at=now
+                        user_id=user_id, amount=credits, kind=LedgerKind.GRANT.value, created_at=now
                     )
                 )
             if admin:
@@ -225,7 +230,7 @@ class JobStore:
 
     async def create_job(self, new: NewJob) -> Job:
         """Charge the credits and write the job as ``queued``, in one transaction."""
-        now = utcnow()
+        now = self.clock()
         t = s.job_tables[new.table]
         async with self._write() as conn:
             charged = await conn.execute(
@@ -253,7 +258,7 @@ class JobStore:
                 s.credit_ledger.insert().values(
                     user_id=new.user_id,
                     amount=-new.cost,
-                    kind="charge",
+                    kind=LedgerKind.CHARGE.value,
                     job_table=new.table,
                     job_id=new.id,
                     created_at=now,
@@ -297,6 +302,24 @@ class JobStore:
         jobs.sort(key=lambda j: j.created_at, reverse=True)
         return jobs[:limit]
 
+    async def active_job_of_user(self, user_id: str, table: str) -> Job | None:
+        """The user's newest active job of one tool, however many jobs they have."""
+        t = s.job_tables[table]
+        async with self._read() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(t)
+                        .where(t.c.user_id == user_id, t.c.status.in_(_ACTIVE))
+                        .order_by(t.c.created_at.desc())
+                        .limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return _job_from_row(table, row) if row else None
+
     async def active_jobs(
         self, *, older_than: datetime | None = None, limit: int = 500
     ) -> list[Job]:
@@ -331,23 +354,22 @@ class JobStore:
         return jobs[:limit]
 
     async def queue_position(self, job: Job) -> int:
-        """1-based position of a queued job among all queued jobs (0 when not queued)."""
+        """1-based position of a queued job among all queued jobs (0 when not queued).
+
+        One statement: the queued jobs created before this one, counted in every tool's table
+        and added up by the database (a page following a queued job asks this each step)."""
         if job.status is not JobStatus.QUEUED:
             return 0
-        ahead = 0
+        counts = [
+            sa.select(sa.func.count())
+            .select_from(t)
+            .where(t.c.status == JobStatus.QUEUED.value, t.c.created_at < job.created_at)
+            .scalar_subquery()
+            for t in s.job_tables.values()
+        ]
         async with self._read() as conn:
-            for t in s.job_tables.values():
-                ahead += (
-                    await conn.execute(
-                        sa.select(sa.func.count())
-                        .select_from(t)
-                        .where(
-                            t.c.status == JobStatus.QUEUED.value,
-                            t.c.created_at < job.created_at,
-                        )
-                    )
-                ).scalar_one()
-        return ahead + 1
+            ahead = (await conn.execute(sa.select(sum(counts[1:], counts[0])))).scalar_one()
+        return int(ahead) + 1
 
     async def recent_durations(self, table: str, limit: int = 200) -> list[float]:
         """Seconds from start to completion of the table's last completed jobs."""
@@ -387,7 +409,7 @@ class JobStore:
         account_name: str,
         first_check_in: timedelta | None,
     ) -> Job | None:
-        now = utcnow()
+        now = self.clock()
         t = s.job_tables[job.table]
         a = s.runninghub_accounts
         took = await conn.execute(
@@ -446,7 +468,7 @@ class JobStore:
                     start_failures=t.c.start_failures + (1 if failed else 0),
                     next_attempt_at=retry_at,
                     error_message=reason,
-                    updated_at=utcnow(),
+                    updated_at=self.clock(),
                 )
             )
             if res.rowcount == 1 and job.api_account:
@@ -477,7 +499,7 @@ class JobStore:
                         (t.c.status == JobStatus.STARTING.value, JobStatus.RUNNING.value),
                         else_=t.c.status,
                     ),
-                    updated_at=utcnow(),
+                    updated_at=self.clock(),
                 )
             )
             return await self._get_job(conn, table, job_id)
@@ -491,7 +513,7 @@ class JobStore:
         """
         if not req.status.is_terminal:
             raise ValueError(f"finish needs a terminal status, got {req.status}")
-        now = utcnow()
+        now = self.clock()
         t = s.job_tables[table]
         values: dict[str, Any] = {
             "status": req.status.value,
@@ -529,7 +551,7 @@ class JobStore:
         await conn.execute(
             a.update()
             .where(a.c.account_name == account_name, a.c.in_flight > 0)
-            .values(in_flight=a.c.in_flight - 1, updated_at=utcnow())
+            .values(in_flight=a.c.in_flight - 1, updated_at=self.clock())
         )
 
     async def _refund(self, conn: AsyncConnection, job: Job, now: datetime) -> bool:
@@ -538,7 +560,7 @@ class JobStore:
             .values(
                 user_id=job.user_id,
                 amount=job.cost,
-                kind="refund",
+                kind=LedgerKind.REFUND.value,
                 job_table=job.table,
                 job_id=job.id,
                 created_at=now,
@@ -662,7 +684,7 @@ class JobStore:
     async def upsert_account(self, name: str, api_key: str, max_concurrent: int) -> None:
         """Create or update an account's key and cap, enabled (its in-flight count is kept)."""
         a = s.runninghub_accounts
-        now = utcnow()
+        now = self.clock()
         async with self._write() as conn:
             await conn.execute(
                 self._insert(a)
@@ -714,7 +736,7 @@ class JobStore:
             await conn.execute(
                 a.update()
                 .where(a.c.account_name == name)
-                .values(enabled=False, disabled_reason=reason, updated_at=utcnow())
+                .values(enabled=False, disabled_reason=reason, updated_at=self.clock())
             )
 
     # --- webhook events and upstream errors --------------------------------------------------
@@ -722,7 +744,7 @@ class JobStore:
     async def record_webhook(
         self,
         *,
-        outcome: str,
+        outcome: WebhookOutcome,
         table: str | None = None,
         job_id: str | None = None,
         task_id: str | None = None,
@@ -730,7 +752,7 @@ class JobStore:
         body: str | None = None,
         applied: bool = False,
     ) -> None:
-        now = utcnow()
+        now = self.clock()
         async with self._write() as conn:
             await conn.execute(
                 s.webhook_events.insert().values(
@@ -738,7 +760,7 @@ class JobStore:
                     job_table=table,
                     job_id=job_id,
                     task_id=task_id,
-                    outcome=outcome,
+                    outcome=outcome.value,
                     detail=detail,
                     body=body,
                     applied_at=now if applied else None,
@@ -776,7 +798,7 @@ class JobStore:
                     await conn.execute(
                         a.update()
                         .where(a.c.account_name == name)
-                        .values(in_flight=want, updated_at=utcnow())
+                        .values(in_flight=want, updated_at=self.clock())
                     )
                     fixed.append((name, int(in_flight), want))
         return fixed
@@ -803,7 +825,7 @@ class JobStore:
                     await conn.execute(
                         sa.select(w).where(
                             w.c.task_id == task_id,
-                            w.c.outcome == "unmatched",
+                            w.c.outcome == WebhookOutcome.UNMATCHED.value,
                             w.c.applied_at.is_(None),
                         )
                     )
@@ -813,7 +835,7 @@ class JobStore:
                 await conn.execute(
                     w.update()
                     .where(w.c.id.in_([r["id"] for r in rows]))
-                    .values(applied_at=utcnow())
+                    .values(applied_at=self.clock())
                 )
             return rows
 
@@ -829,7 +851,7 @@ class JobStore:
         async with self._write() as conn:
             await conn.execute(
                 s.upstream_errors.insert().values(
-                    at=utcnow(), endpoint=endpoint, code=code, job_table=table, job_id=job_id
+                    at=self.clock(), endpoint=endpoint, code=code, job_table=table, job_id=job_id
                 )
             )
 

@@ -8,29 +8,23 @@ data: every handler re-checks, not only the page.
 from __future__ import annotations
 
 import hmac
-from collections import defaultdict
-from statistics import median
 from typing import Any
 
 import reflex as rx
 
-from arcano_tools.core.auth import Principal
-from arcano_tools.core.jobs import utcnow
-from arcano_tools.core.status import FinishedBy
+from arcano_tools.domain.errors import JobNotFound
+from arcano_tools.domain.records import utcnow
+from arcano_tools.domain.status import FinishedBy, WebhookOutcome
+from arcano_tools.services.auth import Principal
+from arcano_tools.services.report import finish_times, rescues
 from arcano_tools.web import runtime
 from arcano_tools.web.state import SessionState
 from arcano_tools.web.texts import STATUS_LABELS, duration_text
 
-RESCUE_PATHS = {FinishedBy.WATCHDOG, FinishedBy.SERVER_WATCHDOG, FinishedBy.TIMEOUT}
-WEBHOOK_OUTCOMES = (
-    "accepted",
-    "duplicate",
-    "early",
-    "rejected",
-    "malformed",
-    "unmatched",
-    "ignored",
-)
+#: Jobs at risk listed on the page (the oldest first).
+AT_RISK_SHOWN = 50
+#: Finished jobs read for the rescues list and the time-to-finish chart.
+FINISHED_READ = 500
 
 
 class AdminState(SessionState):
@@ -96,7 +90,9 @@ class AdminState(SessionState):
             for table, by in counts.items()
         ]
         now = utcnow()
-        risky = await store.active_jobs(older_than=now - services.timings.initial_delay, limit=50)
+        risky = await store.active_jobs(
+            older_than=now - services.timings.initial_delay, limit=AT_RISK_SHOWN
+        )
         self.at_risk = [
             {
                 "table": j.table,
@@ -107,7 +103,7 @@ class AdminState(SessionState):
             }
             for j in risky
         ]
-        finished = await store.finished_jobs(limit=500)
+        finished = await store.finished_jobs(limit=FINISHED_READ)
         self.rescues = [
             {
                 "table": j.table,
@@ -116,21 +112,16 @@ class AdminState(SessionState):
                 "by": j.finished_by.value if j.finished_by else "",
                 "at": j.completed_at.strftime("%d/%m %H:%M:%S") if j.completed_at else "",
             }
-            for j in finished
-            if j.finished_by in RESCUE_PATHS
-        ][:20]
-        by_path: dict[str, list[float]] = defaultdict(list)
-        for j in finished:
-            if j.completed_at and j.finished_by:
-                by_path[j.finished_by.value].append(
-                    (j.completed_at - j.clock_start).total_seconds()
-                )
+            for j in rescues(finished)
+        ]
         self.finish_times = [
-            {"path": path, "median_s": round(median(v), 1), "jobs": len(v)}
-            for path, v in sorted(by_path.items())
+            {"path": t.path.value, "median_s": t.median_s, "jobs": t.jobs}
+            for t in finish_times(finished)
         ]
         webhooks = await store.webhook_counts()
-        self.webhook_health = [{"outcome": o, "n": webhooks.get(o, 0)} for o in WEBHOOK_OUTCOMES]
+        self.webhook_health = [
+            {"outcome": o.value, "n": webhooks.get(o.value, 0)} for o in WebhookOutcome
+        ]
         self.upstream_errors = [
             {"endpoint": e, "code": code, "n": n}
             for e, code, n in await store.upstream_error_counts()
@@ -141,13 +132,21 @@ class AdminState(SessionState):
         """Ask RunningHub about one job right now (skips the schedule) and show the outcome."""
         if not await self._check():
             return None
-        reply = await runtime.services().sync.sync(
-            table, job_id, Principal(is_service=True), finished_by=FinishedBy.WATCHDOG, force=True
-        )
-        body = reply.body
-        if body.get("synced"):
-            self.message = f"Job {job_id[:8]}: {body.get('status')}"
+        try:
+            outcome = await runtime.services().sync.sync(
+                table,
+                job_id,
+                Principal(is_service=True),
+                finished_by=FinishedBy.WATCHDOG,
+                force=True,
+            )
+        except JobNotFound as exc:
+            self.message = f"Job {job_id[:8]}: {exc.message}"
         else:
-            self.message = f"Job {job_id[:8]}: {body.get('reason') or body.get('error')}"
+            if outcome.synced:
+                said = outcome.status.value if outcome.status else ""
+            else:
+                said = outcome.reason.value if outcome.reason else ""
+            self.message = f"Job {job_id[:8]}: {said}"
         await self._load()
         return rx.toast.info(self.message)

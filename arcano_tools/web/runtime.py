@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from arcano_tools.config import load_settings
-from arcano_tools.core.services import Services
 from arcano_tools.logs import configure_logging
+from arcano_tools.wiring import Services
 
 _services: Services | None = None
 #: The Reflex app, set by the app module; used to tell whether a browser is still connected.

@@ -1,4 +1,4 @@
-"""Page states. Thin callers of the job core: every decision lives in :mod:`arcano_tools.core`.
+"""Page states. Thin callers of the job core: every decision lives in :mod:`arcano_tools.services`.
 
 * :class:`SessionState` — who the browser is. In embedded mode each browser gets an anonymous
   user (with starting credits) whose access token is kept in the browser's localStorage, so a
@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import reflex as rx
 
 from arcano_tools import constants as c
-from arcano_tools.core.auth import verify_user_token
-from arcano_tools.core.errors import JobError
-from arcano_tools.core.follow import follow_job
-from arcano_tools.core.jobs import Job
-from arcano_tools.core.schedule import quantile
-from arcano_tools.core.status import JobStatus
-from arcano_tools.core.tools import Tool
-from arcano_tools.core.uploads import Upload, check_file
+from arcano_tools.domain.errors import JobError
+from arcano_tools.domain.records import Job
+from arcano_tools.domain.status import JobStatus
+from arcano_tools.domain.tools import Tool
+from arcano_tools.services.auth import verify_user_token
+from arcano_tools.services.follow import follow_job
+from arcano_tools.services.schedule import quantile
+from arcano_tools.services.uploads import Upload, check_file
 from arcano_tools.web import runtime
 from arcano_tools.web.texts import (
     MSG_GENERIC,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from arcano_tools import constants as c
-from arcano_tools.core.uploads import CheckedFile
+from arcano_tools.services.uploads import CheckedFile
 
 MSG_GENERIC = "Algo deu errado do nosso lado. Tente novamente em instantes."
 MSG_MISSING_FILE = "Envie antes: {}."

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from arcano_tools import constants as c
-from arcano_tools.core.auth import issue_user_token
+from arcano_tools.services.auth import issue_user_token
 from tests.support.fixtures import EmulatorControl
 from tests.support.servers import (
     Backend,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from arcano_tools.core.auth import verify_user_token
+from arcano_tools.services.auth import verify_user_token
 from tests.support.servers import JWT_SECRET, SERVICE_KEY, Backend
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from arcano_tools.core.queue_manager import webhook_token
+from arcano_tools.services.queue_manager import webhook_token
 from tests.support.fixtures import EmulatorControl
 from tests.support.servers import (
     JWT_SECRET,

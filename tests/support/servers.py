@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from arcano_tools.core.auth import issue_user_token
+from arcano_tools.services.auth import issue_user_token
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0

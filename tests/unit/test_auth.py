@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 from arcano_tools import constants as c
-from arcano_tools.core.auth import (
+from arcano_tools.services.auth import (
     SUPABASE_AUDIENCE,
     SUPABASE_ROLE,
     Principal,

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from arcano_tools.core.bus import JobUpdate
-from arcano_tools.core.bus_relay import decode, encode, redacted
+from arcano_tools.services.bus import JobUpdate
+from arcano_tools.services.bus_relay import decode, encode, redacted
 
 UPDATE = JobUpdate(
     table="upscaler_jobs",

@@ -6,17 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from arcano_tools.core.follow import WatchdogPlan
-from arcano_tools.core.jobs import Job
-from arcano_tools.core.schedule import (
+from arcano_tools.domain.records import Job
+from arcano_tools.domain.status import JobStatus
+from arcano_tools.services.follow import WatchdogPlan
+from arcano_tools.services.schedule import (
     MIN_HISTORY,
     CheckSchedule,
     checks_until,
     detection_delay,
     quantile,
 )
-from arcano_tools.core.status import JobStatus
-from arcano_tools.core.sync import SyncTimings
+from arcano_tools.services.sync import SyncTimings
 
 PLAN = CheckSchedule(
     initial_delay=timedelta(seconds=30),

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from arcano_tools import constants as c
-from arcano_tools.core.tools import DEFAULT_TOOLS, JOB_TABLES, Tool, ToolRegistry
+from arcano_tools.domain.tools import DEFAULT_TOOLS, JOB_TABLES, Tool, ToolRegistry
 
 TABLES = {
     "upscaler": "upscaler_jobs",

@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 
 from arcano_tools import constants as c
-from arcano_tools.core.errors import FileTooLarge, UnsupportedFile
-from arcano_tools.core.tools import FileInput
-from arcano_tools.core.uploads import CheckedFile, FileStore, Upload, check_file
+from arcano_tools.api.errors import http_status_of
+from arcano_tools.domain.errors import FileTooLarge, UnsupportedFile
+from arcano_tools.domain.tools import FileInput
+from arcano_tools.services.uploads import CheckedFile, FileStore, Upload, check_file
 
 IMAGE = FileInput("image", "image", "Sua foto")
 POSE = FileInput("pose_image", "image", "Pose de referência")
@@ -77,7 +78,7 @@ def test_a_png_with_alpha_is_accepted() -> None:
 def test_a_gif_is_refused_as_unsupported_naming_its_format() -> None:
     with pytest.raises(UnsupportedFile, match="GIF") as info:
         check_file(IMAGE, Upload("anim.png", image_bytes("GIF")))
-    assert info.value.http_status == 415
+    assert http_status_of(info.value) == 415
     assert "anim.png" in str(info.value)
 
 
@@ -112,7 +113,7 @@ def test_an_image_over_the_byte_limit_is_too_large_before_being_decoded() -> Non
     content = PNG_SIGNATURE + bytes(c.MAX_IMAGE_BYTES + 1 - len(PNG_SIGNATURE))
     with pytest.raises(FileTooLarge, match="limite é 20 MB") as info:
         check_file(IMAGE, Upload("huge.png", content))
-    assert info.value.http_status == 413
+    assert http_status_of(info.value) == 413
 
 
 def test_an_image_of_exactly_the_byte_limit_is_not_refused_for_its_size() -> None:

@@ -8,9 +8,9 @@ import string
 import pytest
 
 from arcano_tools import constants as c
-from arcano_tools.core.queue_manager import webhook_token, webhook_token_ok
-from arcano_tools.core.webhooks import MalformedWebhook, WebhookEvent, parse_webhook
 from arcano_tools.runninghub.client import parse_outputs_envelope
+from arcano_tools.services.queue_manager import webhook_token, webhook_token_ok
+from arcano_tools.services.webhooks import MalformedWebhook, WebhookEvent, parse_webhook
 
 TASK_ID = "1904163390028185602"
 FILE_URL = "https://rh-images.xiaoyaoyou.com/f2/output/ComfyUI_00001_.png"

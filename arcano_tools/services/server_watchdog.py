@@ -31,11 +31,11 @@ import uuid
 from datetime import timedelta
 
 from arcano_tools import constants as c
-from arcano_tools.core.jobs import Job, utcnow
-from arcano_tools.core.queue_manager import QueueManager
-from arcano_tools.core.status import FinishedBy, JobStatus
-from arcano_tools.core.sync import JobSync
-from arcano_tools.store import JobStore
+from arcano_tools.domain.records import Job
+from arcano_tools.domain.repository import Repository
+from arcano_tools.domain.status import FinishedBy, JobStatus
+from arcano_tools.services.queue_manager import QueueManager
+from arcano_tools.services.sync import JobSync
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ServerWatchdog:
     def __init__(
         self,
         *,
-        store: JobStore,
+        store: Repository,
         sync: JobSync,
         queue: QueueManager,
         max_concurrency: int,
@@ -65,7 +65,6 @@ class ServerWatchdog:
         self.owner = owner or process_identity()
         self.starting_stuck_after = starting_stuck_after
         self._limit = asyncio.Semaphore(max_concurrency)
-        self.checked = 0
         self._next_prune = 0.0
         self._next_reconcile = 0.0
 
@@ -86,7 +85,7 @@ class ServerWatchdog:
 
     async def tick(self) -> int:
         """One pass: lease due jobs and sync them, at most ``max_concurrency`` at a time."""
-        now = utcnow()
+        now = self.sync.clock()
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + c.PRUNE_EVERY_S
             await self.store.prune_events(now - timedelta(seconds=c.EVENT_RETENTION_S))
@@ -112,7 +111,6 @@ class ServerWatchdog:
                     await self.queue.recover_stuck_start(job)
                 else:
                     await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG)
-                self.checked += 1
             except Exception:
                 log.exception(
                     "server watchdog check failed",
@@ -142,5 +140,5 @@ class ServerWatchdog:
         return (
             job.status is JobStatus.STARTING
             and not job.task_id
-            and utcnow() - job.updated_at >= self.starting_stuck_after
+            and self.sync.clock() - job.updated_at >= self.starting_stuck_after
         )

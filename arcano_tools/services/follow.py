@@ -22,11 +22,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from arcano_tools.core.bus import JobBus, JobUpdate
-from arcano_tools.core.jobs import Job, utcnow
-from arcano_tools.core.status import FinishedBy
-from arcano_tools.core.sync import JobSync, SyncTimings
-from arcano_tools.store import JobStore
+from arcano_tools import constants as c
+from arcano_tools.domain.records import Job
+from arcano_tools.domain.repository import Repository
+from arcano_tools.domain.status import FinishedBy
+from arcano_tools.services.bus import JobBus, JobUpdate
+from arcano_tools.services.sync import JobSync, SyncTimings
 
 #: How often a following page refreshes its elapsed-time display when nothing happens.
 TICK = timedelta(seconds=1)
@@ -61,7 +62,7 @@ class WatchdogPlan:
 
 async def follow_job(
     *,
-    store: JobStore,
+    store: Repository,
     bus: JobBus,
     sync: JobSync,
     table: str,
@@ -70,17 +71,26 @@ async def follow_job(
     alive: Callable[[], bool] = lambda: True,
     tick: timedelta = TICK,
 ) -> AsyncIterator[Followed]:
-    """Yield the job now, on every change, on every tick, until it is terminal or the page left."""
+    """Yield the job now, on every change, on every tick, until it is terminal or the page left.
+
+    The job is re-read from the store only when something may have changed it: an update on
+    the bus, a watchdog sync, or — while the bus may miss updates (the Redis relay is down) —
+    every tick. A quiet re-read every ``FOLLOW_REREAD_QUIET_S`` guards against an update lost
+    on the way (the bus is a hint, the database the truth).
+    """
     plan = WatchdogPlan(sync.timings)
+    clock = sync.clock
+    quiet_reread = timedelta(seconds=c.FOLLOW_REREAD_QUIET_S)
     async with bus.subscribe() as updates:
         job = await store.get_job(table, job_id)
         if job is None:
             return
+        read_at = clock()
         yield Followed(job)
         while job.status.is_active:
             if not alive():
                 return
-            now = utcnow()
+            now = clock()
             wait = tick
             due_at: datetime | None = None
             if watchdog_enabled:
@@ -88,14 +98,15 @@ async def follow_job(
                 wait = min(wait, max(due_at - now, timedelta(0)))
             changed = await _wait_for_update(updates, job_id, wait.total_seconds())
             from_watchdog = False
-            if due_at is not None and utcnow() >= due_at and not changed:
-                plan.last_sync = utcnow()
+            if due_at is not None and clock() >= due_at and not changed:
+                plan.last_sync = clock()
                 await sync.sync_job(job, finished_by=FinishedBy.WATCHDOG)
                 from_watchdog = True
-            fresh = await store.get_job(table, job_id)
-            if fresh is None:
-                return
-            job = fresh
+            if changed or from_watchdog or not bus.complete or clock() - read_at >= quiet_reread:
+                fresh = await store.get_job(table, job_id)
+                if fresh is None:
+                    return
+                job, read_at = fresh, clock()
             yield Followed(job, from_watchdog)
 
 

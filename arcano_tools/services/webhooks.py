@@ -19,19 +19,20 @@ Every event is recorded in ``webhook_events`` (the operator page's webhook healt
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from arcano_tools.core.jobs import Job
-from arcano_tools.core.queue_manager import webhook_token_ok
-from arcano_tools.core.status import FinishedBy
-from arcano_tools.core.sync import JobSync
-from arcano_tools.core.tools import ToolRegistry
+from arcano_tools.domain.records import Job
+from arcano_tools.domain.repository import Repository
+from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
+from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.runninghub.client import parse_outputs_envelope
 from arcano_tools.runninghub.errors import APIError, MalformedResponse
-from arcano_tools.store import JobStore
+from arcano_tools.services.queue_manager import webhook_token_ok
+from arcano_tools.services.sync import JobSync
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,34 @@ log = logging.getLogger(__name__)
 BODY_KEEP_CHARS = 4000
 
 
+class Delivery(enum.StrEnum):
+    """What one webhook delivery amounted to, for the sender (``api/`` picks the HTTP reply)."""
+
+    #: Applied to its job (finished it, or learned it is still running).
+    APPLIED = "applied"
+    #: Its job had already ended: nothing changed.
+    DUPLICATE = "duplicate"
+    #: A valid token for a job we do not have (deleted, or another database).
+    UNKNOWN_JOB = "unknown_job"
+    #: Old-style delivery for a task id not stored yet: kept, applied once the id is saved.
+    KEPT = "kept"
+    #: Unknown table or a token that is not this job's: refused before anything changed.
+    BAD_TOKEN = "bad_token"
+    #: A task id that is not the one stored for its job: refused.
+    TASK_MISMATCH = "task_mismatch"
+    #: Not RunningHub's format (``detail`` says how); the job is synced from ``/outputs``.
+    MALFORMED = "malformed"
+
+
 @dataclass(frozen=True)
-class WebhookReply:
-    status_code: int
-    body: dict[str, Any]
+class WebhookResult:
+    delivery: Delivery
+    #: The job's status after the delivery (``None`` when unknown or still processing).
+    status: JobStatus | None = None
+    #: The webhook came before the create call returned (its task id was stored from it).
+    early: bool = False
+    #: Why a delivery is malformed.
+    detail: str = ""
 
 
 class MalformedWebhook(ValueError):
@@ -80,7 +105,7 @@ def parse_webhook(raw: bytes) -> WebhookEvent:
 
 class WebhookReceiver:
     def __init__(
-        self, *, store: JobStore, sync: JobSync, tools: ToolRegistry, webhook_secret: bytes
+        self, *, store: Repository, sync: JobSync, tools: ToolRegistry, webhook_secret: bytes
     ) -> None:
         self.store = store
         self.sync = sync
@@ -88,22 +113,27 @@ class WebhookReceiver:
         self.secret = webhook_secret
         self.metrics = sync.metrics
 
-    async def _record(self, *, outcome: str, **fields: Any) -> None:
+    async def _record(self, *, outcome: WebhookOutcome, **fields: Any) -> None:
         self.metrics.webhooks.labels(outcome).inc()
         await self.store.record_webhook(outcome=outcome, **fields)
 
-    async def receive(self, table: str, job_id: str, token: str | None, raw: bytes) -> WebhookReply:
+    async def receive(
+        self, table: str, job_id: str, token: str | None, raw: bytes
+    ) -> WebhookResult:
         """``POST /webhooks/runninghub/{table}/{jobId}?token=…``."""
         if self.tools.by_table(table) is None or not webhook_token_ok(
             self.secret, table, job_id, token
         ):
             await self._record(
-                outcome="rejected", table=table[:32], job_id=job_id[:36], detail="bad token"
+                outcome=WebhookOutcome.REJECTED,
+                table=table[:32],
+                job_id=job_id[:36],
+                detail="bad token",
             )
             log.warning(
                 "webhook rejected", extra={"action": "webhook_rejected", "table": table[:32]}
             )
-            return WebhookReply(401, {"error": "invalid webhook token"})
+            return WebhookResult(Delivery.BAD_TOKEN)
         body_text = raw[:BODY_KEEP_CHARS].decode("utf-8", "replace")
         try:
             event = parse_webhook(raw)
@@ -112,29 +142,32 @@ class WebhookReceiver:
         job = await self.store.get_job(table, job_id)
         if job is None:  # a valid token for a job we do not have: deleted, or another database
             await self._record(
-                outcome="ignored",
+                outcome=WebhookOutcome.IGNORED,
                 table=table,
                 job_id=job_id,
                 task_id=event.task_id,
                 detail="job not found",
                 body=body_text,
             )
-            return WebhookReply(200, {"ok": True, "ignored": "job not found"})
+            return WebhookResult(Delivery.UNKNOWN_JOB)
         if job.task_id and job.task_id != event.task_id:
             await self._record(
-                outcome="rejected",
+                outcome=WebhookOutcome.REJECTED,
                 table=table,
                 job_id=job_id,
                 task_id=event.task_id,
                 detail=f"task id mismatch (job has {job.task_id})",
                 body=body_text,
             )
-            return WebhookReply(409, {"error": "taskId does not belong to this job"})
+            return WebhookResult(Delivery.TASK_MISMATCH)
         if job.status.is_terminal:
             await self._record(
-                outcome="duplicate", table=table, job_id=job_id, task_id=event.task_id
+                outcome=WebhookOutcome.DUPLICATE,
+                table=table,
+                job_id=job_id,
+                task_id=event.task_id,
             )
-            return WebhookReply(200, {"ok": True, "duplicate": True, "status": job.status.value})
+            return WebhookResult(Delivery.DUPLICATE, job.status)
         early = not job.task_id
         if early:
             saved = await self.store.save_task_id(table, job_id, event.task_id)
@@ -143,8 +176,13 @@ class WebhookReceiver:
             outputs = parse_outputs_envelope(event.envelope)
         except (MalformedResponse, APIError) as exc:
             return await self._malformed(table, job_id, f"eventData: {exc}", body_text, job)
-        reply = await self.sync.apply_outputs(job, outputs, FinishedBy.WEBHOOK)
-        outcome = "early" if early else ("accepted" if reply.synced else "duplicate")
+        synced = await self.sync.apply_outputs(job, outputs, FinishedBy.WEBHOOK)
+        if early:
+            outcome = WebhookOutcome.EARLY
+        elif synced.synced:
+            outcome = WebhookOutcome.ACCEPTED
+        else:
+            outcome = WebhookOutcome.DUPLICATE
         await self._record(
             outcome=outcome,
             table=table,
@@ -163,13 +201,17 @@ class WebhookReceiver:
                 "rh_code": outputs.code,
             },
         )
-        return WebhookReply(200, {"ok": True, "status": reply.body.get("status"), "early": early})
+        return WebhookResult(Delivery.APPLIED, synced.status, early=early)
 
     async def _malformed(
         self, table: str, job_id: str, why: str, body_text: str, job: Job | None = None
-    ) -> WebhookReply:
+    ) -> WebhookResult:
         await self._record(
-            outcome="malformed", table=table, job_id=job_id, detail=why, body=body_text
+            outcome=WebhookOutcome.MALFORMED,
+            table=table,
+            job_id=job_id,
+            detail=why,
+            body=body_text,
         )
         log.warning(
             "malformed webhook",
@@ -179,46 +221,48 @@ class WebhookReceiver:
         if job is not None and job.status.is_active:
             # RunningHub did try to tell us something: ask it directly instead.
             await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK)
-        return WebhookReply(400, {"error": f"malformed webhook: {why}"})
+        return WebhookResult(Delivery.MALFORMED, detail=why)
 
-    async def receive_by_task(self, raw: bytes) -> WebhookReply:
+    async def receive_by_task(self, raw: bytes) -> WebhookResult:
         """``POST /webhooks/runninghub``: old-style URL, matched by ``taskId`` and verified."""
         body_text = raw[:BODY_KEEP_CHARS].decode("utf-8", "replace")
         try:
             event = parse_webhook(raw)
         except MalformedWebhook as exc:
-            await self._record(outcome="malformed", detail=str(exc), body=body_text)
-            return WebhookReply(400, {"error": f"malformed webhook: {exc}"})
+            await self._record(outcome=WebhookOutcome.MALFORMED, detail=str(exc), body=body_text)
+            return WebhookResult(Delivery.MALFORMED, detail=str(exc))
         job = await self.store.find_job_by_task_id(event.task_id)
         if job is None:
             await self._record(
-                outcome="unmatched",
+                outcome=WebhookOutcome.UNMATCHED,
                 task_id=event.task_id,
                 detail="task id not stored yet",
                 body=body_text,
             )
             # the id may have been saved meanwhile (after its save looked for kept events)
             job = await self.store.find_job_by_task_id(event.task_id)
-            if job is None:
-                return WebhookReply(202, {"ok": True, "kept": True})
-            await self.apply_kept(job)
-            return WebhookReply(202, {"ok": True, "kept": True})
+            if job is not None:
+                await self.apply_kept(job)
+            return WebhookResult(Delivery.KEPT)
         if job.status.is_terminal:
             await self._record(
-                outcome="duplicate", table=job.table, job_id=job.id, task_id=event.task_id
+                outcome=WebhookOutcome.DUPLICATE,
+                table=job.table,
+                job_id=job.id,
+                task_id=event.task_id,
             )
-            return WebhookReply(200, {"ok": True, "duplicate": True, "status": job.status.value})
+            return WebhookResult(Delivery.DUPLICATE, job.status)
         # only a hint (anyone may post here): it goes through the job's shared schedule
-        reply = await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK)
+        synced = await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK)
         await self._record(
-            outcome="accepted" if reply.synced else "ignored",
+            outcome=WebhookOutcome.ACCEPTED if synced.synced else WebhookOutcome.IGNORED,
             table=job.table,
             job_id=job.id,
             task_id=event.task_id,
             detail="verified with /outputs",
             applied=True,
         )
-        return WebhookReply(200, {"ok": True, "status": reply.body.get("status")})
+        return WebhookResult(Delivery.APPLIED, synced.status)
 
     async def apply_kept(self, job: Job) -> None:
         """Called when a task id is saved: apply old-style events that arrived before it."""

@@ -27,20 +27,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 from arcano_tools import constants as c
-from arcano_tools.core.bus import JobBus, JobUpdate
-from arcano_tools.core.errors import InvalidInput, JobNotCancellable, JobNotFound
-from arcano_tools.core.jobs import (
+from arcano_tools.domain.errors import InvalidInput, JobNotCancellable, JobNotFound
+from arcano_tools.domain.records import (
     Account,
+    Clock,
     FinishRequest,
     FinishResult,
     Job,
     NewJob,
     utcnow,
 )
-from arcano_tools.core.schedule import CheckSchedule
-from arcano_tools.core.status import FinishedBy, JobStatus
-from arcano_tools.core.tools import Tool, ToolRegistry
-from arcano_tools.core.uploads import CheckedFile, FileStore, Upload, check_file
+from arcano_tools.domain.repository import Repository
+from arcano_tools.domain.status import FinishedBy, JobStatus
+from arcano_tools.domain.tools import Tool, ToolRegistry
 from arcano_tools.metrics import Metrics
 from arcano_tools.runninghub.client import RunningHubClient
 from arcano_tools.runninghub.errors import (
@@ -51,7 +50,9 @@ from arcano_tools.runninghub.errors import (
     TaskNotFound,
     Unauthorized,
 )
-from arcano_tools.store import JobStore
+from arcano_tools.services.bus import JobBus, JobUpdate
+from arcano_tools.services.schedule import CheckSchedule
+from arcano_tools.services.uploads import CheckedFile, FileStore, Upload, check_file
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class QueueManager:
     def __init__(
         self,
         *,
-        store: JobStore,
+        store: Repository,
         client: RunningHubClient,
         tools: ToolRegistry,
         files: FileStore,
@@ -98,7 +99,9 @@ class QueueManager:
         webhook_secret: bytes,
         metrics: Metrics | None = None,
         schedule: CheckSchedule | None = None,
+        clock: Clock = utcnow,
     ) -> None:
+        self.clock = clock
         self.metrics = metrics or Metrics()
         self.schedule = schedule
         self._first_check: dict[str, tuple[float, timedelta | None]] = {}
@@ -194,7 +197,7 @@ class QueueManager:
     async def dispatch_once(self) -> int:
         """Start as many due queued jobs as accounts have free slots; returns how many."""
         started = 0
-        for job in await self.store.queued_jobs_due(utcnow()):
+        for job in await self.store.queued_jobs_due(self.clock()):
             accounts = await self.store.accounts_with_free_slots()
             if not accounts:
                 break
@@ -369,7 +372,7 @@ class QueueManager:
         delay = min(c.QUEUE_RETRY_MAX_S, c.QUEUE_RETRY_BASE_S * 2**tries)
         delay *= random.uniform(0.75, 1.25)
         if await self.store.requeue(
-            job, retry_at=utcnow() + timedelta(seconds=delay), reason=reason, failed=failed
+            job, retry_at=self.clock() + timedelta(seconds=delay), reason=reason, failed=failed
         ):
             log.info(
                 "job requeued",

@@ -1,16 +1,22 @@
-"""Plain records the store hands to the services: no ORM objects leak out of the store."""
+"""Plain records the repository hands to the services: no ORM objects leak out of storage."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from arcano_tools.core.status import FinishedBy, JobStatus
+from arcano_tools.domain.status import FinishedBy, JobStatus
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+#: Where services and stores read the time: ``utcnow`` in production, a settable fake clock in
+#: unit tests (deadlines and schedules are then tested without sleeping).
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -49,25 +55,6 @@ class Job:
         keeps it queued still ends in the timeout (and a refund) instead of waiting forever.
         """
         return self.started_at or self.created_at
-
-    def to_api(self) -> dict[str, Any]:
-        """The shape of ``GET /api/jobs/{table}/{jobId}`` (camelCase, like the plan's clients)."""
-        return {
-            "id": self.id,
-            "table": self.table,
-            "status": self.status.value,
-            "taskId": self.task_id,
-            "outputUrl": self.output_url,
-            "errorMessage": self.error_message,
-            "createdAt": _iso(self.created_at),
-            "startedAt": _iso(self.started_at),
-            "completedAt": _iso(self.completed_at),
-            "finishedBy": self.finished_by.value if self.finished_by else None,
-        }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 @dataclass(frozen=True)

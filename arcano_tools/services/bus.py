@@ -1,7 +1,7 @@
 """The job-update bus: every change of a job is published here; pages follow their job.
 
 In-process fan-out over asyncio queues; with several backend processes on one database,
-``core/bus_relay.py`` carries every update to the others through Redis. A
+``services/bus_relay.py`` carries every update to the others through Redis. A
 subscriber that stops reading loses old updates rather than growing memory: each queue is
 bounded and the oldest update is dropped — the subscriber re-reads the job from the store
 whenever it matters, so an update is a hint to refresh, never the only copy of the truth.
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from arcano_tools.core.jobs import Job
+from arcano_tools.domain.records import Job
 
 #: Updates buffered per subscriber before the oldest is dropped.
 SUBSCRIBER_BUFFER = 100
@@ -46,6 +46,10 @@ class JobUpdate:
 class JobBus:
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[JobUpdate]] = set()
+        #: False while updates made in other processes may not reach this bus (the Redis
+        #: relay is configured but not connected): followers then re-read their job every
+        #: tick instead of waiting for an update. A bus with no relay serves one process.
+        self.complete = True
         #: Where this process's own updates also go (the Redis relay when several processes
         #: serve one database); must not block.
         self.forward: Callable[[JobUpdate], None] | None = None
@@ -71,7 +75,3 @@ class JobBus:
             yield queue
         finally:
             self._subscribers.discard(queue)
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)

@@ -14,19 +14,19 @@ from typing import Any
 
 from arcano_tools import constants as c
 from arcano_tools.config import DEFAULT_ACCOUNT_NAME, Settings
-from arcano_tools.core.auth import issue_user_token
-from arcano_tools.core.bus import JobBus
-from arcano_tools.core.bus_relay import RedisBusRelay
-from arcano_tools.core.jobs import User, utcnow
-from arcano_tools.core.queue_manager import QueueManager
-from arcano_tools.core.schedule import CheckSchedule
-from arcano_tools.core.server_watchdog import ServerWatchdog
-from arcano_tools.core.sync import JobSync, SyncTimings
-from arcano_tools.core.tools import ToolRegistry
-from arcano_tools.core.uploads import FileStore
-from arcano_tools.core.webhooks import WebhookReceiver
+from arcano_tools.domain.records import User, utcnow
+from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.metrics import Metrics
 from arcano_tools.runninghub.client import CallObserver, RunningHubClient
+from arcano_tools.services.auth import issue_user_token
+from arcano_tools.services.bus import JobBus
+from arcano_tools.services.bus_relay import RedisBusRelay
+from arcano_tools.services.queue_manager import QueueManager
+from arcano_tools.services.schedule import CheckSchedule
+from arcano_tools.services.server_watchdog import ServerWatchdog
+from arcano_tools.services.sync import JobSync, SyncTimings
+from arcano_tools.services.uploads import FileStore
+from arcano_tools.services.webhooks import WebhookReceiver
 from arcano_tools.store import JobStore
 
 log = logging.getLogger(__name__)

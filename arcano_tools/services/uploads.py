@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from arcano_tools import constants as c
-from arcano_tools.core.errors import FileTooLarge, UnsupportedFile
-from arcano_tools.core.tools import FileInput
+from arcano_tools.domain.errors import FileTooLarge, UnsupportedFile
+from arcano_tools.domain.tools import FileInput
 
 _IMAGE_EXT = {
     "PNG": ("png", "image/png"),

@@ -65,3 +65,48 @@ class FinishedBy(enum.StrEnum):
     DISPATCH = "dispatch"
     #: A service-key call of ``/finish`` without the watchdog flag.
     SERVICE = "service"
+
+
+class LedgerKind(enum.StrEnum):
+    """What a ``credit_ledger`` row records (its sign follows the kind)."""
+
+    #: Starting credits of a new user (positive).
+    GRANT = "grant"
+    #: The price of a job, taken when it is submitted (negative).
+    CHARGE = "charge"
+    #: The price given back when a job fails or is cancelled (positive; once per job).
+    REFUND = "refund"
+
+
+class WebhookOutcome(enum.StrEnum):
+    """What became of one webhook delivery (``webhook_events.outcome``, the operator page)."""
+
+    #: It finished its job (or told us the job is still running).
+    ACCEPTED = "accepted"
+    #: Its job had already ended: a retry or a second copy, changing nothing.
+    DUPLICATE = "duplicate"
+    #: It arrived before the create call returned; its task id was stored from it.
+    EARLY = "early"
+    #: Bad token, unknown table or a task id that is not its job's: nothing changed.
+    REJECTED = "rejected"
+    #: Its body is not RunningHub's format; the job was synced from ``/outputs`` instead.
+    MALFORMED = "malformed"
+    #: Old-style webhook whose task id is not stored yet: kept, applied once it is.
+    UNMATCHED = "unmatched"
+    #: Valid, but about nothing we can act on (a job we do not have).
+    IGNORED = "ignored"
+
+
+class SyncReason(enum.StrEnum):
+    """Why a sync did not finish its job (the plan's ``reason`` field)."""
+
+    #: The job ended before this sync.
+    ALREADY_TERMINAL = "already_terminal"
+    #: RunningHub has not created the task yet (nothing to ask about).
+    NO_TASK_ID = "no_task_id"
+    #: The job's RunningHub account has no key (a configuration error).
+    NO_API_KEY = "no_api_key"
+    #: RunningHub says (or said at the last check, when ``cached``) the task is not done.
+    STILL_PROCESSING = "still_processing"
+    #: RunningHub did not answer usefully (HTTP error, network): try again later.
+    API_ERROR = "api_error"

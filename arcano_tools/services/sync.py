@@ -19,32 +19,72 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from arcano_tools.core.auth import Principal
-from arcano_tools.core.jobs import FinishRequest, Job, utcnow
-from arcano_tools.core.queue_manager import QueueManager
-from arcano_tools.core.status import FinishedBy, JobStatus
-from arcano_tools.core.tools import ToolRegistry
+from arcano_tools.domain.errors import JobNotFound
+from arcano_tools.domain.records import Clock, FinishRequest, Job, utcnow
+from arcano_tools.domain.repository import Repository
+from arcano_tools.domain.status import FinishedBy, JobStatus, SyncReason
+from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.runninghub.client import RunningHubClient, TaskOutputs
 from arcano_tools.runninghub.errors import APIError, HTTPStatusError, RunningHubError, TaskNotFound
-from arcano_tools.store import JobStore
+from arcano_tools.services.auth import Principal
+from arcano_tools.services.queue_manager import QueueManager
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SyncReply:
-    status_code: int
-    body: dict[str, Any]
+class SyncOutcome:
+    """What one sync found and did. ``api/`` turns it into the plan's exact JSON reply.
 
-    @property
-    def synced(self) -> bool:
-        return bool(self.body.get("synced"))
+    ``synced`` is true only for the one sync whose finish changed the job (``status`` is then
+    ``completed`` with ``output_url``, or ``failed`` with ``error_message``). Otherwise
+    ``reason`` says why nothing changed; for ``already_terminal`` the fields describe the
+    job as it ended, for ``still_processing`` ``rh_code``/``rh_msg`` are RunningHub's last
+    answer (``cached`` when this sync was not due and did not ask again).
+    """
 
+    synced: bool
+    status: JobStatus | None = None
+    reason: SyncReason | None = None
+    output_url: str | None = None
+    error_message: str | None = None
+    rh_code: int | None = None
+    rh_msg: str | None = None
+    cached: bool = False
+    #: For ``api_error``: the HTTP status RunningHub answered with (``None``: no answer).
+    upstream_http_status: int | None = None
 
-def _reply(body: dict[str, Any], status_code: int = 200) -> SyncReply:
-    return SyncReply(status_code, body)
+    @classmethod
+    def finished(cls, job: Job) -> SyncOutcome:
+        return cls(
+            synced=True,
+            status=job.status,
+            output_url=job.output_url,
+            error_message=job.error_message,
+        )
+
+    @classmethod
+    def already_terminal(cls, job: Job) -> SyncOutcome:
+        return cls(
+            synced=False,
+            reason=SyncReason.ALREADY_TERMINAL,
+            status=job.status,
+            output_url=job.output_url,
+            error_message=job.error_message,
+        )
+
+    @classmethod
+    def still_processing(
+        cls, code: int | None, msg: str | None, *, cached: bool = False
+    ) -> SyncOutcome:
+        return cls(
+            synced=False,
+            reason=SyncReason.STILL_PROCESSING,
+            rh_code=code,
+            rh_msg=msg,
+            cached=cached,
+        )
 
 
 @dataclass(frozen=True)
@@ -59,14 +99,16 @@ class JobSync:
     def __init__(
         self,
         *,
-        store: JobStore,
+        store: Repository,
         client: RunningHubClient,
         queue: QueueManager,
         tools: ToolRegistry,
         timings: SyncTimings,
         default_account: str,
+        clock: Clock = utcnow,
     ) -> None:
         self.store = store
+        self.clock = clock
         self.client = client
         self.queue = queue
         self.tools = tools
@@ -79,39 +121,39 @@ class JobSync:
 
     async def sync(
         self,
-        table: Any,
-        job_id: Any,
+        table: str,
+        job_id: str,
         principal: Principal,
         *,
         finished_by: FinishedBy = FinishedBy.WATCHDOG,
         force: bool = False,
-    ) -> SyncReply:
-        """The sync endpoint's whole contract. ``force`` skips the schedule (operator action)."""
-        if not table or not job_id:
-            return _reply({"error": "Missing table or jobId"}, 400)
-        if not isinstance(table, str) or self.tools.by_table(table) is None:
-            return _reply({"error": "Invalid table"}, 400)
-        job = await self.store.get_job(table, str(job_id))
+    ) -> SyncOutcome:
+        """The sync endpoint's decisions for one job the caller may see (``force`` skips the
+        schedule: the operator's "sync now"). Raises :class:`JobNotFound` for a job that does
+        not exist or is someone else's (the same answer, so ids cannot be probed)."""
+        if self.tools.by_table(table) is None:
+            raise JobNotFound()
+        job = await self.store.get_job(table, job_id)
         if job is None or not principal.may_access(job.user_id):
-            return _reply({"error": "Job not found", "synced": False}, 404)
+            raise JobNotFound()
         return await self.sync_job(job, finished_by=finished_by, force=force)
 
     async def sync_job(
         self, job: Job, *, finished_by: FinishedBy, force: bool = False
-    ) -> SyncReply:
+    ) -> SyncOutcome:
         if job.status.is_terminal:
-            return _terminal_reply(job)
-        now = utcnow()
+            return SyncOutcome.already_terminal(job)
+        now = self.clock()
         past_deadline = now >= self.deadline(job)
         if not job.task_id:
             if past_deadline:
                 return await self._timeout(job)
-            return _reply({"synced": False, "reason": "no_task_id"})
+            return SyncOutcome(synced=False, reason=SyncReason.NO_TASK_ID)
         account = await self.store.get_account(job.api_account or self.default_account)
         if account is None or not account.api_key:
             if past_deadline:  # nobody can ask RunningHub: the deadline still holds
                 return await self._timeout(job)
-            return _reply({"synced": False, "reason": "no_api_key"}, 500)
+            return SyncOutcome(synced=False, reason=SyncReason.NO_API_KEY)
 
         due = await self.store.reserve_check(
             job.table, job.id, now=now, next_check_at=now + self.timings.poll_interval
@@ -119,14 +161,8 @@ class JobSync:
         asked = due or force or past_deadline
         self.metrics.sync_calls.labels(finished_by.value, "upstream" if asked else "cached").inc()
         if not asked:
-            return _reply(
-                {
-                    "synced": False,
-                    "reason": "still_processing",
-                    "rhCode": job.last_upstream_code,
-                    "rhMsg": job.last_upstream_msg,
-                    "cached": True,
-                }
+            return SyncOutcome.still_processing(
+                job.last_upstream_code, job.last_upstream_msg, cached=True
             )
         try:
             outputs = await self.client.outputs(account.api_key, job.task_id, retries=1)
@@ -145,14 +181,7 @@ class JobSync:
                     "task unknown upstream",
                     extra={"action": "sync", "job_id": job.id, "task_id": job.task_id},
                 )
-            return _reply(
-                {
-                    "synced": False,
-                    "reason": "still_processing",
-                    "rhCode": exc.code,
-                    "rhMsg": exc.msg,
-                }
-            )
+            return SyncOutcome.still_processing(exc.code, exc.msg)
         except RunningHubError as exc:
             await self.store.record_upstream_error("outputs", type(exc).__name__, job.table, job.id)
             return await self._unanswered(job, past_deadline, None)
@@ -162,13 +191,13 @@ class JobSync:
 
     async def apply_outputs(
         self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy
-    ) -> SyncReply:
+    ) -> SyncOutcome:
         """Finish a job from what RunningHub said (a webhook's eventData or ``/outputs``)."""
         return await self._apply(job, outputs, finished_by, past_deadline=False)
 
     async def _apply(
         self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy, past_deadline: bool
-    ) -> SyncReply:
+    ) -> SyncOutcome:
         if outputs.state == "success" and outputs.output_url:
             result = await self.queue.finish(
                 job.table,
@@ -176,9 +205,9 @@ class JobSync:
                 FinishRequest(JobStatus.COMPLETED, finished_by, output_url=outputs.output_url),
             )
             if not result.changed:
-                return _terminal_reply(result.job)
+                return SyncOutcome.already_terminal(result.job)
             self._observe_recovery(result.job, outputs, finished_by)
-            return _reply({"synced": True, "status": "completed", "outputUrl": outputs.output_url})
+            return SyncOutcome.finished(result.job)
         if outputs.state == "failed":
             message = outputs.failure_message
             result = await self.queue.finish(
@@ -187,18 +216,11 @@ class JobSync:
                 FinishRequest(JobStatus.FAILED, finished_by, error_message=message),
             )
             if not result.changed:
-                return _terminal_reply(result.job)
-            return _reply({"synced": True, "status": "failed", "errorMessage": message})
+                return SyncOutcome.already_terminal(result.job)
+            return SyncOutcome.finished(result.job)
         if past_deadline:
             return await self._timeout(job)
-        return _reply(
-            {
-                "synced": False,
-                "reason": "still_processing",
-                "rhCode": outputs.code,
-                "rhMsg": outputs.msg,
-            }
-        )
+        return SyncOutcome.still_processing(outputs.code, outputs.msg)
 
     def _observe_recovery(self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy) -> None:
         """How long after RunningHub finished did a sync (not the webhook) finish our job?"""
@@ -214,12 +236,14 @@ class JobSync:
 
     async def _unanswered(
         self, job: Job, past_deadline: bool, http_status: int | None
-    ) -> SyncReply:
+    ) -> SyncOutcome:
         if past_deadline:
             return await self._timeout(job)
-        return _reply({"synced": False, "reason": "api_error", "status": http_status})
+        return SyncOutcome(
+            synced=False, reason=SyncReason.API_ERROR, upstream_http_status=http_status
+        )
 
-    async def _timeout(self, job: Job) -> SyncReply:
+    async def _timeout(self, job: Job) -> SyncOutcome:
         """Past the deadline: fail with the plan's message, refund, cancel upstream."""
         message = self.timings.timeout_message
         result = await self.queue.finish(
@@ -228,18 +252,6 @@ class JobSync:
             FinishRequest(JobStatus.FAILED, FinishedBy.TIMEOUT, error_message=message),
         )
         if not result.changed:
-            return _terminal_reply(result.job)
+            return SyncOutcome.already_terminal(result.job)
         await self.queue.cancel_upstream(result.job)
-        return _reply({"synced": True, "status": "failed", "errorMessage": message})
-
-
-def _terminal_reply(job: Job) -> SyncReply:
-    body: dict[str, Any] = {
-        "synced": False,
-        "reason": "already_terminal",
-        "status": job.status.value,
-        "outputUrl": job.output_url,
-    }
-    if job.error_message and job.status is not JobStatus.COMPLETED:
-        body["errorMessage"] = job.error_message
-    return _reply(body)
+        return SyncOutcome.finished(result.job)

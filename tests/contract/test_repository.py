@@ -1,42 +1,26 @@
-"""The store's guarantees on real SQLite and a real PostgreSQL server the suite starts itself:
-migrations, the guarded finish under concurrency, one refund, the account cap."""
+"""The repository contract, run on the in-memory store, real SQLite and a real PostgreSQL
+server the suite starts itself: the guarded finish under concurrency, exactly one refund, the
+account cap, claims, the shared check schedule, leases. Whatever the services may rely on is
+asserted here, so the in-memory twin their unit tests use cannot drift from the SQL store."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from arcano_tools.core.errors import InsufficientCredits
-from arcano_tools.core.jobs import FinishRequest, NewJob, utcnow
-from arcano_tools.core.status import FinishedBy, JobStatus
-from arcano_tools.store import JobStore
-from arcano_tools.store import schema as s
-from tests.support.postgres import create_database
+from arcano_tools.domain.errors import InsufficientCredits
+from arcano_tools.domain.records import FinishRequest, NewJob, utcnow
+from arcano_tools.domain.repository import Repository
+from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
+from tests.support.stores import force_in_flight
 
 TABLE = "upscaler_jobs"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    else:
-        server: str = request.getfixturevalue("pg_server_url")
-        url = create_database(server).replace("postgresql://", "postgresql+psycopg://")
-    st = JobStore.from_url(url)
-    await st.migrate()
-    await st.upsert_account("acc", "k" * 32, max_concurrent=2)
-    yield st
-    await st.close()
-
-
-async def new_job(store: JobStore, user: str = "u1", cost: int = 5) -> str:
+async def new_job(store: Repository, user: str = "u1", cost: int = 5) -> str:
     await store.ensure_user(user, credits=100)
     job_id = str(uuid.uuid4())
     await store.create_job(
@@ -45,15 +29,8 @@ async def new_job(store: JobStore, user: str = "u1", cost: int = 5) -> str:
     return job_id
 
 
-async def test_migrations_are_recorded_and_idempotent(store: JobStore) -> None:
-    assert await store.migrate() == []
-    async with store.engine.connect() as conn:
-        versions = (await conn.execute(sa.select(s.schema_migrations.c.version))).scalars().all()
-    assert versions == [1, 2, 3]
-
-
 async def test_concurrent_finishes_make_exactly_one_transition_and_one_refund(
-    store: JobStore,
+    store: Repository,
 ) -> None:
     job_id = await new_job(store)
     requests = [
@@ -80,7 +57,7 @@ async def test_concurrent_finishes_make_exactly_one_transition_and_one_refund(
         assert user.credits == 100
 
 
-async def test_a_terminal_job_never_changes_again(store: JobStore) -> None:
+async def test_a_terminal_job_never_changes_again(store: Repository) -> None:
     job_id = await new_job(store)
     first = await store.finish(
         TABLE,
@@ -99,24 +76,7 @@ async def test_a_terminal_job_never_changes_again(store: JobStore) -> None:
     assert second.job.error_message is None
 
 
-async def test_the_ledger_refuses_a_second_refund_row(store: JobStore) -> None:
-    job_id = await new_job(store)
-    await store.finish(TABLE, job_id, FinishRequest(JobStatus.FAILED, FinishedBy.WEBHOOK))
-    with pytest.raises(sa.exc.IntegrityError):
-        async with store.engine.begin() as conn:
-            await conn.execute(
-                s.credit_ledger.insert().values(
-                    user_id="u1",
-                    amount=5,
-                    kind="refund",
-                    job_table=TABLE,
-                    job_id=job_id,
-                    created_at=utcnow(),
-                )
-            )
-
-
-async def test_credits_are_never_overdrawn_by_concurrent_submits(store: JobStore) -> None:
+async def test_credits_are_never_overdrawn_by_concurrent_submits(store: Repository) -> None:
     await store.ensure_user("poor", credits=12)
 
     async def submit() -> bool:
@@ -135,7 +95,7 @@ async def test_credits_are_never_overdrawn_by_concurrent_submits(store: JobStore
     assert user.credits == 2
 
 
-async def test_concurrent_claims_never_exceed_max_concurrent(store: JobStore) -> None:
+async def test_concurrent_claims_never_exceed_max_concurrent(store: Repository) -> None:
     jobs = [await new_job(store, cost=1) for _ in range(10)]
     queued = [await store.get_job(TABLE, j) for j in jobs]
 
@@ -155,7 +115,7 @@ async def test_concurrent_claims_never_exceed_max_concurrent(store: JobStore) ->
     assert account.in_flight == 1
 
 
-async def test_requeue_gives_the_slot_back_and_delays_the_job(store: JobStore) -> None:
+async def test_requeue_gives_the_slot_back_and_delays_the_job(store: Repository) -> None:
     job_id = await new_job(store)
     job = await store.get_job(TABLE, job_id)
     assert job is not None
@@ -173,14 +133,13 @@ async def test_requeue_gives_the_slot_back_and_delays_the_job(store: JobStore) -
     assert [j.id for j in await store.queued_jobs_due(retry_at + timedelta(seconds=1))] == [job_id]
 
 
-async def test_slot_counts_are_recounted_from_the_jobs_holding_them(store: JobStore) -> None:
+async def test_slot_counts_are_recounted_from_the_jobs_holding_them(store: Repository) -> None:
     job = await store.get_job(TABLE, await new_job(store))
     assert job is not None
     assert await store.claim_slot(job, "acc") is not None
     assert await store.reconcile_slots() == []  # consistent: nothing to fix
 
-    async with store.engine.begin() as conn:  # drift from outside (a manual edit)
-        await conn.execute(sa.text("UPDATE runninghub_accounts SET in_flight = 2"))
+    await force_in_flight(store, "acc", 2)  # drift from outside (a manual edit)
     assert await store.accounts_with_free_slots() == []
 
     assert await store.reconcile_slots() == [("acc", 2, 1)]
@@ -191,7 +150,7 @@ async def test_slot_counts_are_recounted_from_the_jobs_holding_them(store: JobSt
     assert await store.reconcile_slots() == []
 
 
-async def test_only_failed_starts_count_towards_giving_up(store: JobStore) -> None:
+async def test_only_failed_starts_count_towards_giving_up(store: Repository) -> None:
     """A busy RunningHub (421) requeues without using up the job's failed-start budget."""
     job_id = await new_job(store)
     outcomes = [False, False, False, True, False]  # four 421s and one network error
@@ -207,7 +166,7 @@ async def test_only_failed_starts_count_towards_giving_up(store: JobStore) -> No
     assert (job.attempts, job.start_failures) == (5, 1)
 
 
-async def test_an_early_finish_is_not_undone_by_saving_the_task_id(store: JobStore) -> None:
+async def test_an_early_finish_is_not_undone_by_saving_the_task_id(store: Repository) -> None:
     job_id = await new_job(store)
     job = await store.get_job(TABLE, job_id)
     assert job is not None
@@ -228,7 +187,7 @@ async def test_an_early_finish_is_not_undone_by_saving_the_task_id(store: JobSto
     assert other.task_id == "T1"  # a different id never overwrites
 
 
-async def test_only_one_caller_reserves_a_check_per_interval(store: JobStore) -> None:
+async def test_only_one_caller_reserves_a_check_per_interval(store: Repository) -> None:
     job_id = await new_job(store)
     now = utcnow()
     later = now + timedelta(seconds=15)
@@ -241,7 +200,7 @@ async def test_only_one_caller_reserves_a_check_per_interval(store: JobStore) ->
     )
 
 
-async def test_a_user_is_granted_starting_credits_once(store: JobStore) -> None:
+async def test_a_user_is_granted_starting_credits_once(store: Repository) -> None:
     await store.ensure_user("new", credits=100)
     await store.ensure_user("new", credits=100)
     assert [e["kind"] for e in await store.ledger("new")] == ["grant"]
@@ -251,7 +210,7 @@ async def test_a_user_is_granted_starting_credits_once(store: JobStore) -> None:
 
 
 async def test_a_claim_sets_the_learned_first_check_and_durations_are_read_back(
-    store: JobStore,
+    store: Repository,
 ) -> None:
     job_id = await new_job(store)
     job = await store.get_job(TABLE, job_id)
@@ -272,7 +231,7 @@ async def test_a_claim_sets_the_learned_first_check_and_durations_are_read_back(
     assert 0 <= duration < 60
 
 
-async def test_a_start_that_lost_its_claim_can_neither_requeue_nor_save(store: JobStore) -> None:
+async def test_a_start_that_lost_its_claim_can_neither_requeue_nor_save(store: Repository) -> None:
     """Stuck-start recovery requeued the job and it was dispatched again; the first start
     then answers late (a 421, or a task id): it must not touch the new claim or its slot."""
     await store.upsert_account("other", "o" * 32, max_concurrent=1)
@@ -304,7 +263,9 @@ async def test_a_start_that_lost_its_claim_can_neither_requeue_nor_save(store: J
     assert saved.status is JobStatus.RUNNING
 
 
-async def test_the_server_watchdog_leases_running_jobs_not_a_queue_backlog(store: JobStore) -> None:
+async def test_the_server_watchdog_leases_running_jobs_not_a_queue_backlog(
+    store: Repository,
+) -> None:
     backlog = [await new_job(store, cost=1) for _ in range(6)]
     running_id = await new_job(store, cost=1)
     running = await store.get_job(TABLE, running_id)
@@ -336,40 +297,7 @@ async def test_the_server_watchdog_leases_running_jobs_not_a_queue_backlog(store
     assert set(backlog) <= {j.id for j in overdue}  # …until their deadline needs enforcing
 
 
-async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
-    from arcano_tools.store import migrations
-
-    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    old = JobStore.from_url(url)
-    steps, migrations.MIGRATIONS = migrations.MIGRATIONS, migrations.MIGRATIONS[:1]
-    try:
-        assert await old.migrate() == [1]
-    finally:
-        migrations.MIGRATIONS = steps
-    async with old.engine.begin() as conn:
-        await conn.execute(
-            sa.text(
-                "INSERT INTO users (id, credits, is_admin, is_anonymous, created_at) "
-                "VALUES ('u', 10, false, false, CURRENT_TIMESTAMP)"
-            )
-        )
-    await old.close()
-
-    store = JobStore.from_url(url)
-    assert await store.migrate() == [2, 3]
-    await store.upsert_account("acc", "k" * 32, max_concurrent=1)
-    job_id = str(uuid.uuid4())
-    job = await store.create_job(NewJob(id=job_id, table=TABLE, user_id="u", cost=5, inputs={}))
-    claimed = await store.claim_slot(job, "acc")
-    assert claimed is not None
-    assert claimed.claim_id
-    user = await store.get_user("u")
-    assert user is not None
-    assert user.credits == 5  # the old row survived the upgrade
-    await store.close()
-
-
-async def test_start_up_configuration_re_enables_a_disabled_account(store: JobStore) -> None:
+async def test_start_up_configuration_re_enables_a_disabled_account(store: Repository) -> None:
     await store.disable_account("acc", "RunningHub code 802")
     assert await store.accounts_with_free_slots() == []
     await store.upsert_account("acc", "n" * 32, max_concurrent=2)  # the operator fixed the key
@@ -379,8 +307,8 @@ async def test_start_up_configuration_re_enables_a_disabled_account(store: JobSt
     assert account.disabled_reason is None
 
 
-async def test_old_webhook_events_and_upstream_errors_are_pruned(store: JobStore) -> None:
-    await store.record_webhook(outcome="rejected", detail="forged")
+async def test_old_webhook_events_and_upstream_errors_are_pruned(store: Repository) -> None:
+    await store.record_webhook(outcome=WebhookOutcome.REJECTED, detail="forged")
     await store.record_upstream_error("outputs", "http_502")
     assert await store.prune_events(utcnow() - timedelta(days=7)) == 0  # recent: kept
     assert await store.webhook_counts() == {"rejected": 1}
@@ -389,3 +317,145 @@ async def test_old_webhook_events_and_upstream_errors_are_pruned(store: JobStore
 
     assert await store.webhook_counts() == {}
     assert await store.upstream_error_counts() == []
+
+
+async def test_a_finish_of_a_job_that_does_not_exist_returns_nothing(store: Repository) -> None:
+    missing = str(uuid.uuid4())
+    assert (
+        await store.finish(TABLE, missing, FinishRequest(JobStatus.FAILED, FinishedBy.USER)) is None
+    )
+    assert await store.get_job(TABLE, missing) is None
+
+
+async def test_a_finish_needs_a_terminal_status(store: Repository) -> None:
+    job_id = await new_job(store)
+    with pytest.raises(ValueError):
+        await store.finish(TABLE, job_id, FinishRequest(JobStatus.RUNNING, FinishedBy.USER))
+    job = await store.get_job(TABLE, job_id)
+    assert job is not None
+    assert job.status is JobStatus.QUEUED
+
+
+async def test_a_completed_job_is_charged_and_never_refunded(store: Repository) -> None:
+    job_id = await new_job(store, cost=7)
+    result = await store.finish(
+        TABLE, job_id, FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url="u")
+    )
+    assert result is not None
+    assert (result.changed, result.refunded) == (True, False)
+    assert [(e["kind"], e["amount"]) for e in await store.ledger("u1")] == [
+        ("grant", 100),
+        ("charge", -7),
+    ]
+
+
+async def test_a_cancel_refunds_once_and_frees_the_slot(store: Repository) -> None:
+    job = await store.get_job(TABLE, await new_job(store, cost=7))
+    assert job is not None
+    claimed = await store.claim_slot(job, "acc")
+    assert claimed is not None
+    cancel = FinishRequest(JobStatus.CANCELLED, FinishedBy.USER, error_message="x")
+
+    first = await store.finish(TABLE, job.id, cancel)
+    again = await store.finish(TABLE, job.id, cancel)
+
+    assert first is not None
+    assert again is not None
+    assert (first.changed, first.refunded) == (True, True)
+    assert (again.changed, again.refunded) == (False, False)
+    assert first.job.holds_slot is False
+    account = await store.get_account("acc")
+    assert account is not None
+    assert account.in_flight == 0
+    user = await store.get_user("u1")
+    assert user is not None
+    assert user.credits == 100
+    kinds = [e["kind"] for e in await store.ledger("u1")]
+    assert kinds == ["grant", "charge", "refund"]
+
+
+async def test_the_active_job_of_a_user_is_found_among_many_finished_ones(
+    store: Repository,
+) -> None:
+    active = await new_job(store, cost=1)
+    for _ in range(25):  # more finished jobs than a page of recent jobs
+        done = await new_job(store, cost=1)
+        await store.finish(TABLE, done, FinishRequest(JobStatus.FAILED, FinishedBy.USER))
+    await new_job(store, user="someone-else", cost=1)
+
+    found = await store.active_job_of_user("u1", TABLE)
+
+    assert found is not None
+    assert found.id == active
+    assert await store.active_job_of_user("u1", "pose_changer_jobs") is None
+    assert await store.active_job_of_user("nobody", TABLE) is None
+
+
+async def test_the_queue_position_counts_queued_jobs_of_every_tool(store: Repository) -> None:
+    await store.ensure_user("u1", credits=100)
+    ids = []
+    for table in ("upscaler_jobs", "pose_changer_jobs", "upscaler_jobs"):
+        job_id = str(uuid.uuid4())
+        await store.create_job(NewJob(id=job_id, table=table, user_id="u1", cost=1))
+        ids.append((table, job_id))
+        await asyncio.sleep(0.002)  # distinct creation times
+    jobs = [await store.get_job(t, j) for t, j in ids]
+    assert all(j is not None for j in jobs)
+
+    positions = [await store.queue_position(j) for j in jobs if j is not None]
+
+    assert positions == [1, 2, 3]
+    first = jobs[0]
+    assert first is not None
+    claimed = await store.claim_slot(first, "acc")
+    assert claimed is not None
+    assert await store.queue_position(claimed) == 0  # not queued any more
+    last = jobs[2]
+    assert last is not None
+    assert await store.queue_position(last) == 2
+
+
+async def test_a_lease_is_exclusive_until_released_or_expired(store: Repository) -> None:
+    job = await store.get_job(TABLE, await new_job(store))
+    assert job is not None
+    claimed = await store.claim_slot(job, "acc")
+    assert claimed is not None
+    await store.save_task_id(TABLE, job.id, "T1", claim_id=claimed.claim_id)
+    now = utcnow() + timedelta(seconds=60)
+    lease = {
+        "lease_for": timedelta(seconds=30),
+        "started_before": now,
+        "deadline_before": now - timedelta(minutes=12),
+        "limit": 10,
+    }
+
+    assert [j.id for j in await store.lease_due_jobs(owner="a", now=now, **lease)] == [job.id]
+    assert await store.lease_due_jobs(owner="b", now=now, **lease) == []
+    await store.release_lease(TABLE, job.id, "b")  # not b's lease: nothing happens
+    assert await store.lease_due_jobs(owner="b", now=now, **lease) == []
+    expired = now + timedelta(seconds=31)
+    assert [j.id for j in await store.lease_due_jobs(owner="b", now=expired, **lease)] == [job.id]
+    await store.release_lease(TABLE, job.id, "b")
+    assert [j.id for j in await store.lease_due_jobs(owner="c", now=expired, **lease)] == [job.id]
+
+
+async def test_a_kept_webhook_event_is_taken_exactly_once(store: Repository) -> None:
+    await store.record_webhook(outcome=WebhookOutcome.UNMATCHED, task_id="T9", body="{}")
+    await store.record_webhook(outcome=WebhookOutcome.REJECTED, task_id="T9")
+
+    first = await store.take_unmatched_webhooks("T9")
+    second = await store.take_unmatched_webhooks("T9")
+
+    assert [e["outcome"] for e in first] == ["unmatched"]
+    assert second == []
+    assert await store.webhook_counts() == {"unmatched": 1, "rejected": 1}
+
+
+async def test_a_submit_without_enough_credits_writes_nothing(store: Repository) -> None:
+    await store.ensure_user("poor", credits=3)
+    job_id = str(uuid.uuid4())
+    with pytest.raises(InsufficientCredits):
+        await store.create_job(NewJob(id=job_id, table=TABLE, user_id="poor", cost=5))
+    assert await store.get_job(TABLE, job_id) is None
+    assert [e["kind"] for e in await store.ledger("poor")] == ["grant"]
+    assert await store.list_user_jobs("poor") == []

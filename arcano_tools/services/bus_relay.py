@@ -2,7 +2,7 @@
 
 With several workers, the webhook for a job may land in one process while the page following
 that job lives in another. Each process publishes its own updates on one Redis channel and
-hands the other processes' updates to its local :class:`~arcano_tools.core.bus.JobBus`, so the
+hands the other processes' updates to its local :class:`~arcano_tools.services.bus.JobBus`, so the
 page sees the result at once instead of at its next re-read of the database.
 
 Updates stay hints (the database is the truth), which decides every failure mode here:
@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from arcano_tools.core.bus import JobBus, JobUpdate
 from arcano_tools.metrics import Metrics
+from arcano_tools.services.bus import JobBus, JobUpdate
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class RedisBusRelay:
             self.url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_keepalive=True
         )
         self.bus.forward = self._enqueue
+        self.bus.complete = False  # until the subscription is up
         self._tasks = [
             asyncio.create_task(self._publish_loop(), name="bus-relay-publish"),
             asyncio.create_task(self._subscribe_loop(), name="bus-relay-subscribe"),
@@ -161,6 +162,7 @@ class RedisBusRelay:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
+                self.bus.complete = True
                 self._recovered("subscribe")
                 delay = RECONNECT_MIN_S
                 while True:
@@ -168,6 +170,7 @@ class RedisBusRelay:
                     if message is not None and message.get("type") == "message":
                         self._receive(message.get("data"))
             except (RedisError, OSError) as exc:
+                self.bus.complete = False
                 self._outage("subscribe", exc)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(RECONNECT_MAX_S, delay * 2)

@@ -1,0 +1,164 @@
+"""The repository seam: everything the services ask of storage, as a ``Protocol``.
+
+This is the role procrastinate's ``BaseConnector`` plays. Two implementations keep it:
+:class:`arcano_tools.store.JobStore` (SQLAlchemy Core on SQLite or PostgreSQL) and
+:class:`arcano_tools.store.memory.InMemoryStore` (dicts, for millisecond tests of the
+services' decisions). One contract suite (``tests/contract``) runs against all three
+back-ends, so the twin cannot drift from the real thing.
+
+Rules every implementation keeps (the contract suite checks each):
+
+* every state change is conditional — a finish only changes an active job, a claim only a
+  queued one with a free slot, a check reservation only a due one — and a loser sees the
+  new state, never an error;
+* :meth:`Repository.finish` is the only way into a terminal status; in the same atomic step it
+  releases the account slot and, for failed/cancelled, refunds the credits exactly once;
+* claims fence starts: ``requeue`` and ``save_task_id(claim_id=…)`` change nothing for a start
+  that lost its claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from arcano_tools.domain.records import (
+    Account,
+    FinishRequest,
+    FinishResult,
+    Job,
+    NewJob,
+    User,
+)
+from arcano_tools.domain.status import WebhookOutcome
+
+
+class Repository(Protocol):
+    # --- lifecycle --------------------------------------------------------------------------
+    async def migrate(self) -> list[int]:
+        """Bring the storage to the current schema; returns the versions applied now."""
+
+    async def close(self) -> None: ...
+
+    # --- users and credits ----------------------------------------------------------------------
+    async def ensure_user(
+        self, user_id: str, *, credits: int, anonymous: bool = False, admin: bool = False
+    ) -> User:
+        """Create the user with a starting grant if new; return it either way."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def ledger(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's ledger rows (``kind``, ``amount``, ``job_table``, ``job_id``), in order."""
+
+    # --- jobs -------------------------------------------------------------------------------------
+    async def create_job(self, new: NewJob) -> Job:
+        """Charge the credits and write the job as ``queued`` atomically; raises
+        :class:`~arcano_tools.domain.errors.InsufficientCredits` without writing anything."""
+
+    async def get_job(self, table: str, job_id: str) -> Job | None: ...
+
+    async def find_job_by_task_id(self, task_id: str) -> Job | None: ...
+
+    async def list_user_jobs(self, user_id: str, limit: int = 50) -> list[Job]:
+        """The user's jobs across every tool, newest first."""
+
+    async def active_job_of_user(self, user_id: str, table: str) -> Job | None:
+        """The user's newest active job of one tool (a page resumes it on load)."""
+
+    async def active_jobs(
+        self, *, older_than: datetime | None = None, limit: int = 500
+    ) -> list[Job]: ...
+
+    async def queued_jobs_due(self, now: datetime, limit: int = 50) -> list[Job]: ...
+
+    async def queue_position(self, job: Job) -> int:
+        """1-based place of a queued job among every queued job (0 when not queued)."""
+
+    async def recent_durations(self, table: str, limit: int = 200) -> list[float]: ...
+
+    # --- the transitions ----------------------------------------------------------------------------
+    async def claim_slot(
+        self, job: Job, account_name: str, *, first_check_in: timedelta | None = None
+    ) -> Job | None:
+        """Queued → starting holding one of the account's slots, or ``None`` (nothing changed)."""
+
+    async def requeue(
+        self, job: Job, *, retry_at: datetime, reason: str, failed: bool = False
+    ) -> bool:
+        """Starting → queued, slot given back; only for the start holding the current claim."""
+
+    async def save_task_id(
+        self, table: str, job_id: str, task_id: str, *, claim_id: str | None = None
+    ) -> Job | None:
+        """Store the task id (starting → running); never over another id or a terminal job."""
+
+    async def finish(self, table: str, job_id: str, req: FinishRequest) -> FinishResult | None:
+        """The one guarded terminal transition (``None``: no such job)."""
+
+    # --- the shared upstream schedule and the server watchdog's leases ------------------------------
+    async def reserve_check(
+        self, table: str, job_id: str, *, now: datetime, next_check_at: datetime
+    ) -> bool:
+        """Take the right to ask RunningHub about the job now; False when not due yet."""
+
+    async def record_check_result(self, table: str, job_id: str, code: int, msg: str) -> None: ...
+
+    async def lease_due_jobs(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        started_before: datetime,
+        deadline_before: datetime,
+        limit: int,
+    ) -> list[Job]: ...
+
+    async def release_lease(self, table: str, job_id: str, owner: str) -> None: ...
+
+    # --- accounts -------------------------------------------------------------------------------------
+    async def upsert_account(self, name: str, api_key: str, max_concurrent: int) -> None: ...
+
+    async def get_account(self, name: str) -> Account | None: ...
+
+    async def accounts_with_free_slots(self) -> list[Account]: ...
+
+    async def disable_account(self, name: str, reason: str) -> None: ...
+
+    async def reconcile_slots(self) -> list[tuple[str, int, int]]:
+        """Recount ``in_flight`` from the slot-holding jobs; ``(account, before, after)``."""
+
+    # --- webhook events and upstream errors --------------------------------------------------------------
+    async def record_webhook(
+        self,
+        *,
+        outcome: WebhookOutcome,
+        table: str | None = None,
+        job_id: str | None = None,
+        task_id: str | None = None,
+        detail: str | None = None,
+        body: str | None = None,
+        applied: bool = False,
+    ) -> None: ...
+
+    async def take_unmatched_webhooks(self, task_id: str) -> list[dict[str, Any]]:
+        """Mark the kept events of ``task_id`` applied and return them (each taken once)."""
+
+    async def webhook_counts(self) -> dict[str, int]: ...
+
+    async def record_upstream_error(
+        self, endpoint: str, code: str, table: str | None = None, job_id: str | None = None
+    ) -> None: ...
+
+    async def upstream_error_counts(self) -> list[tuple[str, str, int]]: ...
+
+    async def prune_events(self, older_than: datetime) -> int: ...
+
+    # --- the operator page --------------------------------------------------------------------------------
+    async def counts_by_status(self) -> dict[str, dict[str, int]]: ...
+
+    async def finished_jobs(
+        self, *, limit: int = 200, tables: Iterable[str] | None = None
+    ) -> list[Job]: ...

@@ -1,0 +1,97 @@
+"""What only the SQL store does: numbered migrations (and upgrading an old database in place)
+and the database's own refusal of a second refund row. Everything the services rely on is in
+the repository contract (``tests/contract``), run on this store too."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from arcano_tools.domain.records import FinishRequest, NewJob, utcnow
+from arcano_tools.domain.status import FinishedBy, JobStatus, LedgerKind
+from arcano_tools.store import JobStore
+from arcano_tools.store import schema as s
+from tests.support.postgres import create_database
+
+TABLE = "upscaler_jobs"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        server: str = request.getfixturevalue("pg_server_url")
+        url = create_database(server).replace("postgresql://", "postgresql+psycopg://")
+    st = JobStore.from_url(url)
+    await st.migrate()
+    yield st
+    await st.close()
+
+
+async def new_job(store: JobStore, user: str = "u1", cost: int = 5) -> str:
+    await store.ensure_user(user, credits=100)
+    job_id = str(uuid.uuid4())
+    await store.create_job(NewJob(id=job_id, table=TABLE, user_id=user, cost=cost, inputs={}))
+    return job_id
+
+
+async def test_migrations_are_recorded_and_idempotent(store: JobStore) -> None:
+    assert await store.migrate() == []
+    async with store.engine.connect() as conn:
+        versions = (await conn.execute(sa.select(s.schema_migrations.c.version))).scalars().all()
+    assert versions == [1, 2, 3]
+
+
+async def test_the_ledger_refuses_a_second_refund_row(store: JobStore) -> None:
+    job_id = await new_job(store)
+    await store.finish(TABLE, job_id, FinishRequest(JobStatus.FAILED, FinishedBy.WEBHOOK))
+    with pytest.raises(sa.exc.IntegrityError):
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                s.credit_ledger.insert().values(
+                    user_id="u1",
+                    amount=5,
+                    kind=LedgerKind.REFUND.value,
+                    job_table=TABLE,
+                    job_id=job_id,
+                    created_at=utcnow(),
+                )
+            )
+
+
+async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    from arcano_tools.store import migrations
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    old = JobStore.from_url(url)
+    steps, migrations.MIGRATIONS = migrations.MIGRATIONS, migrations.MIGRATIONS[:1]
+    try:
+        assert await old.migrate() == [1]
+    finally:
+        migrations.MIGRATIONS = steps
+    async with old.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO users (id, credits, is_admin, is_anonymous, created_at) "
+                "VALUES ('u', 10, false, false, CURRENT_TIMESTAMP)"
+            )
+        )
+    await old.close()
+
+    store = JobStore.from_url(url)
+    assert await store.migrate() == [2, 3]
+    await store.upsert_account("acc", "k" * 32, max_concurrent=1)
+    job_id = str(uuid.uuid4())
+    job = await store.create_job(NewJob(id=job_id, table=TABLE, user_id="u", cost=5, inputs={}))
+    claimed = await store.claim_slot(job, "acc")
+    assert claimed is not None
+    assert claimed.claim_id
+    user = await store.get_user("u")
+    assert user is not None
+    assert user.credits == 5  # the old row survived the upgrade
+    await store.close()
