@@ -1,4 +1,5 @@
-"""Runtime settings, read from the environment (names fixed by ``docs/design.md``).
+"""Runtime settings, read from the environment (names fixed by the team's design document, kept
+with the shared docs outside this repository; README.md's "Configuration" table lists them).
 
 Everything has an embedded default so ``make run`` works on a fresh machine: a SQLite file
 under ``.data/``, the built-in RunningHub emulator, and secrets generated once into

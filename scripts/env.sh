@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Source me: `. scripts/env.sh`. Keeps Reflex offline and inside the project, and puts the
 # project's venv (and PostgreSQL's server binaries, when they are off PATH) on PATH.
-# Safe to source several times. See docs: /work/shared/docs/reflex-on-this-machine.md
+# Safe to source several times. See README.md ("The two commands") and scripts/bootstrap.sh.
 
 _arcano_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ARCANO_ROOT="$_arcano_root"

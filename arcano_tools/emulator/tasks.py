@@ -2,8 +2,8 @@
 
 Why one place: the create, outputs and webhook paths must produce byte-for-byte the same
 envelopes (the webhook's ``eventData`` *is* the ``/outputs`` envelope), and the codes and
-messages must match ``docs/runninghub-api.md`` so the product's client handles them as it will
-in production.
+messages must match the team's RunningHub API notes (shared docs, outside this repository) so
+the product's client handles them as it will in production.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from arcano_tools.constants import (
 )
 from arcano_tools.emulator.control import EmulatorControl
 
-# --- RunningHub codes (docs/runninghub-api.md) --------------------------------------------------
+# --- RunningHub codes (the team's RunningHub API notes) -----------------------------------------
 CODE_OK = 0
 CODE_PARAMS_INVALID = 301
 CODE_QUEUE_MAXED = 421

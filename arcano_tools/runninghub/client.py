@@ -1,4 +1,7 @@
-"""An async client for RunningHub's legacy ``/task/openapi/*`` API (see docs/runninghub-api.md).
+"""An async client for RunningHub's legacy ``/task/openapi/*`` API.
+
+The wire format is the team's RunningHub API notes (shared docs, outside this repository);
+docs/emulator.md lists the endpoints and codes, and the emulator answers them the same way.
 
 It owns its timeouts, retries only transient failures (network, 5xx, code 500) with jittered
 exponential backoff, and turns every answer into a typed result or an exception of
@@ -208,9 +211,6 @@ class RunningHubClient:
         self.observer = observer
         self._concurrency = asyncio.Semaphore(max_concurrency)
         self._rate = RateLimiter(max_rps)
-        #: Calls in flight now and the most ever seen (the operator page, tests).
-        self.in_flight = 0
-        self.max_in_flight = 0
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -234,20 +234,6 @@ class RunningHubClient:
             body["instanceType"] = instance_type
         data = await self._call("/task/openapi/ai-app/run", api_key, body, retries=0)
         return _created(data)
-
-    async def create_workflow_task(
-        self,
-        api_key: str,
-        workflow_id: str,
-        node_info_list: list[dict[str, str]],
-        *,
-        webhook_url: str | None = None,
-    ) -> CreatedTask:
-        """``/task/openapi/create`` (workflows rather than AI apps). Not retried, as above."""
-        body: dict[str, Any] = {"workflowId": str(workflow_id), "nodeInfoList": node_info_list}
-        if webhook_url:
-            body["webhookUrl"] = webhook_url
-        return _created(await self._call("/task/openapi/create", api_key, body, retries=0))
 
     async def outputs(
         self, api_key: str, task_id: str, *, retries: int | None = None
@@ -362,12 +348,7 @@ class RunningHubClient:
         try:
             async with self._concurrency:
                 await self._rate.wait()
-                self.in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self.in_flight)
-                try:
-                    resp = await self._http.post(path, **kwargs)
-                finally:
-                    self.in_flight -= 1
+                resp = await self._http.post(path, **kwargs)
         except httpx.TimeoutException as exc:
             raise TransportError(f"RunningHub timed out ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:

@@ -476,11 +476,6 @@ class QueueManager:
     def _publish(self, job: Job) -> None:
         self.bus.publish(JobUpdate.of(job))
 
-    async def drain(self) -> None:
-        """Wait for in-flight starts (tests and shutdown)."""
-        while self._starting:
-            await asyncio.gather(*list(self._starting), return_exceptions=True)
-
 
 def _suffix(path: str) -> str:
     dot = path.rfind(".")
