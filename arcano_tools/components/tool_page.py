@@ -13,6 +13,7 @@ import reflex as rx
 from reflex.vars import ArrayVar, ObjectVar
 
 from arcano_tools import constants as c
+from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.tools import FileInput, Tool
 from arcano_tools.web.state import ToolPageState
 
@@ -189,7 +190,7 @@ def status_panel(tool: Tool, state: type[ToolPageState]) -> rx.Component:
             ),
         ),
         rx.cond(
-            state.status == "failed",
+            state.status == JobStatus.FAILED.value,
             rx.callout(
                 state.error_message,
                 icon="circle-x",

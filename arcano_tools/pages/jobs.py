@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import reflex as rx
 
+from arcano_tools.domain.status import JobStatus
 from arcano_tools.web.state import JobsState
 from arcano_tools.web.texts import STATUS_LABELS
 
-STATUS_COLORS = {"completed": "green", "failed": "red", "cancelled": "gray"}
+STATUS_COLORS = {
+    JobStatus.COMPLETED.value: "green",
+    JobStatus.FAILED.value: "red",
+    JobStatus.CANCELLED.value: "gray",
+}
 
 
 def _status_badge(status: rx.Var[str]) -> rx.Component:

@@ -21,11 +21,11 @@ import reflex as rx
 from arcano_tools import constants as c
 from arcano_tools.domain.errors import JobError
 from arcano_tools.domain.records import Job
-from arcano_tools.domain.status import JobStatus
+from arcano_tools.domain.status import ACTIVE_STATUSES, JobStatus
 from arcano_tools.domain.tools import Tool
 from arcano_tools.services.auth import verify_user_token
 from arcano_tools.services.follow import follow_job
-from arcano_tools.services.schedule import quantile
+from arcano_tools.services.progress import progress_percent, timeline_step, typical_duration_s
 from arcano_tools.services.uploads import Upload, check_file
 from arcano_tools.web import runtime
 from arcano_tools.web.texts import (
@@ -37,8 +37,8 @@ from arcano_tools.web.texts import (
     rejected_message,
 )
 
-#: Finished jobs of a tool needed before the page shows the usual duration.
-MIN_HISTORY_FOR_TYPICAL = 3
+#: Status values in which a job may still change (the page's own spelling of the enum).
+ACTIVE_STATUS_VALUES = tuple(sorted(st.value for st in ACTIVE_STATUSES))
 
 
 class SessionState(rx.State):
@@ -103,11 +103,11 @@ class ToolPageState(rx.State, mixin=True):
 
     @rx.var
     def is_active(self) -> bool:
-        return self.status in ("pending", "queued", "starting", "running")
+        return self.status in ACTIVE_STATUS_VALUES
 
     @rx.var
     def is_done(self) -> bool:
-        return self.status == "completed"
+        return self.status == JobStatus.COMPLETED.value
 
     @rx.var
     def has_job(self) -> bool:
@@ -116,26 +116,19 @@ class ToolPageState(rx.State, mixin=True):
     @rx.var
     def status_label(self) -> str:
         label = STATUS_LABELS.get(self.status, "")
-        if self.status == "queued" and self.queue_position > 0:
+        if self.status == JobStatus.QUEUED.value and self.queue_position > 0:
             return f"{label} (posição {self.queue_position})"
         return label
 
     @rx.var
     def step(self) -> int:
         """Position on the status timeline: 1 queued, 2 starting, 3 processing, 4 ended."""
-        return {"pending": 1, "queued": 1, "starting": 2, "running": 3}.get(self.status, 4)
+        return timeline_step(self.status)
 
     @rx.var
     def progress(self) -> int:
         """A progress estimate from the usual duration (never 100 before the job is done)."""
-        if self.status == "completed":
-            return 100
-        if not self.is_active:
-            return 0
-        if self.status in ("pending", "queued"):
-            return 5
-        expected = self.typical_s or 30
-        return min(95, 10 + int(85 * self.elapsed_s / max(expected, 1)))
+        return progress_percent(self.status, self.elapsed_s, self.typical_s)
 
     @rx.var
     def elapsed_text(self) -> str:
@@ -161,24 +154,17 @@ class ToolPageState(rx.State, mixin=True):
         if self.job_id:
             job = await services.store.get_job(tool.table, self.job_id)
         else:
-            job = next(
-                (
-                    j
-                    for j in await services.store.list_user_jobs(self.user_id, limit=20)
-                    if j.table == tool.table and j.status.is_active
-                ),
-                None,
-            )
+            job = await services.store.active_job_of_user(self.user_id, tool.table)
         if job is None or job.user_id != self.user_id:
             return None
         self._show(job)
         return type(self).follow if job.status.is_active else None
 
     async def _typical_duration(self, table: str) -> int:
-        durations = await runtime.services().store.recent_durations(table, limit=50)
-        if len(durations) < MIN_HISTORY_FOR_TYPICAL:
-            return 0
-        return max(1, round(quantile(durations, 0.5)))
+        durations = await runtime.services().store.recent_durations(
+            table, limit=c.TYPICAL_DURATION_WINDOW
+        )
+        return typical_duration_s(durations)
 
     # --- inputs -------------------------------------------------------------------------------
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from arcano_tools import constants as c
+from arcano_tools.domain.status import JobStatus
 from arcano_tools.services.uploads import CheckedFile
 
 MSG_GENERIC = "Algo deu errado do nosso lado. Tente novamente em instantes."
 MSG_MISSING_FILE = "Envie antes: {}."
 
-STATUS_LABELS = {
-    "pending": "Na fila",
-    "queued": "Na fila",
-    "starting": "Iniciando",
-    "running": "Processando",
-    "completed": "Concluído",
-    "failed": "Falhou",
-    "cancelled": "Cancelado",
+#: A job's status as the pages name it (keyed by the enum's value: page vars hold strings).
+STATUS_LABELS: dict[str, str] = {
+    JobStatus.PENDING.value: "Na fila",
+    JobStatus.QUEUED.value: "Na fila",
+    JobStatus.STARTING.value: "Iniciando",
+    JobStatus.RUNNING.value: "Processando",
+    JobStatus.COMPLETED.value: "Concluído",
+    JobStatus.FAILED.value: "Falhou",
+    JobStatus.CANCELLED.value: "Cancelado",
 }
 
 

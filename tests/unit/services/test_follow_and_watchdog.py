@@ -1,0 +1,163 @@
+"""Following a job from a page (push updates, the plan's watchdog, re-reads only on a
+change) and the server watchdog's decisions (lost webhooks, stuck starts, drifted slots)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from arcano_tools.domain.records import Job
+from arcano_tools.domain.status import FinishedBy, JobStatus
+from arcano_tools.services.follow import Followed, follow_job
+from arcano_tools.store.memory import InMemoryStore
+from tests.support.core import ACCOUNT, TIMINGS, Core
+from tests.support.stores import force_in_flight
+
+TICK = timedelta(milliseconds=5)
+FOLLOW_WAIT_S = 5.0
+
+
+class CountingStore(InMemoryStore):
+    """The in-memory store, counting how often a job is read (a follower's cost)."""
+
+    reads = 0
+
+    async def get_job(self, table: str, job_id: str) -> Job | None:
+        self.reads += 1
+        return await super().get_job(table, job_id)
+
+
+async def follow(core: Core, job: Job, *, watchdog: bool, steps: int) -> list[Followed]:
+    seen: list[Followed] = []
+    async with asyncio.timeout(FOLLOW_WAIT_S):
+        async for step in follow_job(
+            store=core.store,
+            bus=core.bus,
+            sync=core.sync,
+            table=job.table,
+            job_id=job.id,
+            watchdog_enabled=watchdog,
+            tick=TICK,
+        ):
+            seen.append(step)
+            if len(seen) >= steps:
+                break
+    return seen
+
+
+async def test_a_follower_sees_the_webhooks_result_and_stops_at_the_end(core: Core) -> None:
+    job = await core.running()
+    body = await core.webhook_for(job)
+
+    async def deliver_later() -> None:
+        await asyncio.sleep(0.02)
+        await core.webhooks.receive(job.table, job.id, core.token(job), body)
+
+    delivery = asyncio.create_task(deliver_later())
+    steps = await follow(core, job, watchdog=False, steps=10_000)
+    await delivery
+
+    assert steps[0].job.status is JobStatus.RUNNING
+    assert steps[-1].job.status is JobStatus.COMPLETED
+    assert not any(s.from_watchdog for s in steps)
+
+
+async def test_the_page_watchdog_recovers_a_lost_webhook_after_the_initial_delay(
+    core: Core,
+) -> None:
+    job = await core.running()
+    await core.upstream_done(job)  # RunningHub finished; its webhook was dropped
+    core.clock.advance(seconds=TIMINGS.initial_delay.total_seconds())
+
+    steps = await follow(core, job, watchdog=True, steps=10_000)
+
+    assert steps[-1].job.status is JobStatus.COMPLETED
+    assert steps[-1].job.finished_by is FinishedBy.WATCHDOG
+    assert steps[-1].from_watchdog
+
+
+async def test_with_the_watchdog_off_a_follower_never_asks_runninghub(core: Core) -> None:
+    job = await core.running()
+    await core.upstream_done(job)
+    core.clock.advance(seconds=TIMINGS.initial_delay.total_seconds())
+    calls = core.emulator.stats.calls.get("outputs", 0)
+
+    steps = await follow(core, job, watchdog=False, steps=5)
+
+    assert [s.job.status for s in steps] == [JobStatus.RUNNING] * 5
+    assert core.emulator.stats.calls.get("outputs", 0) == calls
+
+
+async def test_a_quiet_follower_does_not_re_read_its_job_while_the_bus_is_complete(
+    core: Core,
+) -> None:
+    counting = CountingStore(clock=core.clock)
+    await counting.upsert_account(ACCOUNT, "k" * 32, 2)
+    core.store = counting
+    core.queue.store = counting
+    core.sync.store = counting
+    job = await core.running()
+
+    counting.reads = 0
+    await follow(core, job, watchdog=False, steps=20)
+    assert counting.reads == 1  # the first read only: nothing changed
+
+    core.bus.complete = False  # the Redis relay went down: updates may be missed
+    counting.reads = 0
+    await follow(core, job, watchdog=False, steps=20)
+    assert counting.reads == 20  # the one-tick re-read is the fallback
+
+
+async def test_the_server_watchdog_finishes_a_job_whose_webhook_was_lost(core: Core) -> None:
+    job = await core.running()
+    await core.upstream_done(job)
+    assert await core.watchdog.tick() == 0  # within the initial delay: not its business yet
+
+    core.clock.advance(seconds=TIMINGS.initial_delay.total_seconds())
+    assert await core.watchdog.tick() == 1
+
+    done = await core.job(job)
+    assert (done.status, done.finished_by) == (JobStatus.COMPLETED, FinishedBy.SERVER_WATCHDOG)
+
+
+async def test_the_server_watchdog_leaves_a_queue_backlog_alone_until_its_deadline(
+    core: Core,
+) -> None:
+    await core.store.disable_account(ACCOUNT, "maintenance")
+    job = await core.submit()
+    core.clock.advance(minutes=5)
+    assert await core.watchdog.tick() == 0
+
+    core.clock.advance(seconds=TIMINGS.max_timeout.total_seconds())
+    assert await core.watchdog.tick() == 1
+
+    failed = await core.job(job)
+    assert (failed.status, failed.finished_by) == (JobStatus.FAILED, FinishedBy.TIMEOUT)
+    assert await core.balance() == 100
+
+
+async def test_a_start_stuck_without_a_task_id_is_queued_again(core: Core) -> None:
+    job = await core.submit()
+    claimed = await core.store.claim_slot(await core.job(job), ACCOUNT)
+    assert claimed is not None
+    core.clock.advance(minutes=6)  # longer than any live start takes
+
+    await core.watchdog.tick()
+
+    requeued = await core.job(job)
+    assert requeued.status is JobStatus.QUEUED
+    assert requeued.start_failures == 1
+    account = await core.store.get_account(ACCOUNT)
+    assert account is not None
+    assert account.in_flight == 0
+
+
+async def test_the_server_watchdog_recounts_a_drifted_slot_counter(core: Core) -> None:
+    await force_in_flight(core.store, ACCOUNT, 2)  # a manual edit left the account "full"
+    job = await core.submit()
+    assert await core.dispatch() == 0
+
+    await core.watchdog.tick()
+    await core.dispatch()
+
+    assert (await core.job(job)).status is JobStatus.RUNNING

@@ -1,0 +1,157 @@
+"""The queue manager's decisions: charge once, never exceed an account's cap, requeue what
+RunningHub turns away, fail (with a refund) what can never start."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from arcano_tools.domain.errors import InsufficientCredits, InvalidInput, JobNotCancellable
+from arcano_tools.domain.status import FinishedBy, JobStatus
+from arcano_tools.services.queue_manager import MAX_START_FAILURES, MSG_INPUT_MISSING, MSG_REJECTED
+from tests.support.core import ACCOUNT, Core
+
+
+async def test_a_submit_charges_the_tool_price_and_queues_the_job(core: Core) -> None:
+    job = await core.submit("upscaler")
+
+    price = core.tools.by_name("upscaler")
+    assert price is not None
+    assert job.status is JobStatus.QUEUED
+    assert await core.balance() == 100 - price.cost
+    assert await core.ledger_kinds() == ["grant", "charge"]
+
+
+async def test_a_submit_without_enough_credits_stores_nothing(core: Core) -> None:
+    with pytest.raises(InsufficientCredits):
+        await core.submit("upscaler", "poor", credits=1)
+    assert await core.store.list_user_jobs("poor") == []
+
+
+async def test_an_unknown_tool_is_refused_naming_the_known_ones(core: Core) -> None:
+    await core.store.ensure_user("u1", credits=100)
+    with pytest.raises(InvalidInput, match="upscaler"):
+        await core.queue.submit("u1", "sharpener", {}, {})
+
+
+async def test_dispatch_starts_no_more_jobs_than_the_account_may_run(core: Core) -> None:
+    jobs = [await core.submit() for _ in range(3)]
+
+    assert await core.dispatch() == 2
+
+    statuses = [(await core.job(j)).status for j in jobs]
+    assert statuses == [JobStatus.RUNNING, JobStatus.RUNNING, JobStatus.QUEUED]
+    account = await core.store.get_account(ACCOUNT)
+    assert account is not None
+    assert account.in_flight == 2
+
+
+async def test_a_finished_job_frees_its_slot_for_the_next_queued_one(core: Core) -> None:
+    first, _second, third = [await core.submit() for _ in range(3)]
+    await core.dispatch()
+
+    await core.fail(await core.job(first))
+    await core.dispatch()
+
+    assert (await core.job(third)).status is JobStatus.RUNNING
+
+
+async def test_a_busy_runninghub_requeues_without_using_up_the_failed_start_budget(
+    core: Core,
+) -> None:
+    core.control(queue_full_next=1)  # the next create call answers 421
+    job = await core.submit()
+
+    await core.dispatch()
+
+    requeued = await core.job(job)
+    assert requeued.status is JobStatus.QUEUED
+    assert (requeued.attempts, requeued.start_failures) == (1, 0)
+    assert requeued.next_attempt_at is not None
+    assert requeued.next_attempt_at > core.clock()
+    assert await core.dispatch() == 0  # not before its backoff
+    core.clock.advance(minutes=1)
+    assert await core.dispatch() == 1
+    assert (await core.job(job)).status is JobStatus.RUNNING
+
+
+async def test_a_refused_key_fails_the_job_with_a_refund_and_disables_the_account(
+    core: Core,
+) -> None:
+    await core.store.upsert_account(ACCOUNT, "not-a-valid-key", 2)
+    job = await core.submit()
+
+    await core.dispatch()
+
+    failed = await core.job(job)
+    assert failed.status is JobStatus.FAILED
+    assert failed.finished_by is FinishedBy.DISPATCH
+    assert failed.error_message == MSG_REJECTED
+    assert await core.balance() == 100
+    account = await core.store.get_account(ACCOUNT)
+    assert account is not None
+    assert not account.enabled
+    assert account.in_flight == 0
+
+
+async def test_a_start_whose_input_is_gone_fails_at_once_with_a_refund(core: Core) -> None:
+    job = await core.submit()
+    path = job.inputs["files"]["image"]["path"]
+    core.queue.files.discard(job.table, job.id)
+    assert not (core.queue.files.root / path).exists()
+
+    await core.dispatch()
+
+    failed = await core.job(job)
+    assert (failed.status, failed.error_message) == (JobStatus.FAILED, MSG_INPUT_MISSING)
+    assert await core.ledger_kinds() == ["grant", "charge", "refund"]
+
+
+async def test_repeated_failed_starts_give_up_with_a_refund(core: Core) -> None:
+    core.control(http_error_rate=1.0)  # every RunningHub call answers 5xx
+    job = await core.submit()
+
+    for _ in range(MAX_START_FAILURES):
+        await core.dispatch()
+        core.clock.advance(minutes=5)
+
+    failed = await core.job(job)
+    assert failed.status is JobStatus.FAILED
+    assert failed.start_failures == MAX_START_FAILURES - 1
+    assert await core.balance() == 100
+
+
+async def test_a_cancel_refunds_and_stops_the_task_upstream(core: Core) -> None:
+    core.control(outcome="never")
+    job = await core.running()
+
+    result = await core.queue.cancel(job.table, job.id, "u1")
+    await core.queue.cancel_upstream(result.job)
+
+    assert (result.changed, result.refunded) == (True, True)
+    assert result.job.status is JobStatus.CANCELLED
+    assert core.task(job).status == "FAILED"  # RunningHub's word for a cancelled task
+    with pytest.raises(JobNotCancellable):
+        await core.queue.cancel(job.table, job.id, "u1")
+
+
+async def test_a_stuck_start_is_requeued_and_a_late_answer_changes_nothing(core: Core) -> None:
+    job = await core.submit()
+    queued = await core.job(job)
+    claimed = await core.store.claim_slot(queued, ACCOUNT)
+    assert claimed is not None
+
+    await core.queue.recover_stuck_start(claimed)  # the process that was starting it died
+    assert (await core.job(job)).status is JobStatus.QUEUED
+    core.clock.advance(minutes=1)  # past its backoff
+    await core.dispatch()
+    current = await core.job(job)
+    assert current.status is JobStatus.RUNNING
+    assert current.claim_id != claimed.claim_id
+
+    # the dead start answers late: it holds no claim any more
+    assert not await core.store.requeue(
+        claimed, retry_at=core.clock() + timedelta(seconds=1), reason="late"
+    )
+    assert (await core.job(job)).task_id == current.task_id
