@@ -382,7 +382,7 @@ def _code_of(envelope: dict[str, Any]) -> int:
 
 def _outcome_of(exc: RunningHubError) -> str:
     if isinstance(exc, HTTPStatusError):
-        return f"http_{exc.status_code}"
+        return f"http_{exc.http_status}"
     if isinstance(exc, APIError):
         return str(exc.code)
     if isinstance(exc, MalformedResponse):

@@ -40,13 +40,14 @@ class TransportError(RunningHubError):
 class HTTPStatusError(RunningHubError):
     """RunningHub answered an HTTP error status."""
 
-    def __init__(self, status_code: int, message: str | None = None) -> None:
-        super().__init__(message or f"RunningHub answered HTTP {status_code}")
-        self.status_code = status_code
+    def __init__(self, http_status: int, message: str | None = None) -> None:
+        super().__init__(message or f"RunningHub answered HTTP {http_status}")
+        #: The HTTP status RunningHub (or a proxy in front of it) answered.
+        self.http_status = http_status
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        return self.status_code >= 500 or self.status_code == 429
+        return self.http_status >= 500 or self.http_status == 429
 
 
 class MalformedResponse(RunningHubError):

@@ -168,9 +168,9 @@ class JobSync:
             outputs = await self.client.outputs(account.api_key, job.task_id, retries=1)
         except HTTPStatusError as exc:
             await self.store.record_upstream_error(
-                "outputs", f"http_{exc.status_code}", job.table, job.id
+                "outputs", f"http_{exc.http_status}", job.table, job.id
             )
-            return await self._unanswered(job, past_deadline, exc.status_code)
+            return await self._unanswered(job, past_deadline, exc.http_status)
         except APIError as exc:
             await self.store.record_check_result(job.table, job.id, exc.code, exc.msg)
             await self.store.record_upstream_error("outputs", str(exc.code), job.table, job.id)
