@@ -10,8 +10,8 @@ ARGS ?=
 
 help:
 	@echo "make run [ARGS='--env prod']  start the app (dev: frontend :3000, backend :8000)"
-	@echo "make test                     lint + format check + mypy + the whole pytest suite"
-	@echo "make lint | fmt | typecheck   ruff check / ruff format+fix / mypy"
+	@echo "make test                     lint + format check + vulture + mypy + the whole pytest suite"
+	@echo "make lint | fmt | typecheck   ruff check + vulture / ruff format+fix / mypy"
 	@echo "make bench                    python -m bench (when bench/ has one)"
 
 bootstrap:
@@ -26,6 +26,7 @@ run: bootstrap
 lint: bootstrap
 	$(ENV) ruff check .
 	$(ENV) ruff format --check .
+	$(ENV) vulture
 
 fmt: bootstrap
 	$(ENV) ruff check --fix .
@@ -37,6 +38,7 @@ typecheck: bootstrap
 test: bootstrap-test
 	$(ENV) ruff check .
 	$(ENV) ruff format --check .
+	$(ENV) vulture
 	$(ENV) mypy arcano_tools
 	$(ENV) pytest $(ARGS)
 

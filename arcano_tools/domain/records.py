@@ -41,7 +41,6 @@ class Job:
     attempts: int = 0
     start_failures: int = 0
     next_attempt_at: datetime | None = None
-    last_checked_at: datetime | None = None
     next_check_at: datetime | None = None
     claim_id: str | None = None
     last_upstream_code: int | None = None
@@ -62,7 +61,6 @@ class User:
     id: str
     credits: int
     is_admin: bool = False
-    is_anonymous: bool = False
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,6 @@ ACTIVE_STATUSES: frozenset[JobStatus] = frozenset(
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
 )
-#: Statuses in which the job holds one of its account's ``max_concurrent`` slots.
-SLOT_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
 #: Terminal statuses that give the credits back.
 REFUND_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 

@@ -193,7 +193,6 @@ class EmulatorRuntime:
         if task.ended:
             return False
         task.ended = True
-        task.ended_at = time.monotonic()
         task.status = "SUCCESS" if status == "SUCCESS" else "FAILED"
         task.envelope = envelope
         if task.generation == self.generation:

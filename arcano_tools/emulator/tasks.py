@@ -80,7 +80,6 @@ class Task:
     status: str = "QUEUED"  # then RUNNING, SUCCESS or FAILED (a cancelled task is FAILED)
     ended: bool = False
     started_at: float | None = None
-    ended_at: float | None = None
     envelope: dict[str, Any] | None = None
     runner: asyncio.Task[None] | None = None
 

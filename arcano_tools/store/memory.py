@@ -84,7 +84,7 @@ class InMemoryStore:
     ) -> User:
         user = self._users.get(user_id)
         if user is None:
-            user = User(id=user_id, credits=credits, is_admin=admin, is_anonymous=anonymous)
+            user = User(id=user_id, credits=credits, is_admin=admin)
             if credits:
                 self._add_ledger(user_id, credits, LedgerKind.GRANT)
         if admin and not user.is_admin:
@@ -330,7 +330,7 @@ class InMemoryStore:
             return False
         if current.next_check_at is not None and current.next_check_at > now:
             return False
-        self._put(current, last_checked_at=now, next_check_at=next_check_at)
+        self._put(current, next_check_at=next_check_at)
         self._check_counts[(table, job_id)] += 1
         return True
 

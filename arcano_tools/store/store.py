@@ -87,7 +87,6 @@ def _job_from_row(table: str, row: sa.RowMapping) -> Job:
         attempts=row["attempts"] or 0,
         start_failures=row["start_failures"] or 0,
         next_attempt_at=_aware(row["next_attempt_at"]),
-        last_checked_at=_aware(row["last_checked_at"]),
         next_check_at=_aware(row["next_check_at"]),
         claim_id=row["claim_id"],
         last_upstream_code=row["last_upstream_code"],
@@ -905,5 +904,4 @@ def _user_from_row(row: sa.RowMapping) -> User:
         id=row["id"],
         credits=row["credits"],
         is_admin=bool(row["is_admin"]),
-        is_anonymous=bool(row["is_anonymous"]),
     )
