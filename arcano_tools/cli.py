@@ -21,7 +21,9 @@ async def _token(user_id: str, admin: bool) -> str:
 
     services = Services(load_settings())
     try:
-        await services.prepare()
+        # only the schema, never ``prepare()``: a script minting a token must not rewrite the
+        # RunningHub account rows a running server was configured with (its key and cap)
+        await services.store.migrate()
         await services.store.ensure_user(user_id, credits=c.STARTING_CREDITS, admin=admin)
         _, token = await services.user_token(user_id)
         return token
