@@ -176,7 +176,8 @@ class RedisBusRelay:
                 delay = min(RECONNECT_MAX_S, delay * 2)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    # redis 7.4 leaves PubSub.aclose unannotated
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _receive(self, raw: Any) -> None:
         decoded = decode(raw)
