@@ -101,6 +101,8 @@ RECONCILE_SLOTS_EVERY_S: Final = 60
 # --- Webhooks ---------------------------------------------------------------------------------
 #: Length of the hex HMAC token in webhook URLs (128 bits: unguessable, short enough for URLs).
 WEBHOOK_TOKEN_HEX_CHARS: Final = 32
+#: Longest task id we accept or store (the ``task_id`` columns are this wide).
+TASK_ID_MAX_CHARS: Final = 64
 #: Largest webhook body we read; RunningHub's envelopes are a few KB.
 MAX_WEBHOOK_BODY_BYTES: Final = 256 * 1024
 

@@ -22,9 +22,11 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from arcano_tools import constants as c
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: How much of a raw body is kept for forensics.
 BODY_KEEP_CHARS = 4000
+#: RunningHub's task ids are decimal numbers (19 digits today); we accept letters, digits,
+#: ``-`` and ``_`` up to the stored column's width, and nothing else.
+TASK_ID_PATTERN = re.compile(rf"[A-Za-z0-9_-]{{1,{c.TASK_ID_MAX_CHARS}}}")
 
 
 class Delivery(enum.StrEnum):
@@ -92,6 +97,12 @@ def parse_webhook(raw: bytes) -> WebhookEvent:
     task_id = body.get("taskId")
     if not isinstance(task_id, str | int) or not str(task_id).strip():
         raise MalformedWebhook("taskId missing")
+    if not TASK_ID_PATTERN.fullmatch(str(task_id).strip()):
+        # checked before anything is stored: a forged 200,000-character id once filled the
+        # events table, and a 65-character one overflowed PostgreSQL's column (a 503)
+        raise MalformedWebhook(
+            f"taskId is not a RunningHub task id (1–{c.TASK_ID_MAX_CHARS} letters/digits)"
+        )
     data = body.get("eventData")
     if isinstance(data, str):
         try:

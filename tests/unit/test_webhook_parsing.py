@@ -102,6 +102,10 @@ def test_the_body_may_be_utf8_with_non_ascii_text() -> None:
         (b'{"taskId": null, "eventData": {"code": 0}}', "taskId missing"),
         (b'{"taskId": 1.5, "eventData": {"code": 0}}', "taskId missing"),
         (b'{"taskId": ["1"], "eventData": {"code": 0}}', "taskId missing"),
+        (b'{"taskId": "' + b"9" * 65 + b'", "eventData": {"code": 0}}', "not a RunningHub task id"),
+        (b'{"taskId": "' + b"9" * 200_000 + b'", "eventData": {}}', "not a RunningHub task id"),
+        (b'{"taskId": "1; DROP TABLE", "eventData": {"code": 0}}', "not a RunningHub task id"),
+        (b'{"taskId": "\\u00e7", "eventData": {"code": 0}}', "not a RunningHub task id"),
         (b'{"taskId": "1", "eventData": "{code: 0"}', "eventData is not JSON"),
         (b'{"taskId": "1", "eventData": ""}', "eventData is not JSON"),
         (b'{"taskId": "1"}', "eventData missing"),
@@ -125,6 +129,10 @@ def test_the_body_may_be_utf8_with_non_ascii_text() -> None:
         "null-task-id",
         "float-task-id",
         "list-task-id",
+        "task-id-65-chars",
+        "task-id-200k-chars",
+        "task-id-with-spaces",
+        "task-id-non-ascii",
         "event-data-not-json",
         "event-data-empty-string",
         "no-event-data",
@@ -137,6 +145,11 @@ def test_the_body_may_be_utf8_with_non_ascii_text() -> None:
 def test_a_malformed_body_raises_malformed_webhook_saying_why(raw: bytes, why: str) -> None:
     with pytest.raises(MalformedWebhook, match=why):
         parse_webhook(raw)
+
+
+def test_a_task_id_as_wide_as_the_column_is_accepted() -> None:
+    raw = b'{"taskId": "' + b"9" * 64 + b'", "eventData": {"code": 0}}'
+    assert parse_webhook(raw).task_id == "9" * 64
 
 
 def test_malformed_webhook_is_a_value_error() -> None:

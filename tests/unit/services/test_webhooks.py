@@ -7,7 +7,7 @@ import json
 
 from arcano_tools.api.replies import webhook_reply
 from arcano_tools.domain.status import FinishedBy, JobStatus
-from arcano_tools.services.webhooks import Delivery
+from arcano_tools.services.webhooks import BODY_KEEP_CHARS, Delivery
 from tests.support.core import ACCOUNT, Core
 
 
@@ -138,3 +138,18 @@ async def test_an_old_style_webhook_before_its_task_id_is_kept_then_applied(
     assert await core.store.take_unmatched_webhooks("T-KEPT") == []  # taken once, applied
     # the emulator never heard of T-KEPT: the check says so and the job stays active
     assert (await core.job(job)).last_upstream_code is not None
+
+
+async def test_a_forged_huge_task_id_is_refused_and_stored_only_truncated(core: Core) -> None:
+    """Audit finding: a 200,000-character ``taskId`` was kept whole for 7 days."""
+    huge = json.dumps({"event": "TASK_END", "taskId": "9" * 200_000, "eventData": "{}"})
+
+    result = await core.webhooks.receive_by_task(huge.encode())
+
+    status, body = webhook_reply(result, by_job=False)
+    assert status == 400
+    assert "not a RunningHub task id" in body["error"]
+    (event,) = core.store._webhooks
+    assert event["outcome"] == "malformed"
+    assert event["task_id"] is None
+    assert len(event["body"]) <= BODY_KEEP_CHARS
