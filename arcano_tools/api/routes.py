@@ -23,6 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Message, Receive
 
 from arcano_tools import constants as c
 from arcano_tools.api.errors import error_response, http_status_of
@@ -50,6 +51,7 @@ MSG_SERVICE_ONLY = "Somente o serviço pode finalizar jobs."
 MSG_OPERATORS_ONLY = "Somente operadores (chave de serviço ou usuário admin)."
 MSG_DB_DOWN = "O banco de dados está indisponível no momento. Tente novamente em instantes."
 MSG_SYNC_FAILED = "Erro interno ao sincronizar."
+MSG_AMBIGUOUS_LENGTH = "Envie o arquivo com Content-Length, sem Transfer-Encoding."
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -230,6 +232,10 @@ async def submit(request: Request) -> Response:
     principal = await require(request, Access.CALLER)
     if principal.user_id is None:
         return error_response("Envie o token de um usuário para criar trabalhos.", 403)
+    if "transfer-encoding" in request.headers:
+        # with Content-Length too the body's size is ambiguous (RFC 9112 §6.3): an audit sent
+        # "Content-Length: 1000" with a chunked gigabyte and the server read it all
+        return error_response(MSG_AMBIGUOUS_LENGTH, 400)
     length = request.headers.get("content-length", "")
     if not length.isdigit():  # a chunked body could be any size: refuse before reading
         return error_response("Envie o cabeçalho Content-Length.", 411)
@@ -239,18 +245,43 @@ async def submit(request: Request) -> Response:
         return error_response("Envie os dados como multipart/form-data.", 415)
     fields: dict[str, str] = {}
     uploads: dict[str, Upload] = {}
-    async with request.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS) as form:
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                uploads[key] = Upload(value.filename or key, await value.read())
-            else:
-                fields[key] = value
+    # never read past the declared length, whatever the server in front of us lets through
+    limited = Request(request.scope, _receive_at_most(request.receive, int(length)))
+    try:
+        async with limited.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS) as form:
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    uploads[key] = Upload(value.filename or key, await value.read())
+                else:
+                    fields[key] = value
+    except _BodyTooLong:
+        return error_response(MSG_AMBIGUOUS_LENGTH, 400)
     services = services_of(request)
     await services.store.ensure_user(principal.user_id, credits=c.STARTING_CREDITS)
     job = await services.queue.submit(principal.user_id, fields.get("tool", ""), fields, uploads)
     return JSONResponse(
         {"jobId": job.id, "table": job.table, "status": job.status.value}, status_code=201
     )
+
+
+class _BodyTooLong(Exception):
+    """The client sent more bytes than its Content-Length said."""
+
+
+def _receive_at_most(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises :class:`_BodyTooLong` once the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def guarded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _BodyTooLong
+        return message
+
+    return guarded
 
 
 async def _owned_job(request: Request) -> Job:
