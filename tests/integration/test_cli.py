@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from arcano_tools.services.auth import verify_user_token
+from arcano_tools.store import JobStore
 from tests.support.servers import JWT_SECRET, SERVICE_KEY, Backend
 
 
@@ -45,3 +46,31 @@ def test_service_key_is_generated_once_per_data_dir(tmp_path: Path) -> None:
     assert first == second
     assert len(first) > 30
     assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
+
+
+async def test_minting_tokens_leaves_the_configured_account_alone(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'arcano.db'}"
+    store = JobStore.from_url(url)
+    await store.migrate()
+    await store.upsert_account("arcano_main", "p" * 32, max_concurrent=7)  # the server's config
+    await store.close()
+    # a shell with none of the server's RunningHub settings, as an operator would have
+    env = {
+        "DATABASE_URL": url.replace("+aiosqlite", ""),
+        "ARCANO_DATA_DIR": str(tmp_path),
+        "RUNNINGHUB_API_KEY": "",
+        "RUNNINGHUB_API_URL": "",
+    }
+
+    run_cli("token", "--user", "ops", "--admin", env=env)
+    run_cli("token", "--user", "alice", env=env)
+    run_cli("service-key", env=env)
+
+    store = JobStore.from_url(url)
+    account = await store.get_account("arcano_main")
+    admin = await store.get_user("ops")
+    await store.close()
+    assert account is not None
+    assert (account.api_key, account.max_concurrent) == ("p" * 32, 7)
+    assert admin is not None
+    assert admin.is_admin

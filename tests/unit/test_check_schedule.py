@@ -6,8 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from arcano_tools.domain.records import Job
-from arcano_tools.domain.status import JobStatus
 from arcano_tools.services.follow import WatchdogPlan
 from arcano_tools.services.schedule import (
     MIN_HISTORY,
@@ -17,6 +15,7 @@ from arcano_tools.services.schedule import (
     quantile,
 )
 from arcano_tools.services.sync import SyncTimings
+from tests.support.records import job_record
 
 PLAN = CheckSchedule(
     initial_delay=timedelta(seconds=30),
@@ -62,20 +61,6 @@ def test_checks_and_detection_delay_of_a_lost_webhook() -> None:
     assert detection_delay(20, 30, 15) == 10
 
 
-def _job(started: datetime) -> Job:
-    return Job(
-        id="j",
-        table="upscaler_jobs",
-        user_id="u",
-        status=JobStatus.RUNNING,
-        cost=5,
-        inputs={},
-        created_at=started,
-        updated_at=started,
-        started_at=started,
-    )
-
-
 def test_page_watchdog_plan_counts_from_the_database_start_not_from_now() -> None:
     timings = SyncTimings(
         initial_delay=timedelta(seconds=30),
@@ -85,9 +70,9 @@ def test_page_watchdog_plan_counts_from_the_database_start_not_from_now() -> Non
     )
     start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     plan = WatchdogPlan(timings)
-    assert plan.next_sync(_job(start)) == start + timedelta(seconds=30)
+    assert plan.next_sync(job_record(start)) == start + timedelta(seconds=30)
     plan.last_sync = start + timedelta(seconds=31)
-    assert plan.next_sync(_job(start)) == start + timedelta(seconds=46)
+    assert plan.next_sync(job_record(start)) == start + timedelta(seconds=46)
     plan.last_sync = start + timedelta(minutes=11, seconds=58)
     # the deadline comes before the next poll: the last sync is at the deadline itself
-    assert plan.next_sync(_job(start)) == start + timedelta(minutes=12)
+    assert plan.next_sync(job_record(start)) == start + timedelta(minutes=12)

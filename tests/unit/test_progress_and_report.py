@@ -11,21 +11,16 @@ from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.services.progress import progress_percent, timeline_step, typical_duration_s
 from arcano_tools.services.report import RESCUES_SHOWN, finish_times, rescues
+from tests.support.records import job_record
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
 def finished(i: int, by: FinishedBy, took_s: float) -> Job:
-    return Job(
-        id=f"job-{i}",
-        table="upscaler_jobs",
-        user_id="u1",
+    return job_record(
+        T0,
         status=JobStatus.COMPLETED,
-        cost=5,
-        inputs={},
-        created_at=T0,
-        updated_at=T0,
-        started_at=T0,
+        id=f"job-{i}",
         completed_at=T0 + timedelta(seconds=took_s),
         finished_by=by,
     )
