@@ -3,6 +3,7 @@
 from tests.support.fixtures import (  # noqa: F401  (fixtures are found by name)
     backend,
     backend_on_each_db,
+    backends_on_one_postgres,
     client,
     emu,
     emulator,

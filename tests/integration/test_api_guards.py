@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 
 from arcano_tools import constants as c
 from arcano_tools.services.auth import issue_user_token
 from tests.support.fixtures import EmulatorControl
+from tests.support.images import png_bytes
+from tests.support.processes import ServerProcess
 from tests.support.servers import (
     Backend,
-    ServerProcess,
-    png_bytes,
+    get_job,
     start_backend,
+    submit_job,
     submit_upscale,
     wait_for,
+    wait_terminal,
 )
+from tests.support.tools import tool_cost
 
 
 def my_jobs(client: httpx.Client, backend: Backend, user: str) -> list[dict[str, object]]:
@@ -108,10 +110,7 @@ def test_finish_needs_the_service_key(
     finish = backend.url + "/functions/v1/runninghub-queue-manager/finish"
     assert client.post(finish, json=body).status_code == 401
     assert client.post(finish, json=body, headers=backend.user_headers(user)).status_code == 401
-    job = client.get(
-        f"{backend.url}/api/jobs/upscaler_jobs/{job_id}", headers=backend.user_headers(user)
-    )
-    assert job.json()["status"] in ("queued", "starting", "running")
+    assert get_job(client, backend, user, job_id)["status"] in ("queued", "starting", "running")
 
     ok = client.post(finish, json=body, headers=backend.service_headers)
     assert ok.status_code == 200
@@ -139,10 +138,7 @@ def test_finish_refuses_an_output_url_that_is_not_http(
             },
         )
         assert r.status_code == 400
-    job = client.get(
-        f"{backend.url}/api/jobs/upscaler_jobs/{job_id}", headers=backend.user_headers(user)
-    )
-    assert job.json()["outputUrl"] is None
+    assert get_job(client, backend, user, job_id)["outputUrl"] is None
 
 
 def test_a_chunked_upload_without_length_is_refused_before_reading(
@@ -193,9 +189,7 @@ def test_forged_webhook_token_is_401_and_changes_nothing(
         assert r.status_code == 401
     r = client.post(f"{backend.url}/webhooks/runninghub/upscaler_jobs/{job_id}", json=payload)
     assert r.status_code == 401
-    job = client.get(
-        f"{backend.url}/api/jobs/upscaler_jobs/{job_id}", headers=backend.user_headers(user)
-    ).json()
+    job = get_job(client, backend, user, job_id)
     assert job["status"] in ("queued", "starting", "running")
     assert job["outputUrl"] is None
 
@@ -205,19 +199,8 @@ def test_malformed_webhook_with_a_valid_token_is_recorded_and_the_job_resynced(
 ) -> None:
     emu.set(malformed_webhook=True)
     job_id = submit_upscale(client, backend, user).json()["jobId"]
-    job = wait_for(
-        lambda: (
-            (
-                j := client.get(
-                    f"{backend.url}/api/jobs/upscaler_jobs/{job_id}",
-                    headers=backend.user_headers(user),
-                ).json()
-            )["status"]
-            == "completed"
-            and j
-        ),
-        what="the job to complete despite the malformed webhook",
-    )
+    job = wait_terminal(client, backend, user, job_id)
+    assert job["status"] == "completed", "the job completes despite the malformed webhook"
     assert job["finishedBy"] == "webhook"
     assert backend.api.process.poll() is None  # nothing crashed
 
@@ -231,11 +214,12 @@ def assert_nothing_created(client: httpx.Client, backend: Backend, user: str) ->
 
 
 def test_text_file_renamed_png_is_415(backend: Backend, client: httpx.Client, user: str) -> None:
-    r = client.post(
-        backend.url + "/api/jobs",
-        headers=backend.user_headers(user),
-        data={"tool": "upscaler", "scale": "2"},
-        files={"image": ("foto.png", b"just some text, not an image", "image/png")},
+    r = submit_job(
+        client,
+        backend,
+        user,
+        {"tool": "upscaler", "scale": "2"},
+        {"image": ("foto.png", b"just some text, not an image", "image/png")},
     )
     assert r.status_code == 415
     assert "não é uma imagem válida" in r.json()["error"]
@@ -244,11 +228,12 @@ def test_text_file_renamed_png_is_415(backend: Backend, client: httpx.Client, us
 
 def test_oversized_image_is_413(backend: Backend, client: httpx.Client, user: str) -> None:
     big = b"\x89PNG\r\n\x1a\n" + b"\0" * (c.MAX_IMAGE_BYTES + 10)
-    r = client.post(
-        backend.url + "/api/jobs",
-        headers=backend.user_headers(user),
-        data={"tool": "upscaler", "scale": "2"},
-        files={"image": ("big.png", big, "image/png")},
+    r = submit_job(
+        client,
+        backend,
+        user,
+        {"tool": "upscaler", "scale": "2"},
+        {"image": ("big.png", big, "image/png")},
     )
     assert r.status_code == 413
     assert "limite" in r.json()["error"]
@@ -258,27 +243,20 @@ def test_oversized_image_is_413(backend: Backend, client: httpx.Client, user: st
 def test_image_too_large_in_pixels_is_413(
     backend: Backend, client: httpx.Client, user: str
 ) -> None:
-    buf = io.BytesIO()
-    Image.new("L", (c.MAX_IMAGE_SIDE_PX + 1, 8)).save(buf, format="PNG")
-    r = submit_upscale(client, backend, user, image=buf.getvalue())
+    wide = png_bytes((c.MAX_IMAGE_SIDE_PX + 1, 8), 0, mode="L")
+    r = submit_upscale(client, backend, user, image=wide)
     assert r.status_code == 413
     assert_nothing_created(client, backend, user)
 
 
 def test_missing_field_is_422(backend: Backend, client: httpx.Client, user: str) -> None:
-    r = client.post(
-        backend.url + "/api/jobs",
-        headers=backend.user_headers(user),
-        data={"tool": "veste_ai"},
-        files={"image": ("p.png", png_bytes(), "image/png")},
+    r = submit_job(
+        client, backend, user, {"tool": "veste_ai"}, {"image": ("p.png", png_bytes(), "image/png")}
     )
     assert r.status_code == 422
     assert "garment_image" in r.json()["error"]
-    r = client.post(
-        backend.url + "/api/jobs",
-        headers=backend.user_headers(user),
-        data={"tool": "upscaler"},
-        files={"image": ("p.png", png_bytes(), "image/png")},
+    r = submit_job(
+        client, backend, user, {"tool": "upscaler"}, {"image": ("p.png", png_bytes(), "image/png")}
     )
     assert r.status_code == 422
     assert "scale" in r.json()["error"]
@@ -291,11 +269,8 @@ def test_bad_scale_and_unknown_tool_are_422(
     r = submit_upscale(client, backend, user, scale=3)
     assert r.status_code == 422
     assert "Escala inválida" in r.json()["error"]
-    r = client.post(
-        backend.url + "/api/jobs",
-        headers=backend.user_headers(user),
-        data={"tool": "photoshop"},
-        files={"image": ("p.png", png_bytes(), "image/png")},
+    r = submit_job(
+        client, backend, user, {"tool": "photoshop"}, {"image": ("p.png", png_bytes(), "image/png")}
     )
     assert r.status_code == 422
     assert "Ferramenta desconhecida" in r.json()["error"]
@@ -314,28 +289,23 @@ def test_insufficient_credits_is_402_and_charges_nothing(
     backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
 ) -> None:
     emu.set(outcome="never")
-    r = client.post(
-        backend.url + "/api/jobs",
-        headers=backend.user_headers(user),
-        data={"tool": "video_upscaler", "scale": "2"},
-        files={"video": ("v.mp4", b"\0\0\0\x18ftypisom" + b"\0" * 64, "video/mp4")},
-    )
-    assert r.status_code == 201, r.text
-    for _ in range(4):  # 5 × 20 credits = the 100 starting credits
-        assert (
-            client.post(
-                backend.url + "/api/jobs",
-                headers=backend.user_headers(user),
-                data={"tool": "video_upscaler", "scale": "2"},
-                files={"video": ("v.mp4", b"\0\0\0\x18ftypisom" + b"\0" * 64, "video/mp4")},
-            ).status_code
-            == 201
+    videos = c.STARTING_CREDITS // tool_cost("video_upscaler")  # as many as the credits pay
+    left = c.STARTING_CREDITS - videos * tool_cost("video_upscaler")
+    assert left < tool_cost("upscaler")  # then not even an upscale is paid for
+    for _ in range(videos):
+        r = submit_job(
+            client,
+            backend,
+            user,
+            {"tool": "video_upscaler", "scale": "2"},
+            {"video": ("v.mp4", b"\0\0\0\x18ftypisom" + b"\0" * 64, "video/mp4")},
         )
+        assert r.status_code == 201, r.text
     r = submit_upscale(client, backend, user)
     assert r.status_code == 402
     assert "Créditos insuficientes" in r.json()["error"]
-    assert my_credits(client, backend, user) == 0
-    assert len(my_jobs(client, backend, user)) == 5
+    assert my_credits(client, backend, user) == left
+    assert len(my_jobs(client, backend, user)) == videos
 
 
 def test_a_job_cancelled_while_its_task_is_being_created_is_cancelled_upstream(
@@ -362,18 +332,8 @@ def test_a_refused_api_key_fails_the_job_with_refund_and_disables_the_account(
     bad = start_backend(emulator.url, tmp_path, extra_env={"RUNNINGHUB_API_KEY": "too-short"})
     try:
         job_id = submit_upscale(client, bad, user).json()["jobId"]
-        job = wait_for(
-            lambda: (
-                (
-                    j := client.get(
-                        f"{bad.url}/api/jobs/upscaler_jobs/{job_id}", headers=bad.user_headers(user)
-                    ).json()
-                )["status"]
-                == "failed"
-                and j
-            ),
-            what="the job to fail",
-        )
+        job = wait_terminal(client, bad, user, job_id)
+        assert job["status"] == "failed"
         assert (
             job["errorMessage"]
             == "O serviço de IA recusou este pedido. Seus créditos foram devolvidos."

@@ -10,7 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,9 @@ import httpx
 import pytest
 
 from tests.support.fixtures import EmulatorControl
-from tests.support.postgres import create_database
+from tests.support.processes import ServerProcess
 from tests.support.redis_server import RedisServer
-from tests.support.servers import (
-    Backend,
-    ServerProcess,
-    start_backend,
-    submit_upscale,
-    wait_for,
-    wait_terminal,
-)
+from tests.support.servers import Backend, start_backend, submit_upscale, wait_for, wait_terminal
 
 TABLE = "upscaler_jobs"
 
@@ -80,50 +73,39 @@ def relay_count(client: httpx.Client, backend: Backend, outcome: str) -> float:
 
 @pytest.mark.postgres
 def test_an_update_made_in_one_process_reaches_a_follower_in_another(
-    emulator: ServerProcess,
+    backends_on_one_postgres: Callable[[Mapping[str, str]], tuple[Backend, Backend]],
     client: httpx.Client,
     emu: EmulatorControl,
-    pg_server_url: str,
     redis_server: RedisServer,
-    tmp_path: Path,
     user: str,
 ) -> None:
-    database_url = create_database(pg_server_url)
-    env = {"REFLEX_REDIS_URL": redis_server.url}
-    first = start_backend(emulator.url, tmp_path, database_url, env)
-    second = start_backend(emulator.url, tmp_path, database_url, env)
-    try:
-        emu.set(queue_full_next=1000)  # hold the job until both followers are listening
-        job_id = submit_upscale(client, first, user).json()["jobId"]
-        wait_for(lambda: emu.stats()["queue_full_answers"] >= 1, what="a first attempt")
-        listening = [threading.Event(), threading.Event()]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-            followers = [
-                pool.submit(events, client, backend, user, job_id, first_event=ready)
-                for backend, ready in zip((first, second), listening, strict=True)
-            ]
-            for ready in listening:
-                assert ready.wait(timeout=30), "a follower never got the job's first event"
-            emu.set(queue_full_next=0)  # one of the processes starts it; its webhook lands there
-            seen = [f.result(timeout=60) for f in followers]
-
-        # exactly one process received the webhook; the other heard of the result via Redis
-        handled = [
-            job_id in b.api.log() and "outcome=accepted" in b.api.log() for b in (first, second)
+    first, second = backends_on_one_postgres({"REFLEX_REDIS_URL": redis_server.url})
+    emu.set(queue_full_next=1000)  # hold the job until both followers are listening
+    job_id = submit_upscale(client, first, user).json()["jobId"]
+    wait_for(lambda: emu.stats()["queue_full_answers"] >= 1, what="a first attempt")
+    listening = [threading.Event(), threading.Event()]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        followers = [
+            pool.submit(events, client, backend, user, job_id, first_event=ready)
+            for backend, ready in zip((first, second), listening, strict=True)
         ]
-        assert sorted(handled) == [False, True], handled
-        other = (first, second)[handled.index(False)]
-        for stream in seen:
-            assert [name for name, _ in stream][-1] == "end"
-            assert stream[0][1]["status"] == "queued"
-            assert stream[-2][1]["status"] == "completed", stream
-        # it did not finish the job, yet its follower saw the result
-        assert f"job finished action=finish job_id={job_id}" not in other.api.log()
-        assert relay_count(client, other, "received") >= 1
-        assert relay_count(client, other, "malformed") == 0
-    finally:
-        first.api.stop()
-        second.api.stop()
+        for ready in listening:
+            assert ready.wait(timeout=30), "a follower never got the job's first event"
+        emu.set(queue_full_next=0)  # one of the processes starts it; its webhook lands there
+        seen = [f.result(timeout=60) for f in followers]
+
+    # exactly one process received the webhook; the other heard of the result via Redis
+    handled = [job_id in b.api.log() and "outcome=accepted" in b.api.log() for b in (first, second)]
+    assert sorted(handled) == [False, True], handled
+    other = (first, second)[handled.index(False)]
+    for stream in seen:
+        assert [name for name, _ in stream][-1] == "end"
+        assert stream[0][1]["status"] == "queued"
+        assert stream[-2][1]["status"] == "completed", stream
+    # it did not finish the job, yet its follower saw the result
+    assert f"job finished action=finish job_id={job_id}" not in other.api.log()
+    assert relay_count(client, other, "received") >= 1
+    assert relay_count(client, other, "malformed") == 0
 
 
 def test_events_of_a_finished_job_are_its_state_then_the_end(
@@ -173,20 +155,15 @@ def test_without_redis_jobs_still_complete_and_the_outage_is_logged_once_without
 
 @pytest.mark.postgres
 def test_the_relay_reconnects_after_redis_restarts(
-    emulator: ServerProcess,
+    backends_on_one_postgres: Callable[[Mapping[str, str]], tuple[Backend, Backend]],
     client: httpx.Client,
     emu: EmulatorControl,
-    pg_server_url: str,
-    tmp_path: Path,
     user: str,
 ) -> None:
     redis = RedisServer()
     redis.start()
-    database_url = create_database(pg_server_url)
-    env = {"REFLEX_REDIS_URL": redis.url}
-    first = start_backend(emulator.url, tmp_path, database_url, env)
-    second = start_backend(emulator.url, tmp_path, database_url, env)
     try:
+        first, second = backends_on_one_postgres({"REFLEX_REDIS_URL": redis.url})
         redis.stop()
         wait_for(lambda: "redis unavailable" in second.api.log(), what="the outage to be seen")
         redis.start()  # same port
@@ -199,6 +176,4 @@ def test_the_relay_reconnects_after_redis_restarts(
             what=f"job {job_id}'s updates to reach the second process",
         )
     finally:
-        first.api.stop()
-        second.api.stop()
         redis.cleanup()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from arcano_tools import constants as c
 from arcano_tools.services.auth import verify_user_token
 from arcano_tools.store import JobStore
 from tests.support.servers import JWT_SECRET, SERVICE_KEY, Backend
@@ -32,7 +33,7 @@ def test_token_prints_a_user_token_the_api_accepts(backend: Backend, client: htt
     assert verify_user_token(JWT_SECRET, token) == "script-user"
     me = client.get(backend.url + "/api/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
-    assert me.json() == {"userId": "script-user", "credits": 100}
+    assert me.json() == {"userId": "script-user", "credits": c.STARTING_CREDITS}
 
 
 def test_service_key_prints_the_configured_key(backend: Backend) -> None:

@@ -3,32 +3,35 @@ lost, early, duplicated and failing webhooks, and the queue's concurrency cap.""
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
+import secrets
 from typing import Any
 
 import httpx
 import pytest
 
 from arcano_tools import constants as c
+from arcano_tools.emulator.control import EmulatorRandom
 from tests.support.fixtures import EmulatorControl
-from tests.support.servers import Backend, get_job, submit_upscale, wait_for, wait_terminal
+from tests.support.servers import (
+    Backend,
+    call_sync,
+    get_job,
+    submit_upscale,
+    submit_upscales,
+    wait_for,
+    wait_synced,
+    wait_terminal,
+)
+from tests.support.tools import tool_cost
 
-UPSCALER_COST = 5
+UPSCALER_COST = tool_cost("upscaler")
 
 
 def credits(client: httpx.Client, backend: Backend, user: str) -> int:
     r = client.get(backend.url + "/api/me", headers=backend.user_headers(user))
     assert r.status_code == 200, r.text
     return int(r.json()["credits"])
-
-
-def sync(client: httpx.Client, backend: Backend, user: str, job_id: str) -> httpx.Response:
-    return client.post(
-        backend.url + "/functions/v1/runninghub-job-sync",
-        headers=backend.user_headers(user),
-        json={"table": "upscaler_jobs", "jobId": job_id},
-    )
 
 
 @pytest.fixture
@@ -85,10 +88,7 @@ def test_lost_webhook_is_recovered_by_the_sync_endpoint(
     wait_for(lambda: emu.stats()["tasks"]["succeeded"] >= 1, what="the task to end upstream")
     assert get_job(client, backend, user, job_id)["status"] == "running"
 
-    reply = wait_for(
-        lambda: (r := sync(client, backend, user, job_id).json()).get("synced") and r,
-        what="a sync that finds the result",
-    )
+    reply = wait_synced(client, backend, user, job_id)
 
     assert reply["status"] == "completed"
     assert reply["outputUrl"].startswith(backend.emulator_url)
@@ -125,10 +125,7 @@ def test_failed_task_fails_the_job_at_once_through_the_sync_with_refund(
     job_id = submit_upscale(client, backend, user).json()["jobId"]
     wait_for(lambda: emu.stats()["tasks"]["failed"] >= 1, what="the task to fail upstream")
 
-    reply = wait_for(
-        lambda: (r := sync(client, backend, user, job_id).json()).get("synced") and r,
-        what="the sync to see code 805",
-    )
+    reply = wait_synced(client, backend, user, job_id)
 
     assert reply["status"] == "failed"
     assert "CUDA out of memory" in reply["errorMessage"]
@@ -227,7 +224,7 @@ def test_duplicates_finish_and_sync_make_one_transition_and_one_refund(
         headers=backend.service_headers,
         json={"table": "upscaler_jobs", "jobId": job_id, "status": "failed", "errorMessage": "x"},
     )
-    again = sync(client, backend, user, job_id)
+    again = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": job_id})
 
     assert finish.status_code == 200
     assert finish.json()["changed"] is False
@@ -252,14 +249,7 @@ def test_twenty_jobs_on_two_slots_never_exceed_the_cap_and_all_finish(
 ) -> None:
     emu.set(task_ms=200, queue_full_next=4)
 
-    def submit(_: int) -> str:
-        with httpx.Client(timeout=30) as own:
-            r = submit_upscale(own, backend, user)
-            assert r.status_code == 201, r.text
-            return str(r.json()["jobId"])
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
-        job_ids = list(pool.map(submit, range(20)))
+    job_ids = submit_upscales(backend, user, 20, workers=10)
 
     jobs = [wait_terminal(client, backend, user, j) for j in job_ids]
 
@@ -272,34 +262,67 @@ def test_twenty_jobs_on_two_slots_never_exceed_the_cap_and_all_finish(
     assert credits(client, backend, user) == c.STARTING_CREDITS - 20 * UPSCALER_COST
 
 
-def test_old_style_webhook_before_the_task_id_is_saved_is_kept_and_applied(
+def old_style_webhook(
+    client: httpx.Client, backend: Backend, task_id: str, envelope: dict[str, Any]
+) -> httpx.Response:
+    """``POST /webhooks/runninghub``: the URL without our job id, matched by ``taskId``."""
+    return client.post(
+        backend.url + "/webhooks/runninghub",
+        json={"event": "TASK_END", "taskId": task_id, "eventData": json.dumps(envelope)},
+    )
+
+
+def kept_events(backend: Backend, task_id: str) -> list[tuple[str, bool]]:
+    """The task's webhook events as (outcome, applied)."""
+    rows = backend.rows(
+        "SELECT outcome, applied_at FROM webhook_events WHERE task_id = :t ORDER BY id", t=task_id
+    )
+    return [(r[0], r[1] is not None) for r in rows]
+
+
+def test_old_style_webhook_before_the_task_id_is_saved_is_kept_and_applied_when_it_is(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    # With a seed the emulator's task ids are known in advance: the id our next job's task
+    # will get is staged as the old-style webhook of a task we do not know yet.
+    seed = secrets.randbits(32)
+    task_id = EmulatorRandom(seed).task_id()
+    # "early": the task is done inside the create call, and its own webhook (to our job's URL)
+    # is unreadable, so it cannot finish the job: only the kept event can.
+    emu.set(seed=seed, webhook="early", malformed_webhook=True)
+
+    kept = old_style_webhook(client, backend, task_id, {"code": 0, "data": []})
+
+    assert kept.status_code == 202, kept.text
+    assert kept.json() == {"ok": True, "kept": True}
+    assert kept_events(backend, task_id) == [("unmatched", False)]
+
+    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    job = wait_terminal(client, backend, user, job_id)
+
+    assert job["taskId"] == task_id, "another task took the seeded id"
+    # saving the task id applied the kept event: one check of /outputs finished the job
+    assert kept_events(backend, task_id) == [("unmatched", True)]
+    assert job["status"] == "completed", job
+    assert job["finishedBy"] == "webhook"
+    assert job["outputUrl"].startswith(backend.emulator_url)
+    # its own webhook (and the emulator's re-sends of it) could not be read
+    assert set(webhook_events(backend, job_id)) == {"malformed"}
+    assert emu.stats()["calls"]["outputs"] == 1
+
+
+def test_old_style_webhook_for_a_known_task_is_verified_against_outputs(
     backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
 ) -> None:
     emu.set(webhook="drop", task_ms=100)
     job_id = submit_upscale(client, backend, user).json()["jobId"]
     task_id = wait_for(lambda: get_job(client, backend, user, job_id)["taskId"], what="task id")
     wait_for(lambda: emu.stats()["tasks"]["succeeded"] >= 1, what="the task to end upstream")
-    # An event for a task we do not know yet is kept, not lost:
-    unknown = client.post(
-        backend.url + "/webhooks/runninghub",
-        json={
-            "event": "TASK_END",
-            "taskId": "999",
-            "eventData": json.dumps({"code": 0, "data": []}),
-        },
-    )
-    assert unknown.status_code == 202
-    assert unknown.json() == {"ok": True, "kept": True}
-    # A known task id is verified against /outputs before anything is trusted:
+    # anyone may post here: the claimed output is checked against /outputs before any change
     forged_url = "https://evil.example/x.png"
-    r = client.post(
-        backend.url + "/webhooks/runninghub",
-        json={
-            "event": "TASK_END",
-            "taskId": task_id,
-            "eventData": json.dumps({"code": 0, "data": [{"fileUrl": forged_url}]}),
-        },
-    )
+
+    r = old_style_webhook(client, backend, task_id, {"code": 0, "data": [{"fileUrl": forged_url}]})
+
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "completed", r.text
     job = get_job(client, backend, user, job_id)

@@ -14,6 +14,7 @@ from tests.support.servers import (
     Backend,
     submit_upscale,
     wait_for,
+    wait_synced,
 )
 
 
@@ -23,18 +24,7 @@ def test_logs_carry_actions_and_ids_but_no_secrets(
     emu.set(webhook="drop")
     job_id = submit_upscale(client, backend, user).json()["jobId"]
     wait_for(lambda: emu.stats()["tasks"]["succeeded"] >= 1, what="the task")
-    wait_for(
-        lambda: (
-            client.post(
-                backend.url + "/functions/v1/runninghub-job-sync",
-                headers=backend.user_headers(user),
-                json={"table": "upscaler_jobs", "jobId": job_id},
-            )
-            .json()
-            .get("synced")
-        ),
-        what="the sync",
-    )
+    wait_synced(client, backend, user, job_id)
     client.post(f"{backend.url}/webhooks/runninghub/upscaler_jobs/{job_id}?token=forged", json={})
 
     log = backend.api.log()

@@ -6,7 +6,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.fixtures import EmulatorControl
-from tests.support.servers import Backend, submit_upscale, wait_for
+from tests.support.servers import Backend, submit_upscale, wait_for, wait_synced, wait_terminal
 
 
 def scrape(
@@ -39,28 +39,12 @@ def test_counters_follow_what_happened(
     before = scrape(client, backend)
     # one job by webhook, one recovered by the sync after a lost webhook, one forged webhook
     ok = submit_upscale(client, backend, user).json()["jobId"]
-    wait_for(
-        lambda: (
-            client.get(
-                f"{backend.url}/api/jobs/upscaler_jobs/{ok}", headers=backend.user_headers(user)
-            ).json()["status"]
-            == "completed"
-        ),
-        what="the webhook job",
-    )
+    assert wait_terminal(client, backend, user, ok)["status"] == "completed"
     emu.set(webhook="drop")
     lost = submit_upscale(client, backend, user).json()["jobId"]
     wait_for(lambda: emu.stats()["tasks"]["succeeded"] >= 1, what="the lost-webhook task")
 
-    def synced() -> bool:
-        r = client.post(
-            backend.url + "/functions/v1/runninghub-job-sync",
-            headers=backend.user_headers(user),
-            json={"table": "upscaler_jobs", "jobId": lost},
-        )
-        return bool(r.json().get("synced"))
-
-    wait_for(synced, what="the sync")
+    wait_synced(client, backend, user, lost)
     forged = client.post(
         f"{backend.url}/webhooks/runninghub/upscaler_jobs/{lost}?token=bad", json={}
     )

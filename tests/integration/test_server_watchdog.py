@@ -3,10 +3,8 @@ one upstream schedule per job, bounded upstream concurrency, stuck starts recove
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +12,16 @@ import httpx
 import pytest
 
 from tests.support.fixtures import EmulatorControl
-from tests.support.postgres import create_database
+from tests.support.processes import ServerProcess
 from tests.support.servers import (
     Backend,
-    ServerProcess,
     start_backend,
     submit_upscale,
+    submit_upscales,
     wait_for,
     wait_terminal,
 )
+from tests.support.waiting import seconds_between
 
 INITIAL_MS = 600
 POLL_MS = 400
@@ -34,10 +33,6 @@ WATCHDOG_ENV = {
     "RUNNINGHUB_MAX_CONCURRENT": "200",
     "UPSTREAM_MAX_RPS": "500",
 }
-
-
-def seconds_between(a: str, b: str) -> float:
-    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
 
 
 def job_of(client: httpx.Client, backend: Backend, job_id: str) -> dict[str, Any]:
@@ -52,15 +47,7 @@ def submit_many(backend: Backend, user: str, n: int) -> list[str]:
     with httpx.Client(timeout=30) as c:  # creates the user, then tops up its credits
         assert c.get(backend.url + "/api/me", headers=backend.user_headers(user)).status_code == 200
     backend.rows("UPDATE users SET credits = 100000 WHERE id = :u RETURNING 1", u=user)
-
-    def one(_: int) -> str:
-        with httpx.Client(timeout=60) as c:
-            r = submit_upscale(c, backend, user)
-            assert r.status_code == 201, r.text
-            return str(r.json()["jobId"])
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(one, range(n)))
+    return submit_upscales(backend, user, n)
 
 
 def wait_all_terminal(
@@ -204,38 +191,28 @@ def test_an_account_left_looking_full_is_recounted_and_serves_jobs_again(
 
 @pytest.mark.postgres
 def test_two_processes_on_one_postgres_share_the_work_and_the_schedule(
-    emulator: ServerProcess,
+    backends_on_one_postgres: Callable[[Mapping[str, str]], tuple[Backend, Backend]],
     client: httpx.Client,
     emu: EmulatorControl,
-    pg_server_url: str,
-    tmp_path: Path,
     user: str,
 ) -> None:
-    database_url = create_database(pg_server_url)
-    env = {**WATCHDOG_ENV, "UPSTREAM_MAX_CONCURRENCY": "8"}
-    # several processes share one database and one upload storage, as in production
-    first = start_backend(emulator.url, tmp_path, database_url, env)
-    second = start_backend(emulator.url, tmp_path, database_url, env)
-    try:
-        emu.set(webhook="drop", task_ms=300, latency_ms=10)
-        job_ids = submit_many(first, user, 25) + submit_many(second, user, 25)
+    first, second = backends_on_one_postgres({**WATCHDOG_ENV, "UPSTREAM_MAX_CONCURRENCY": "8"})
+    emu.set(webhook="drop", task_ms=300, latency_ms=10)
+    job_ids = submit_many(first, user, 25) + submit_many(second, user, 25)
 
-        jobs = wait_all_terminal(client, first, job_ids, timeout=120)
+    jobs = wait_all_terminal(client, first, job_ids, timeout=120)
 
-        assert [j["status"] for j in jobs] == ["completed"] * 50, repr(
-            [j for j in jobs if j["status"] != "completed"]
-        )
-        assert {j["finishedBy"] for j in jobs} == {"server_watchdog"}
-        for backend in (first, second):  # both processes did part of the checking
-            text = client.get(backend.url + "/metrics", headers=backend.service_headers).text
-            assert 'arcano_sync_calls_total{caller="server_watchdog",result="upstream"}' in text
-        calls = emu.stats()["outputs_calls_by_task"]
-        assert len(calls) == 50
-        interval = POLL_MS / 1000
-        for task_id, times in calls.items():
-            # at most one RunningHub call per job per interval, whichever process made it
-            # (half an interval of slack for network jitter between two reserved checks)
-            assert min_gap(times) >= interval * 0.5, (task_id, times)
-    finally:
-        first.api.stop()
-        second.api.stop()
+    assert [j["status"] for j in jobs] == ["completed"] * 50, repr(
+        [j for j in jobs if j["status"] != "completed"]
+    )
+    assert {j["finishedBy"] for j in jobs} == {"server_watchdog"}
+    for backend in (first, second):  # both processes did part of the checking
+        text = client.get(backend.url + "/metrics", headers=backend.service_headers).text
+        assert 'arcano_sync_calls_total{caller="server_watchdog",result="upstream"}' in text
+    calls = emu.stats()["outputs_calls_by_task"]
+    assert len(calls) == 50
+    interval = POLL_MS / 1000
+    for task_id, times in calls.items():
+        # at most one RunningHub call per job per interval, whichever process made it
+        # (half an interval of slack for network jitter between two reserved checks)
+        assert min_gap(times) >= interval * 0.5, (task_id, times)

@@ -16,8 +16,10 @@ from arcano_tools.domain.status import FinishedBy, JobStatus, LedgerKind
 from arcano_tools.store import JobStore
 from arcano_tools.store import schema as s
 from tests.support.postgres import create_database
+from tests.support.tools import tool_cost
 
 TABLE = "upscaler_jobs"
+COST = tool_cost("upscaler")  # what one job of TABLE costs
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -33,10 +35,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await st.close()
 
 
-async def new_job(store: JobStore, user: str = "u1", cost: int = 5) -> str:
-    await store.ensure_user(user, credits=100)
+async def new_job(store: JobStore, user: str = "u1") -> str:
+    await store.ensure_user(user, credits=10 * COST)
     job_id = str(uuid.uuid4())
-    await store.create_job(NewJob(id=job_id, table=TABLE, user_id=user, cost=cost, inputs={}))
+    await store.create_job(NewJob(id=job_id, table=TABLE, user_id=user, cost=COST, inputs={}))
     return job_id
 
 
@@ -55,7 +57,7 @@ async def test_the_ledger_refuses_a_second_refund_row(store: JobStore) -> None:
             await conn.execute(
                 s.credit_ledger.insert().values(
                     user_id="u1",
-                    amount=5,
+                    amount=COST,
                     kind=LedgerKind.REFUND.value,
                     job_table=TABLE,
                     job_id=job_id,
@@ -78,8 +80,9 @@ async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None
         await conn.execute(
             sa.text(
                 "INSERT INTO users (id, credits, is_admin, is_anonymous, created_at) "
-                "VALUES ('u', 10, false, false, CURRENT_TIMESTAMP)"
-            )
+                "VALUES ('u', :credits, false, false, CURRENT_TIMESTAMP)"
+            ),
+            {"credits": 2 * COST},
         )
     await old.close()
 
@@ -87,11 +90,11 @@ async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None
     assert await store.migrate() == [2, 3]
     await store.upsert_account("acc", "k" * 32, max_concurrent=1)
     job_id = str(uuid.uuid4())
-    job = await store.create_job(NewJob(id=job_id, table=TABLE, user_id="u", cost=5, inputs={}))
+    job = await store.create_job(NewJob(id=job_id, table=TABLE, user_id="u", cost=COST, inputs={}))
     claimed = await store.claim_slot(job, "acc")
     assert claimed is not None
     assert claimed.claim_id
     user = await store.get_user("u")
     assert user is not None
-    assert user.credits == 5  # the old row survived the upgrade
+    assert user.credits == COST  # the old row survived the upgrade (and paid for one job)
     await store.close()

@@ -8,40 +8,21 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from arcano_tools import constants as c
 from tests.support.fixtures import EmulatorControl
-from tests.support.servers import Backend, submit_upscale, wait_for
-
-SYNC = "/functions/v1/runninghub-job-sync"
-
-
-def call_sync(client: httpx.Client, backend: Backend, user: str, body: object) -> httpx.Response:
-    return client.post(backend.url + SYNC, headers=backend.user_headers(user), json=body)
-
-
-def status_of(client: httpx.Client, backend: Backend, user: str, job_id: str) -> dict[str, object]:
-    r = client.get(
-        f"{backend.url}/api/jobs/upscaler_jobs/{job_id}", headers=backend.user_headers(user)
-    )
-    return dict(r.json())
-
-
-def wait_synced(
-    client: httpx.Client, backend: Backend, user: str, job_id: str, timeout: float = 15.0
-) -> dict[str, object]:
-    """Call the sync until it says ``synced`` (the watchdog's loop, from a test)."""
-
-    def synced() -> dict[str, object] | None:
-        body = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": job_id}).json()
-        return dict(body) if body.get("synced") else None
-
-    return dict(wait_for(synced, timeout=timeout, interval=0.3, what="a synced reply"))
+from tests.support.servers import (
+    Backend,
+    call_sync,
+    get_job,
+    submit_upscale,
+    wait_for,
+    wait_synced,
+)
 
 
 def running_job(client: httpx.Client, backend: Backend, user: str) -> str:
     job_id = str(submit_upscale(client, backend, user).json()["jobId"])
-    wait_for(
-        lambda: status_of(client, backend, user, job_id)["status"] == "running", what="running"
-    )
+    wait_for(lambda: get_job(client, backend, user, job_id)["status"] == "running", what="running")
     return job_id
 
 
@@ -69,7 +50,7 @@ def test_terminal_job_answers_already_terminal(
 ) -> None:
     job_id = submit_upscale(client, backend, user).json()["jobId"]
     job = wait_for(
-        lambda: (j := status_of(client, backend, user, job_id))["status"] == "completed" and j,
+        lambda: (j := get_job(client, backend, user, job_id))["status"] == "completed" and j,
         what="completion",
     )
     r = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": job_id})
@@ -91,46 +72,37 @@ def test_job_without_task_id_answers_no_task_id(
     r = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": job_id})
     assert r.status_code == 200
     assert r.json() == {"synced": False, "reason": "no_task_id"}
-    assert status_of(client, backend, user, job_id)["status"] in ("queued", "starting")
+    assert get_job(client, backend, user, job_id)["status"] in ("queued", "starting")
     client.post(
         f"{backend.url}/api/jobs/upscaler_jobs/{job_id}/cancel", headers=backend.user_headers(user)
     )
 
 
 @pytest.fixture
-def account_without_key(backend: Backend) -> Iterator[None]:
+def keyless_job(
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> Iterator[str]:
+    """A running job whose account then lost its API key (the key is put back after)."""
+    emu.set(outcome="never")
+    job_id = running_job(client, backend, user)
     ((key,),) = backend.rows("SELECT api_key FROM runninghub_accounts")
     backend.rows("UPDATE runninghub_accounts SET api_key = '' RETURNING 1")
-    yield
+    yield job_id
     backend.rows("UPDATE runninghub_accounts SET api_key = :k RETURNING 1", k=key)
 
 
 def test_account_without_api_key_answers_500_no_api_key(
-    backend: Backend,
-    client: httpx.Client,
-    emu: EmulatorControl,
-    user: str,
-    request: pytest.FixtureRequest,
+    backend: Backend, client: httpx.Client, user: str, keyless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = running_job(client, backend, user)
-    request.getfixturevalue("account_without_key")
-    r = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": job_id})
+    r = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": keyless_job})
     assert r.status_code == 500
     assert r.json() == {"synced": False, "reason": "no_api_key"}
 
 
 def test_a_job_whose_account_lost_its_key_still_times_out(
-    backend: Backend,
-    client: httpx.Client,
-    emu: EmulatorControl,
-    user: str,
-    request: pytest.FixtureRequest,
+    backend: Backend, client: httpx.Client, user: str, keyless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = running_job(client, backend, user)
-    request.getfixturevalue("account_without_key")
-    body = wait_synced(client, backend, user, job_id, timeout=30)
+    body = wait_synced(client, backend, user, keyless_job, timeout=30)
     assert body["status"] == "failed"
     assert body["errorMessage"].startswith("Timeout")
 
@@ -218,4 +190,4 @@ def test_the_deadline_fails_the_job_with_the_timeout_message_and_cancels_upstrea
     }
     wait_for(lambda: emu.stats()["tasks"]["cancelled"] >= 1, what="the upstream cancel")
     me = client.get(backend.url + "/api/me", headers=backend.user_headers(user)).json()
-    assert me["credits"] == 100
+    assert me["credits"] == c.STARTING_CREDITS  # refunded

@@ -7,14 +7,15 @@ test resets the emulator and uses its own user ids, so tests never see each othe
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.postgres import create_database, postgres_server
-from tests.support.servers import Backend, ServerProcess, start_backend, start_emulator
+from tests.support.processes import ServerProcess
+from tests.support.servers import Backend, start_backend, start_emulator
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +56,25 @@ def backend_on_each_db(
     b = start_backend(emulator.url, tmp_path_factory.mktemp("backend"), database_url)
     yield b
     b.api.stop()
+
+
+@pytest.fixture
+def backends_on_one_postgres(
+    emulator: ServerProcess, pg_server_url: str, tmp_path: Path
+) -> Iterator[Callable[[Mapping[str, str]], tuple[Backend, Backend]]]:
+    """``start(env) -> (first, second)``: two API processes sharing one fresh PostgreSQL
+    database and one upload directory, as in production; both stopped after the test."""
+    started: list[Backend] = []
+
+    def start(env: Mapping[str, str]) -> tuple[Backend, Backend]:
+        database_url = create_database(pg_server_url)
+        for _ in range(2):
+            started.append(start_backend(emulator.url, tmp_path, database_url, env))
+        return started[-2], started[-1]
+
+    yield start
+    for backend in started:
+        backend.api.stop()
 
 
 @pytest.fixture

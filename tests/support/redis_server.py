@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from tests.support.servers import free_port
+from tests.support.processes import ServerProcess, free_port, start_process
 
 START_TIMEOUT_S = 15.0
 
@@ -23,14 +21,15 @@ class RedisServer:
         self.binary = binary
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="arcano-redis-"))
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server: ServerProcess | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
+        self.server = start_process(
+            "redis-server",
             [
                 self.binary,
                 "--port", str(self.port),
@@ -39,28 +38,16 @@ class RedisServer:
                 "--appendonly", "no",
                 "--dir", str(self.dir),
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            ready=self._answers_ping,
+            url=self.url,
+            timeout=START_TIMEOUT_S,
+            log_dir=self.dir,
         )  # fmt: skip
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._answers_ping():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("redis-server did not answer PING")
-            time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.process = None
+        if self.server is not None:
+            self.server.stop()
+        self.server = None
 
     def cleanup(self) -> None:
         self.stop()

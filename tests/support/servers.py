@@ -3,102 +3,39 @@ subprocess on a free loopback port, stopped by PID (its whole process group) at 
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import signal
-import socket
-import subprocess
+import concurrent.futures
 import sys
-import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image
 
 from arcano_tools.services.auth import issue_user_token
+from tests.support.images import png_bytes
+from tests.support.processes import ServerProcess, free_port, http_ready, start_process
+from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 SERVICE_KEY = "svc_test_" + "k" * 32
 JWT_SECRET = "test-jwt-secret-" + "s" * 32
 RH_API_KEY = "a" * 32
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the usual small race is accepted)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process's whole group (it was started in its own session), SIGKILL after
-    10 s, then SIGKILL whatever of the group outlived its parent (granian workers)."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-@dataclass
-class ServerProcess:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        stop_process_group(self.process)
-
-
 def start_server(
     name: str, args: list[str], env: Mapping[str, str], health_path: str, port: int
 ) -> ServerProcess:
     """Run ``python -m arcano_tools <args>`` and wait until ``health_path`` answers 200."""
-    log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
-    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
-    child_env.pop("PYTHONWARNINGS", None)
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "arcano_tools", *args],
-            cwd=ROOT,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    server = ServerProcess(name, url, proc, log_path)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited early:\n{server.log()}")
-            try:
-                if client.get(url + health_path).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"{name} did not start:\n{server.log()}")
-            time.sleep(0.05)
+    return start_process(
+        name,
+        [sys.executable, "-m", "arcano_tools", *args],
+        ready=http_ready(url + health_path),
+        url=url,
+        env=env,
+        timeout=START_TIMEOUT_S,
+    )
 
 
 def start_emulator(data_dir: Path) -> ServerProcess:
@@ -209,40 +146,71 @@ def start_backend(
     return Backend(api, emulator_url, database_url, data_dir, env)
 
 
-# --- test inputs ------------------------------------------------------------------------------
+# --- jobs through the API ------------------------------------------------------------------------
+
+#: The plan's sync endpoint (what the page watchdog calls).
+SYNC_PATH = "/functions/v1/runninghub-job-sync"
 
 
-def png_bytes(
-    size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 40, 40)
-) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
+def submit_job(
+    client: httpx.Client,
+    backend: Backend,
+    user: str,
+    data: Mapping[str, str],
+    files: Mapping[str, tuple[str, bytes, str]],
+) -> httpx.Response:
+    """``POST /api/jobs`` as ``user``: form fields and files, as the pages send them."""
+    return client.post(
+        backend.url + "/api/jobs", headers=backend.user_headers(user), data=data, files=files
+    )
 
 
 def submit_upscale(
     client: httpx.Client, backend: Backend, user: str, *, scale: int = 2, image: bytes | None = None
 ) -> httpx.Response:
-    return client.post(
-        backend.url + "/api/jobs",
-        headers=backend.user_headers(user),
-        data={"tool": "upscaler", "scale": str(scale)},
-        files={"image": ("foto.png", image or png_bytes(), "image/png")},
+    return submit_job(
+        client,
+        backend,
+        user,
+        {"tool": "upscaler", "scale": str(scale)},
+        {"image": ("foto.png", image or png_bytes(), "image/png")},
     )
 
 
-def wait_for(
-    predicate: Any, *, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"
-) -> Any:
-    """Poll ``predicate()`` until it returns a truthy value (tests only; never on a timer)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
+def submit_upscales(backend: Backend, user: str, n: int, *, workers: int = 8) -> list[str]:
+    """``n`` upscales submitted at once, each on its own connection; their job ids."""
+
+    def one(_: int) -> str:
+        with httpx.Client(timeout=60) as own:
+            r = submit_upscale(own, backend, user)
+            assert r.status_code == 201, r.text
+            return str(r.json()["jobId"])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def call_sync(client: httpx.Client, backend: Backend, user: str, body: object) -> httpx.Response:
+    """The sync endpoint as ``user`` with any body (``{"table": …, "jobId": …}``)."""
+    return client.post(backend.url + SYNC_PATH, headers=backend.user_headers(user), json=body)
+
+
+def wait_synced(
+    client: httpx.Client,
+    backend: Backend,
+    user: str,
+    job_id: str,
+    *,
+    table: str = "upscaler_jobs",
+    timeout: float = 15.0,
+) -> dict[str, Any]:
+    """Call the sync until it answers ``synced`` (the watchdog's loop, from a test)."""
+
+    def synced() -> dict[str, Any] | None:
+        body = call_sync(client, backend, user, {"table": table, "jobId": job_id}).json()
+        return dict(body) if body.get("synced") else None
+
+    return dict(wait_for(synced, timeout=timeout, interval=0.1, what=f"job {job_id} synced"))
 
 
 TERMINAL = ("completed", "failed", "cancelled")
