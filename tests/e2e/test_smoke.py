@@ -10,7 +10,7 @@ import pytest
 if TYPE_CHECKING:
     from playwright.async_api import ConsoleMessage, Page
 
-    from tests.conftest import RunningApp
+    from tests.support.reflex_app import RunningApp
 
 pytestmark = pytest.mark.e2e
 

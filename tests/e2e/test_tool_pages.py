@@ -8,180 +8,25 @@ each state land in ``tests/e2e/artifacts/`` for a person to look at.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
+import math
 import time
-from collections.abc import AsyncIterator
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
-import pytest_asyncio
-from PIL import Image
 
 from arcano_tools import constants as c
-
-if TYPE_CHECKING:
-    from playwright.async_api import Page
-
-    from tests.conftest import RunningApp
+from tests.support.app_driver import (
+    INITIAL_DELAY_MS,
+    POLL_MS,
+    TIMEOUT_MS,
+    WATCHDOG_ON,
+    AppDriver,
+    photo,
+)
+from tests.support.images import decode_image, png_bytes
+from tests.support.tools import tool_cost
+from tests.support.waiting import seconds_between, wait_for_async
 
 pytestmark = pytest.mark.e2e
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
-INITIAL_DELAY_MS = 2500
-POLL_MS = 1000
-TIMEOUT_MS = 9000
-WATCHDOG_ON = {
-    "WATCHDOG_INITIAL_DELAY_MS": str(INITIAL_DELAY_MS),
-    "WATCHDOG_POLL_INTERVAL_MS": str(POLL_MS),
-    "WATCHDOG_MAX_TIMEOUT_MS": str(TIMEOUT_MS),
-    "SERVER_WATCHDOG_ENABLED": "false",
-    "UPSTREAM_MAX_RPS": "100",
-    "ARCANO_PAGE_WATCHDOG_GRACE_MS": "2000",
-}
-WATCHDOG_OFF = {**WATCHDOG_ON, "WATCHDOG_ENABLED": "false"}
-SERVICE_KEY = "svc_e2e_" + "k" * 32
-UPLOAD_INPUT = "[data-testid=drop-{}] input[type=file]"
-
-
-def png(size: tuple[int, int] = (320, 240), color: tuple[int, int, int] = (30, 120, 200)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-class AppDriver:
-    """The app under test: its emulator control, its API as the page's own user."""
-
-    def __init__(self, app: RunningApp, page: Page) -> None:
-        self.app = app
-        self.page = page
-        self.http = httpx.AsyncClient(base_url=app.url, timeout=10)
-        self.console_errors: list[str] = []
-        page.on(
-            "console",
-            lambda m: self.console_errors.append(m.text) if m.type == "error" else None,
-        )
-        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
-
-    async def emulator(self, **settings: Any) -> dict[str, Any]:
-        r = await self.http.post("/_emulator/runninghub/_control", json=settings)
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-    async def emulator_stats(self) -> dict[str, Any]:
-        return dict((await self.http.get("/_emulator/runninghub/_stats")).json())
-
-    async def token(self) -> str:
-        token = await self.page.evaluate("() => window.localStorage.getItem('arcano_token')")
-        assert token
-        return str(token).strip('"')
-
-    async def job(self, job_id: str, token: str | None = None) -> dict[str, Any]:
-        r = await self.http.get(
-            f"/api/jobs/upscaler_jobs/{job_id}",
-            headers={"Authorization": f"Bearer {token or await self.token()}"},
-        )
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-    async def my_jobs(self) -> list[dict[str, Any]]:
-        r = await self.http.get(
-            "/api/jobs", headers={"Authorization": f"Bearer {await self.token()}"}
-        )
-        return list(r.json()["jobs"])
-
-    async def credits(self) -> int:
-        r = await self.http.get(
-            "/api/me", headers={"Authorization": f"Bearer {await self.token()}"}
-        )
-        return int(r.json()["credits"])
-
-    async def metric(self, name: str, **labels: str) -> float:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        svc = self.app.env["ARCANO_SERVICE_KEY"]
-        text = (await self.http.get("/metrics", headers={"Authorization": f"Bearer {svc}"})).text
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    return float(s.value)
-        return 0.0
-
-    async def open_tool(self, route: str = "/upscaler") -> None:
-        await self.page.goto(self.app.url + route)
-        await self.page.get_by_test_id("submit").wait_for()
-        await self.session_ready()
-
-    async def session_ready(self) -> None:
-        """The anonymous user exists once its token is in localStorage and credits show."""
-        await self.page.wait_for_function(
-            "() => !!window.localStorage.getItem('arcano_token')"
-            " && /[1-9]\\d* créditos/.test(document.querySelector('#credits')?.textContent || '')"
-        )
-
-    async def upload(self, field: str, name: str, content: bytes, mime: str = "image/png") -> None:
-        await self.page.set_input_files(
-            UPLOAD_INPUT.format(field), files=[{"name": name, "mimeType": mime, "buffer": content}]
-        )
-
-    async def submit_image(self) -> str:
-        await self.upload("image", "foto.png", png())
-        await self.page.get_by_text("320×240 px").wait_for()
-        await self.page.get_by_test_id("submit").click()
-        await self.page.get_by_test_id("status-label").wait_for()
-        jobs = await self.my_jobs()
-        assert jobs, "the click created no job"
-        return str(jobs[0]["id"])
-
-    async def submit_via_api(self, token: str) -> str:
-        """Submit as the page's user without the page (so no page follows the job)."""
-        r = await self.http.post(
-            "/api/jobs",
-            headers={"Authorization": f"Bearer {token}"},
-            data={"tool": "upscaler", "scale": "2"},
-            files={"image": ("foto.png", png(), "image/png")},
-        )
-        assert r.status_code == 201, r.text
-        return str(r.json()["jobId"])
-
-    async def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-    async def close(self) -> None:
-        await self.http.aclose()
-
-
-def seconds_between(a: str, b: str) -> float:
-    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
-
-
-@contextlib.asynccontextmanager
-async def running_app(factory: Any, page: Page, env: dict[str, str]) -> AsyncIterator[AppDriver]:
-    """The app with ``env`` (restarted only when the env changes), emulator reset and fast."""
-    driver = AppDriver(factory({**env, "ARCANO_SERVICE_KEY": SERVICE_KEY}), page)
-    await driver.emulator(reset=True)
-    await driver.emulator(task_ms=400)
-    try:
-        yield driver
-    finally:
-        await driver.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def on(reflex_app_factory: Any, page: Page) -> AsyncIterator[AppDriver]:
-    async with running_app(reflex_app_factory, page, WATCHDOG_ON) as driver:
-        yield driver
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def off(reflex_app_factory: Any, page: Page) -> AsyncIterator[AppDriver]:
-    async with running_app(reflex_app_factory, page, WATCHDOG_OFF) as driver:
-        yield driver
 
 
 # --- watchdog on --------------------------------------------------------------------------------
@@ -205,7 +50,7 @@ async def test_delivered_webhook_shows_the_result_and_never_syncs(on: AppDriver)
     assert await on.page.get_by_test_id("result").get_attribute("src") == job["outputUrl"]
     assert (await on.emulator_stats())["calls"].get("outputs", 0) == 0
     assert await on.metric("arcano_sync_calls_total") == syncs_before
-    assert await on.credits() == start_credits - 5
+    assert await on.credits() == start_credits - tool_cost("upscaler")
     assert on.console_errors == []
 
 
@@ -270,7 +115,7 @@ async def test_reload_resumes_the_job_and_keeps_the_original_deadline(on: AppDri
     await on.emulator(outcome="never")
     await on.open_tool()
     job_id = await on.submit_image()
-    await on.page.wait_for_timeout(6000)
+    await on.processing_for(6)
 
     await on.page.reload()
     await on.page.get_by_test_id("status-label").wait_for()
@@ -297,13 +142,18 @@ async def test_the_page_watchdog_stops_when_the_browser_goes_away(on: AppDriver)
     async def outputs_calls() -> int:
         return int((await on.emulator_stats())["calls"].get("outputs", 0))
 
-    while await outputs_calls() < 1:  # the watchdog is polling RunningHub
-        await on.page.wait_for_timeout(200)
+    async def polled() -> bool:
+        return await outputs_calls() >= 1
+
+    await wait_for_async(polled, timeout=30, what="the page watchdog to poll RunningHub")
     await on.page.close()
+    # Time passing is what this test is about: no event says "nobody polls any more", so it
+    # lets the grace period end (plus two intervals, for a last call in flight)…
     grace_s = int(WATCHDOG_ON["ARCANO_PAGE_WATCHDOG_GRACE_MS"]) / 1000
-    await asyncio.sleep(grace_s + 2 * POLL_MS / 1000)  # the grace ends, a last call may land
+    await asyncio.sleep(grace_s + 2 * POLL_MS / 1000)
     after_grace = await outputs_calls()
 
+    # …then watches four more intervals, in which a watchdog still running would call.
     await asyncio.sleep(4 * POLL_MS / 1000)
 
     assert await outputs_calls() == after_grace  # nobody polls for a closed tab any more
@@ -315,7 +165,7 @@ async def test_the_page_watchdog_stops_when_the_browser_goes_away(on: AppDriver)
 
 async def test_double_click_creates_one_job(on: AppDriver) -> None:
     await on.open_tool()
-    await on.upload("image", "foto.png", png())
+    await on.upload("image", "foto.png", photo())
     await on.page.get_by_text("320×240 px").wait_for()
     await on.page.get_by_test_id("submit").dblclick()
     await on.page.get_by_test_id("status-label").wait_for()
@@ -358,14 +208,29 @@ async def test_every_page_loads_without_console_errors(on: AppDriver) -> None:
 
 
 async def test_veste_ai_composes_the_garment_and_shows_it(on: AppDriver) -> None:
+    person, garment = (220, 200, 180), (200, 20, 20)
     await on.open_tool("/veste-ai")
-    await on.upload("image", "pessoa.png", png((300, 400), (220, 200, 180)))
-    await on.upload("garment_image", "roupa.png", png((200, 200), (200, 20, 20)))
+    start_credits = await on.credits()
+    await on.upload("image", "pessoa.png", png_bytes((300, 400), person))
+    await on.upload("garment_image", "roupa.png", png_bytes((200, 200), garment))
     await on.page.get_by_text("300×400 px").wait_for()
     await on.page.get_by_test_id("submit").click()
     await on.page.get_by_text(c.TOAST_SUCCESS).wait_for()
-    await on.page.get_by_test_id("result").wait_for()
+    result = on.page.get_by_test_id("result")
+    await result.wait_for()
     await on.shot("veste-ai-done")
+
+    src = await result.get_attribute("src")
+    assert src
+    shown = decode_image(await on.fetch(src))
+    # the emulator's try-on: the person's picture, its size kept, the garment on the torso
+    assert shown.size == (300, 400)
+    for corner in ((0, 0), (299, 0), (0, 399), (299, 399)):
+        assert shown.getpixel(corner) == person, corner
+    torso = shown.getpixel((150, 150))
+    assert isinstance(torso, tuple)
+    assert all(abs(a - b) <= 3 for a, b in zip(torso, garment, strict=True)), torso
+    assert await on.credits() == start_credits - tool_cost("veste_ai")
 
 
 # --- watchdog off ---------------------------------------------------------------------------------
@@ -379,7 +244,9 @@ async def test_with_the_watchdog_off_a_lost_webhook_leaves_the_job_processing(
     await off.open_tool()
     job_id = await off.submit_image()
 
-    await off.page.wait_for_timeout(INITIAL_DELAY_MS + 2 * POLL_MS + 500)
+    # Time passing is what this test is about: the page's clock runs past the initial delay
+    # and two intervals, when a watchdog would have called RunningHub twice.
+    await off.processing_for(math.ceil((INITIAL_DELAY_MS + 2 * POLL_MS + 500) / 1000))
 
     assert "Processando" in await off.page.get_by_test_id("status-label").inner_text()
     assert (await off.job(job_id))["status"] == "running"

@@ -74,6 +74,8 @@ def start_reflex_app(env: Mapping[str, str] | None = None, *, log_dir: Path) -> 
         "REFLEX_BACKEND_PORT": str(port),
         # One worker unless a test asks otherwise (with Redis, Reflex would start 2×cores+1).
         "GRANIAN_WORKERS": "1",
+        # The built-in RunningHub emulator and generated secrets: a demo, not production.
+        "ARCANO_DEMO": "true",
         **extra,
     }
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
