@@ -37,6 +37,13 @@ def my_credits(client: httpx.Client, backend: Backend, user: str) -> int:
     )
 
 
+@pytest.fixture
+def endless_job(backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str) -> str:
+    """A job of ``user`` just submitted, whose task never ends upstream (cancelled after)."""
+    emu.set(outcome="never")
+    return str(submit_upscale(client, backend, user).json()["jobId"])
+
+
 # --- auth ---------------------------------------------------------------------------------------
 
 
@@ -67,10 +74,9 @@ def test_forged_and_expired_user_tokens_are_401(backend: Backend, client: httpx.
 
 
 def test_another_users_job_is_404_everywhere(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str, endless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    job_id = endless_job
     other = backend.user_headers(user + "-other")
     base = f"{backend.url}/api/jobs/upscaler_jobs/{job_id}"
     wait_for(
@@ -97,10 +103,9 @@ def test_another_users_job_is_404_everywhere(
 
 
 def test_finish_needs_the_service_key(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str, endless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    job_id = endless_job
     body = {
         "table": "upscaler_jobs",
         "jobId": job_id,
@@ -121,10 +126,9 @@ def test_finish_needs_the_service_key(
 
 
 def test_finish_refuses_an_output_url_that_is_not_http(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str, endless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    job_id = endless_job
     finish = backend.url + "/functions/v1/runninghub-queue-manager/finish"
     for url in ("javascript:alert(1)", "data:text/html,x", 42):
         r = client.post(
@@ -173,10 +177,9 @@ def test_a_webhook_token_with_unicode_is_a_401_not_a_crash(
 
 
 def test_forged_webhook_token_is_401_and_changes_nothing(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str, endless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    job_id = endless_job
     payload = {
         "event": "TASK_END",
         "taskId": "123",
@@ -309,10 +312,9 @@ def test_insufficient_credits_is_402_and_charges_nothing(
 
 
 def test_a_job_cancelled_while_its_task_is_being_created_is_cancelled_upstream(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str, endless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = submit_upscale(client, backend, user).json()["jobId"]
+    job_id = endless_job
     cancel = client.post(
         f"{backend.url}/api/jobs/upscaler_jobs/{job_id}/cancel", headers=backend.user_headers(user)
     )

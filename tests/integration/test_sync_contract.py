@@ -79,15 +79,18 @@ def test_job_without_task_id_answers_no_task_id(
 
 
 @pytest.fixture
-def keyless_job(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
-) -> Iterator[str]:
-    """A running job whose account then lost its API key (the key is put back after)."""
+def endless_job(backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str) -> str:
+    """A running job of ``user`` whose task never ends upstream (cancelled after the test)."""
     emu.set(outcome="never")
-    job_id = running_job(client, backend, user)
+    return running_job(client, backend, user)
+
+
+@pytest.fixture
+def keyless_job(backend: Backend, endless_job: str) -> Iterator[str]:
+    """A running job whose account then lost its API key (the key is put back after)."""
     ((key,),) = backend.rows("SELECT api_key FROM runninghub_accounts")
     backend.rows("UPDATE runninghub_accounts SET api_key = '' RETURNING 1")
-    yield job_id
+    yield endless_job
     backend.rows("UPDATE runninghub_accounts SET api_key = :k RETURNING 1", k=key)
 
 
@@ -108,10 +111,9 @@ def test_a_job_whose_account_lost_its_key_still_times_out(
 
 
 def test_runninghub_http_error_answers_api_error(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str, endless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = running_job(client, backend, user)
+    job_id = endless_job
     emu.set(http_error_rate=1.0)
     r = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": job_id})
     assert r.status_code == 200
@@ -122,10 +124,9 @@ def test_runninghub_http_error_answers_api_error(
 
 
 def test_unfinished_task_answers_still_processing_with_runninghub_code(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str, endless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = running_job(client, backend, user)
+    job_id = endless_job
     r = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": job_id})
     assert r.status_code == 200
     body = r.json()
@@ -136,10 +137,9 @@ def test_unfinished_task_answers_still_processing_with_runninghub_code(
 
 
 def test_a_sync_before_the_next_check_is_due_answers_from_what_is_known(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str, endless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = running_job(client, backend, user)
+    job_id = endless_job
     first = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": job_id}).json()
     second = call_sync(client, backend, user, {"table": "upscaler_jobs", "jobId": job_id}).json()
     assert first.get("cached") is None
@@ -177,10 +177,9 @@ def test_failed_task_answers_synced_failed_with_reason(
 
 
 def test_the_deadline_fails_the_job_with_the_timeout_message_and_cancels_upstream(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str, endless_job: str
 ) -> None:
-    emu.set(outcome="never")
-    job_id = running_job(client, backend, user)
+    job_id = endless_job
     body = wait_synced(client, backend, user, job_id, timeout=30)
     # FAST_TIMINGS: 4 s (the plan's wording says "12 minutos" with the default setting)
     assert body == {
