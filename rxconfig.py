@@ -23,6 +23,9 @@ config = rx.Config(
     telemetry_enabled=False,
     frontend_port=_port("REFLEX_FRONTEND_PORT"),
     backend_port=_port("REFLEX_BACKEND_PORT"),
+    # Loopback unless a deployment says otherwise (REFLEX_BACKEND_HOST=0.0.0.0 behind its
+    # proxy): a laptop running the demo does not offer its backend to the whole network.
+    backend_host=os.environ.get("REFLEX_BACKEND_HOST", "127.0.0.1"),
     # Explicit, or Reflex 0.10 prints a deprecation warning on every compile. The theme lives
     # here: `rx.App(theme=...)` is deprecated in 0.10 (it still works, with a warning).
     plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="violet", radius="large"))],

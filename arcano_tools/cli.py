@@ -16,7 +16,6 @@ from arcano_tools.logs import configure_logging
 
 
 async def _token(user_id: str, admin: bool) -> str:
-    from arcano_tools import constants as c
     from arcano_tools.wiring import Services
 
     services = Services(load_settings())
@@ -24,7 +23,9 @@ async def _token(user_id: str, admin: bool) -> str:
         # only the schema, never ``prepare()``: a script minting a token must not rewrite the
         # RunningHub account rows a running server was configured with (its key and cap)
         await services.store.migrate()
-        await services.store.ensure_user(user_id, credits=c.STARTING_CREDITS, admin=admin)
+        await services.store.ensure_user(
+            user_id, credits=services.settings.starting_credits, admin=admin
+        )
         _, token = await services.user_token(user_id)
         return token
     finally:
@@ -62,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from arcano_tools.api.routes import create_api
-        from arcano_tools.wiring import Services
+        from arcano_tools.wiring import Services, refuse_unsafe_start
 
-        configure_logging(load_settings().log_format, level=logging.INFO)
-        app = create_api(Services(load_settings(backend_port=args.port)))
+        settings = load_settings(backend_port=args.port)
+        configure_logging(settings.log_format, level=logging.INFO)
+        refuse_unsafe_start(settings)
+        app = create_api(Services(settings))
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

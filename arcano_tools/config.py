@@ -21,6 +21,8 @@ from arcano_tools import constants
 
 #: Where the embedded emulator is mounted on our own backend.
 EMULATOR_MOUNT_PATH = "/_emulator/runninghub"
+#: ``REFLEX_ENV_MODE`` of ``reflex run`` without ``--env prod`` (``make run``).
+DEV_MODE = "dev"
 #: Name of the account the plan falls back to (``job.api_account || 'arcano_main'``).
 DEFAULT_ACCOUNT_NAME = "arcano_main"
 
@@ -76,6 +78,13 @@ class Settings(BaseSettings):
     supabase_url: str = Field(default="", alias="SUPABASE_URL")
     supabase_service_role_key: str = Field(default="", alias="SUPABASE_SERVICE_ROLE_KEY")
     log_format: str = Field(default="text", alias="ARCANO_LOG_FORMAT")
+    #: The demo: the embedded RunningHub emulator, generated secrets and anonymous users with
+    #: starting credits. ``make run`` (Reflex's dev mode) is the demo without asking.
+    demo: bool = Field(default=False, alias="ARCANO_DEMO")
+    #: Set by ``reflex run`` for its backend: ``dev`` (``make run``) or ``prod``.
+    reflex_env_mode: str = Field(default="", alias="REFLEX_ENV_MODE")
+    #: Credits a new user receives; default: ``STARTING_CREDITS`` in the demo, 0 otherwise.
+    new_user_credits: int | None = Field(default=None, alias="ARCANO_NEW_USER_CREDITS", ge=0)
 
     # --- derived values ---------------------------------------------------------------------
 
@@ -83,6 +92,51 @@ class Settings(BaseSettings):
     def emulated(self) -> bool:
         """True when RunningHub is the embedded emulator (no ``RUNNINGHUB_API_URL``)."""
         return not self.runninghub_api_url
+
+    @property
+    def demo_chosen(self) -> bool:
+        """Someone chose the demo: ``ARCANO_DEMO=true``, or ``reflex run`` in dev mode."""
+        return self.demo or self.reflex_env_mode == DEV_MODE
+
+    @property
+    def anonymous_users(self) -> bool:
+        """Browsers get an anonymous user (with starting credits) only on the demo's emulator:
+        with a real RunningHub every credit is paid for with real GPU time."""
+        return self.emulated and self.demo_chosen
+
+    @property
+    def starting_credits(self) -> int:
+        """Credits granted once to a new user (bounded: never more than the demo's grant)."""
+        if self.new_user_credits is not None:
+            return min(self.new_user_credits, constants.MAX_NEW_USER_CREDITS)
+        return constants.STARTING_CREDITS if self.anonymous_users else 0
+
+    def startup_problem(self) -> str | None:
+        """Why a server must not start with these settings, in one line (``None``: it may).
+
+        A demo default must never fail open: outside the demo, an empty
+        ``RUNNINGHUB_API_URL`` would silently run every job on the emulator, and generated
+        secrets would change with the data directory.
+        """
+        if self.demo_chosen:
+            return None
+        missing = [
+            name
+            for name, value in (
+                ("RUNNINGHUB_API_URL", self.runninghub_api_url),
+                ("RUNNINGHUB_API_KEY", self.runninghub_api_key),
+                ("ARCANO_SERVICE_KEY", self.service_key),
+                ("ARCANO_JWT_SECRET (or SUPABASE_JWT_SECRET)", self.jwt_secret),
+            )
+            if not value
+        ]
+        if not missing:
+            return None
+        return (
+            f"refusing to start: {', '.join(missing)} not set. Production needs them "
+            "(RUNNINGHUB_API_URL=https://www.runninghub.ai); for the built-in RunningHub "
+            "emulator and generated secrets set ARCANO_DEMO=true."
+        )
 
     @property
     def own_base_url(self) -> str:

@@ -46,8 +46,10 @@ TYPICAL_DURATION_MIN_HISTORY: Final = 3
 TYPICAL_DURATION_WINDOW: Final = 50
 
 # --- Credits -------------------------------------------------------------------------------
-#: A new (anonymous or CLI) user gets enough credits to try every tool a few times.
+#: A new user of the demo gets enough credits to try every tool a few times.
 STARTING_CREDITS: Final = 100
+#: ``ARCANO_NEW_USER_CREDITS`` is capped here: a sign-up never mints more than the demo's grant.
+MAX_NEW_USER_CREDITS: Final = 100
 
 # --- Uploads --------------------------------------------------------------------------------
 #: RunningHub's upload endpoint refuses files over 30 MB (code 809); we refuse them first.

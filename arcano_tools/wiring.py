@@ -12,8 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from arcano_tools import constants as c
-from arcano_tools.config import DEFAULT_ACCOUNT_NAME, Settings
+from arcano_tools.config import DEFAULT_ACCOUNT_NAME, DEV_MODE, Settings
 from arcano_tools.domain.records import User, utcnow
 from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.metrics import Metrics
@@ -30,6 +29,20 @@ from arcano_tools.services.webhooks import WebhookReceiver
 from arcano_tools.store import JobStore
 
 log = logging.getLogger(__name__)
+
+
+class UnsafeConfiguration(SystemExit):
+    """A server would start on demo defaults without anyone choosing the demo. A
+    ``SystemExit`` so the process stops with the one line that says what to set."""
+
+
+def refuse_unsafe_start(settings: Settings) -> None:
+    """Stop the process (one clear line, logged and printed) when its settings would make a
+    production server fail open: the emulator, generated secrets (``Settings.startup_problem``)."""
+    problem = settings.startup_problem()
+    if problem is not None:
+        log.critical(problem, extra={"action": "refuse_start"})
+        raise UnsafeConfiguration(f"arcano_tools: {problem}")
 
 
 class Services:
@@ -100,8 +113,19 @@ class Services:
         self.emulator_app: Any = None
         if settings.emulated:
             from arcano_tools.emulator import create_emulator_app
+            from arcano_tools.emulator.guard import EmulatorGuard
 
-            self.emulator_app = create_emulator_app(settings.data_dir / "emulator")
+            dev = settings.reflex_env_mode == DEV_MODE
+            self.emulator_app = create_emulator_app(
+                settings.data_dir / "emulator",
+                guard=EmulatorGuard(
+                    # make run's dev mode keeps them open (zero configuration); anywhere
+                    # else steering the emulator needs the service key
+                    control_key=None if dev else settings.effective_service_key,
+                    # its webhooks go to this backend only (no request forgery through it)
+                    webhook_origin=settings.own_base_url,
+                ),
+            )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
@@ -141,6 +165,7 @@ class Services:
         """Prepare, then run the dispatcher in the background (a lifespan task)."""
         if self._started:
             return
+        refuse_unsafe_start(self.settings)
         self._started = True
         await self.prepare()
         self._stop.clear()
@@ -178,6 +203,6 @@ class Services:
     async def user_token(self, user_id: str, *, anonymous: bool = False) -> tuple[User, str]:
         """Create the user if new (with starting credits) and mint an access token."""
         user = await self.store.ensure_user(
-            user_id, credits=c.STARTING_CREDITS, anonymous=anonymous
+            user_id, credits=self.settings.starting_credits, anonymous=anonymous
         )
         return user, issue_user_token(self.jwt_secret, user_id)

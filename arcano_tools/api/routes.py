@@ -232,7 +232,7 @@ async def submit(request: Request) -> Response:
     principal = await require(request, Access.CALLER)
     if principal.user_id is None:
         return error_response("Envie o token de um usuário para criar trabalhos.", 403)
-    if "transfer-encoding" in request.headers:
+    if "transfer-encoding" in request.headers and "content-length" in request.headers:
         # with Content-Length too the body's size is ambiguous (RFC 9112 §6.3): an audit sent
         # "Content-Length: 1000" with a chunked gigabyte and the server read it all
         return error_response(MSG_AMBIGUOUS_LENGTH, 400)
@@ -257,7 +257,7 @@ async def submit(request: Request) -> Response:
     except _BodyTooLong:
         return error_response(MSG_AMBIGUOUS_LENGTH, 400)
     services = services_of(request)
-    await services.store.ensure_user(principal.user_id, credits=c.STARTING_CREDITS)
+    await services.store.ensure_user(principal.user_id, credits=services.settings.starting_credits)
     job = await services.queue.submit(principal.user_id, fields.get("tool", ""), fields, uploads)
     return JSONResponse(
         {"jobId": job.id, "table": job.table, "status": job.status.value}, status_code=201
@@ -358,8 +358,9 @@ async def me(request: Request) -> Response:
     principal = await require(request, Access.CALLER)
     if principal.user_id is None:
         return JSONResponse({"userId": None, "service": True, "credits": None})
-    user = await services_of(request).store.ensure_user(
-        principal.user_id, credits=c.STARTING_CREDITS
+    services = services_of(request)
+    user = await services.store.ensure_user(
+        principal.user_id, credits=services.settings.starting_credits
     )
     return JSONResponse({"userId": user.id, "credits": user.credits})
 

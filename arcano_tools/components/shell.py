@@ -8,6 +8,7 @@ import reflex as rx
 
 from arcano_tools.domain.tools import DEFAULT_TOOLS
 from arcano_tools.web.state import SessionState
+from arcano_tools.web.texts import DEMO_BANNER
 
 JOBS_ROUTE = "/meus-trabalhos"
 ADMIN_ROUTE = "/admin"
@@ -63,8 +64,25 @@ def navbar() -> rx.Component:
     )
 
 
+def demo_banner() -> rx.Component:
+    """Shown on every page while the built-in RunningHub emulator runs the jobs."""
+    return rx.cond(
+        SessionState.demo,
+        rx.callout(
+            DEMO_BANNER,
+            icon="flask-conical",
+            color_scheme="amber",
+            size="1",
+            width="100%",
+            border_radius="0",
+            data_testid="demo-banner",
+        ),
+    )
+
+
 def page_shell(*children: rx.Component) -> rx.Component:
     return rx.box(
+        demo_banner(),
         navbar(),
         rx.container(rx.vstack(*children, spacing="5", width="100%"), size="4", padding_y="2em"),
         min_height="100vh",

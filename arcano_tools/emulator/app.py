@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from arcano_tools.emulator.control import EmulatorControl
+from arcano_tools.emulator.guard import EmulatorGuard
 from arcano_tools.emulator.routes import ROUTES
 from arcano_tools.emulator.runtime import EmulatorRuntime
 
@@ -35,15 +37,23 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     await runtime.shutdown()
 
 
-def create_emulator_app(data_dir: Path, control: EmulatorControl | None = None) -> Starlette:
+def create_emulator_app(
+    data_dir: Path, control: EmulatorControl | None = None, guard: EmulatorGuard | None = None
+) -> Starlette:
     """A new, independent emulator storing uploads and outputs under ``data_dir``.
 
     ``control`` None reads the ``EMULATOR_*`` environment (bad values raise ``ControlError``).
+    ``guard`` None: controls open, webhooks to loopback only (an emulator running alone).
     The runtime is reachable as ``app.state.emulator`` (an :class:`EmulatorRuntime`).
     """
     app = Starlette(routes=ROUTES, lifespan=lifespan)
     app.state.emulator = EmulatorRuntime(Path(data_dir), control or EmulatorControl.from_env())
+    app.state.guard = guard or EmulatorGuard(control_key=os.environ.get(CONTROL_KEY_ENV) or None)
     return app
+
+
+#: A standalone emulator's controls need this bearer key when it is set.
+CONTROL_KEY_ENV = "EMULATOR_CONTROL_KEY"
 
 
 def serve(host: str, port: int, data_dir: Path | None = None) -> None:

@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 
 from arcano_tools.constants import MAX_UPLOAD_BYTES
 from arcano_tools.emulator.control import ControlError, key_prefix
+from arcano_tools.emulator.guard import EmulatorGuard
 from arcano_tools.emulator.runtime import EmulatorRuntime
 from arcano_tools.emulator.tasks import (
     CATALOGUE,
@@ -76,11 +77,28 @@ MSG_NOT_AN_OBJECT = "PARAMS_INVALID: the body must be a JSON object"
 MSG_UNAUTHORIZED = "APIKEY_UNAUTHORIZED: missing or invalid apiKey (32 characters)"
 MSG_FILE_TOO_LARGE = f"APIKEY_FILE_SIZE_EXCEEDED: {MAX_UPLOAD_BYTES // (1024 * 1024)} MB at most"
 MSG_QUEUE_MAXED = "TASK_QUEUE_MAXED"
+MSG_WEBHOOK_ORIGIN = (
+    "PARAMS_INVALID: webhookUrl must point to the backend this emulator serves "
+    "(PUBLIC_BASE_URL's origin; loopback when the emulator runs alone)"
+)
+MSG_CONTROL_KEY = "the emulator's controls need Authorization: Bearer <service key>"
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 # --- shared request plumbing --------------------------------------------------------------------
+
+
+def guard_of(request: Request) -> EmulatorGuard:
+    """Who may steer this emulator and where its webhooks may go (``emulator/guard.py``)."""
+    guard: EmulatorGuard = request.app.state.guard
+    return guard
+
+
+def _control_refused(request: Request) -> Response | None:
+    if guard_of(request).control_allowed(request.headers.get("authorization")):
+        return None
+    return JSONResponse({"error": MSG_CONTROL_KEY}, status_code=401)
 
 
 def runtime_of(request: Request) -> EmulatorRuntime:
@@ -193,6 +211,9 @@ async def _create_task(request: Request, id_field: str) -> Response:
     webhook_url = body.get("webhookUrl")
     if webhook_url is not None and not isinstance(webhook_url, str):
         return _err(CODE_PARAMS_INVALID, "PARAMS_INVALID: webhookUrl must be a string")
+    if webhook_url and not guard_of(request).webhook_allowed(webhook_url):
+        log.warning("webhookUrl refused: not the backend's origin")
+        return _err(CODE_PARAMS_INVALID, MSG_WEBHOOK_ORIGIN)
     try:
         inputs, scale = parse_node_info(spec, body.get("nodeInfoList"), rt.resolve_upload)
     except ValueError as exc:
@@ -351,6 +372,9 @@ async def files(request: Request) -> Response:
 
 async def control(request: Request) -> Response:
     """``GET`` the fault-injection settings; ``POST`` changes to them (all or nothing)."""
+    refused = _control_refused(request)
+    if refused is not None:
+        return refused
     rt = runtime_of(request)
     if request.method == "POST":
         try:
@@ -367,6 +391,9 @@ async def control(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
+    refused = _control_refused(request)
+    if refused is not None:
+        return refused
     return JSONResponse(runtime_of(request).stats.to_dict())
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from arcano_tools.config import load_settings
 from arcano_tools.logs import configure_logging
-from arcano_tools.wiring import Services
+from arcano_tools.wiring import Services, refuse_unsafe_start
 
 _services: Services | None = None
 #: The Reflex app, set by the app module; used to tell whether a browser is still connected.
@@ -36,6 +36,7 @@ def services() -> Services:
             if port:
                 settings = load_settings(backend_port=port)
         configure_logging(settings.log_format, logging.INFO)
+        refuse_unsafe_start(settings)
         _services = Services(settings)
     return _services
 

@@ -31,6 +31,7 @@ from arcano_tools.web import runtime
 from arcano_tools.web.texts import (
     MSG_GENERIC,
     MSG_MISSING_FILE,
+    MSG_SIGN_IN,
     STATUS_LABELS,
     duration_text,
     file_summary,
@@ -48,16 +49,25 @@ class SessionState(rx.State):
     user_id: str = ""
     credits: int = 0
     is_admin: bool = False
+    #: The demo runs (the built-in RunningHub emulator): every page says so.
+    demo: bool = False
 
     @rx.event
     async def ensure_user(self) -> None:
-        """Reuse the browser's token, or create an anonymous user with starting credits."""
+        """Reuse the browser's token, or — in the demo only — create an anonymous user with
+        starting credits. With a real RunningHub a browser without a valid token stays
+        signed out: free anonymous credits would be paid for with real GPU time."""
         services = runtime.services()
+        settings = services.settings
+        self.demo = settings.emulated
         user_id = verify_user_token(services.jwt_secret, self.token) if self.token else None
         if user_id is None:
+            if not settings.anonymous_users:
+                self.user_id, self.credits, self.is_admin = "", 0, False
+                return
             user, self.token = await services.user_token("anon-" + uuid.uuid4().hex, anonymous=True)
         else:
-            user = await services.store.ensure_user(user_id, credits=c.STARTING_CREDITS)
+            user = await services.store.ensure_user(user_id, credits=settings.starting_credits)
         self.user_id = user.id
         self.credits = user.credits
         self.is_admin = user.is_admin
@@ -242,6 +252,9 @@ class ToolPageState(rx.State, mixin=True):
         """Create the job. A double click cannot create two: events of one tab run in order
         and the second sees ``submitting`` (or the active job) and does nothing."""
         if self.submitting or self.is_active:
+            return None
+        if not self.user_id:
+            self.form_error = MSG_SIGN_IN
             return None
         tool = self.tool()
         missing = [f.label for f in tool.files if f.name not in self._files]

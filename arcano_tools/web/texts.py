@@ -10,6 +10,11 @@ from arcano_tools.services.uploads import CheckedFile
 
 MSG_GENERIC = "Algo deu errado do nosso lado. Tente novamente em instantes."
 MSG_MISSING_FILE = "Envie antes: {}."
+MSG_SIGN_IN = "Entre com sua conta para usar as ferramentas."
+DEMO_BANNER = (
+    "Modo demonstração: os trabalhos rodam num simulador do RunningHub, "
+    "não na IA de verdade, e os créditos são de teste."
+)
 
 #: A job's status as the pages name it (keyed by the enum's value: page vars hold strings).
 STATUS_LABELS: dict[str, str] = {

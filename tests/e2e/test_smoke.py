@@ -45,3 +45,14 @@ async def test_home_page_renders_without_console_errors(reflex_app: RunningApp, 
     assert await heading.inner_text() == "Arcano Tools"
     assert await page.get_by_text("Cannot connect to server").count() == 0
     assert problems == []
+
+
+@pytest.mark.parametrize("path", ["/", "/upscaler", "/meus-trabalhos", "/admin"])
+async def test_every_page_says_the_demo_runs_on_the_emulator(
+    reflex_app: RunningApp, page: Page, path: str
+) -> None:
+    """Audit finding 2: the emulator must never run unannounced."""
+    await page.goto(reflex_app.url + path, wait_until="networkidle")
+    banner = page.get_by_test_id("demo-banner")
+    await banner.wait_for(state="visible")
+    assert "Modo demonstração" in await banner.inner_text()

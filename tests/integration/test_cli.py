@@ -75,3 +75,27 @@ async def test_minting_tokens_leaves_the_configured_account_alone(tmp_path: Path
     assert (account.api_key, account.max_concurrent) == ("p" * 32, 7)
     assert admin is not None
     assert admin.is_admin
+
+
+def test_serve_api_on_demo_defaults_refuses_to_start_with_one_line(tmp_path: Path) -> None:
+    """Audit finding: production secrets without RUNNINGHUB_API_URL ran on the emulator."""
+    env = {
+        **os.environ,
+        "ARCANO_DATA_DIR": str(tmp_path),
+        "ARCANO_SERVICE_KEY": SERVICE_KEY,
+        "ARCANO_JWT_SECRET": JWT_SECRET,
+        "RUNNINGHUB_API_URL": "",
+        "ARCANO_DEMO": "false",
+        "REFLEX_ENV_MODE": "",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "arcano_tools", "serve-api", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    (line,) = out.stderr.strip().splitlines()[-1:]
+    assert line.startswith("arcano_tools: refusing to start: RUNNINGHUB_API_URL")
+    assert "Traceback" not in out.stderr

@@ -22,6 +22,7 @@ from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.emulator import create_emulator_app
 from arcano_tools.emulator.control import EmulatorControl
+from arcano_tools.emulator.guard import EmulatorGuard
 from arcano_tools.emulator.runtime import EmulatorRuntime
 from arcano_tools.emulator.tasks import Task
 from arcano_tools.emulator.webhooks import webhook_body
@@ -35,12 +36,14 @@ from arcano_tools.services.sync import JobSync, SyncTimings
 from arcano_tools.services.uploads import FileStore, Upload
 from arcano_tools.services.webhooks import WebhookReceiver
 from arcano_tools.store.memory import InMemoryStore
-from tests.support.servers import png_bytes
+from tests.support.images import png_bytes
 
 ACCOUNT = "arcano_main"
 API_KEY = "k" * 32
 SECRET = b"unit-test-webhook-secret"
 EMULATOR_BASE = "http://emulator.test"
+#: Where webhook URLs point (nothing listens: the emulator's webhooks are dropped).
+BACKEND_BASE = "http://arcano.test"
 #: The plan's timings (the services' defaults), spelled out so tests can reason about them.
 TIMINGS = SyncTimings(
     initial_delay=timedelta(seconds=30),
@@ -149,7 +152,9 @@ async def build_core(
     store = InMemoryStore(clock=clock)
     await store.upsert_account(ACCOUNT, API_KEY, max_concurrent)
     emulator_control = EmulatorControl(task_ms=0, webhook="drop", seed=7)
-    emulator_app = create_emulator_app(tmp_path / "emulator", emulator_control)
+    emulator_app = create_emulator_app(
+        tmp_path / "emulator", emulator_control, EmulatorGuard(webhook_origin=BACKEND_BASE)
+    )
     emulator: EmulatorRuntime = emulator_app.state.emulator
     if control:
         emulator.apply_control(control)
@@ -167,7 +172,7 @@ async def build_core(
         tools=tools,
         files=FileStore(tmp_path / "data"),
         bus=bus,
-        webhook_base_url="http://arcano.test",
+        webhook_base_url=BACKEND_BASE,
         webhook_secret=SECRET,
         metrics=metrics,
         schedule=CheckSchedule(TIMINGS.initial_delay, TIMINGS.poll_interval, TIMINGS.max_timeout),

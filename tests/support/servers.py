@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from arcano_tools import constants as c
 from arcano_tools.services.auth import issue_user_token
 from tests.support.images import png_bytes
 from tests.support.processes import ServerProcess, free_port, http_ready, start_process
@@ -138,6 +139,9 @@ def start_backend(
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "ARCANO_SERVICE_KEY": SERVICE_KEY,
         "ARCANO_JWT_SECRET": JWT_SECRET,
+        # a production-shaped server (real RunningHub URL, explicit secrets: not the demo),
+        # whose test users get the demo's grant so each test can pay for its jobs
+        "ARCANO_NEW_USER_CREDITS": str(c.STARTING_CREDITS),
         "SERVER_WATCHDOG_ENABLED": "false",
         **FAST_TIMINGS,
         **(extra_env or {}),

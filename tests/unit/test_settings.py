@@ -11,18 +11,7 @@ from pydantic import ValidationError
 
 from arcano_tools import constants as c
 from arcano_tools.config import EMULATOR_MOUNT_PATH, Settings, load_settings
-
-
-def settings_env_names() -> set[str]:
-    """Every environment variable Settings reads (aliases and alias choices)."""
-    names: set[str] = set()
-    for name, field in Settings.model_fields.items():
-        choices = getattr(field.validation_alias, "choices", None)
-        if choices:
-            names.update(str(choice) for choice in choices)
-        else:
-            names.add(field.alias or name)
-    return names
+from tests.support.env import settings_env_names
 
 
 @pytest.fixture
