@@ -13,11 +13,13 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from arcano_tools import constants
+from arcano_tools.domain.urls import RUNNINGHUB_FILE_HOSTS, OutputHosts
 
 #: Where the embedded emulator is mounted on our own backend.
 EMULATOR_MOUNT_PATH = "/_emulator/runninghub"
@@ -40,6 +42,8 @@ class Settings(BaseSettings):
     runninghub_max_concurrent: int = Field(default=2, alias="RUNNINGHUB_MAX_CONCURRENT", ge=1)
     #: Optional JSON overriding tools' app ids / node mappings (see :mod:`arcano_tools.domain.tools`).
     runninghub_tools_json: str = Field(default="", alias="RUNNINGHUB_TOOLS_JSON")
+    #: Comma-separated host patterns outputs may come from; empty: RunningHub's file hosts.
+    runninghub_output_hosts: str = Field(default="", alias="RUNNINGHUB_OUTPUT_HOSTS")
     public_base_url: str = Field(default="", alias="PUBLIC_BASE_URL")
     backend_port: int = Field(default=8000, alias="REFLEX_BACKEND_PORT")
 
@@ -92,6 +96,14 @@ class Settings(BaseSettings):
     def emulated(self) -> bool:
         """True when RunningHub is the embedded emulator (no ``RUNNINGHUB_API_URL``)."""
         return not self.runninghub_api_url
+
+    @property
+    def output_hosts(self) -> OutputHosts:
+        """Hosts an output URL may name: RunningHub's file hosts (or the configured patterns)
+        and always the host RunningHub calls go to (the emulator, a stand-in)."""
+        configured = [h for h in self.runninghub_output_hosts.split(",") if h.strip()]
+        api_host = urlsplit(self.runninghub_base_url).hostname or ""
+        return OutputHosts.of(configured or RUNNINGHUB_FILE_HOSTS, also=[api_host])
 
     @property
     def demo_chosen(self) -> bool:

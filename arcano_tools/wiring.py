@@ -94,6 +94,7 @@ class Services:
             tools=self.tools,
             timings=self.timings,
             default_account=DEFAULT_ACCOUNT_NAME,
+            output_hosts=settings.output_hosts,
         )
         self.webhooks = WebhookReceiver(
             store=self.store,

@@ -51,6 +51,7 @@ MSG_SERVICE_ONLY = "Somente o serviço pode finalizar jobs."
 MSG_OPERATORS_ONLY = "Somente operadores (chave de serviço ou usuário admin)."
 MSG_DB_DOWN = "O banco de dados está indisponível no momento. Tente novamente em instantes."
 MSG_SYNC_FAILED = "Erro interno ao sincronizar."
+MSG_OUTPUT_HOST = "outputUrl must be on one of RunningHub's file hosts (RUNNINGHUB_OUTPUT_HOSTS)"
 MSG_AMBIGUOUS_LENGTH = "Envie o arquivo com Content-Length, sem Transfer-Encoding."
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -201,6 +202,8 @@ async def finish(request: Request) -> Response:
             return error_response(
                 "outputUrl (an absolute http(s) URL) is required for completed", 400
             )
+        if not services.settings.output_hosts.allows(output_url):
+            return error_response(MSG_OUTPUT_HOST, 400)
         error_message = None
     else:
         output_url = None

@@ -19,18 +19,26 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from arcano_tools.domain.errors import JobNotFound
 from arcano_tools.domain.records import Clock, FinishRequest, Job, utcnow
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy, JobStatus, SyncReason
 from arcano_tools.domain.tools import ToolRegistry
+from arcano_tools.domain.urls import OutputHosts
 from arcano_tools.runninghub.client import RunningHubClient, TaskOutputs
 from arcano_tools.runninghub.errors import APIError, HTTPStatusError, RunningHubError, TaskNotFound
 from arcano_tools.services.auth import Principal
 from arcano_tools.services.queue_manager import QueueManager
 
 log = logging.getLogger(__name__)
+
+#: Shown when a result came from a host that is not RunningHub's (never displayed itself).
+MSG_UNTRUSTED_OUTPUT = (
+    "O serviço de IA devolveu o resultado de um endereço não reconhecido; por segurança ele "
+    "não foi usado. Seus créditos foram devolvidos."
+)
 
 
 @dataclass(frozen=True)
@@ -105,9 +113,12 @@ class JobSync:
         tools: ToolRegistry,
         timings: SyncTimings,
         default_account: str,
+        output_hosts: OutputHosts,
         clock: Clock = utcnow,
     ) -> None:
         self.store = store
+        #: Hosts an output URL may come from (anything else fails the job, never shown).
+        self.output_hosts = output_hosts
         self.clock = clock
         self.client = client
         self.queue = queue
@@ -199,6 +210,8 @@ class JobSync:
         self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy, past_deadline: bool
     ) -> SyncOutcome:
         if outputs.state == "success" and outputs.output_url:
+            if not self.output_hosts.allows(outputs.output_url):
+                return await self._untrusted_output(job, outputs.output_url, finished_by)
             result = await self.queue.finish(
                 job.table,
                 job.id,
@@ -221,6 +234,25 @@ class JobSync:
         if past_deadline:
             return await self._timeout(job)
         return SyncOutcome.still_processing(outputs.code, outputs.msg)
+
+    async def _untrusted_output(self, job: Job, url: str, finished_by: FinishedBy) -> SyncOutcome:
+        """RunningHub (or whoever answered in its name) named an output on a host we do not
+        trust: the URL is never stored or shown; the job fails with a refund and operators see
+        the host (add it to ``RUNNINGHUB_OUTPUT_HOSTS`` if RunningHub really moved)."""
+        host = urlsplit(url).hostname or "?"
+        log.error(
+            "output on an untrusted host",
+            extra={"action": "output_host_refused", "job_id": job.id, "host": host[:100]},
+        )
+        await self.store.record_upstream_error("outputs", "output_host", job.table, job.id)
+        result = await self.queue.finish(
+            job.table,
+            job.id,
+            FinishRequest(JobStatus.FAILED, finished_by, error_message=MSG_UNTRUSTED_OUTPUT),
+        )
+        if not result.changed:
+            return SyncOutcome.already_terminal(result.job)
+        return SyncOutcome.finished(result.job)
 
     def _observe_recovery(self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy) -> None:
         """How long after RunningHub finished did a sync (not the webhook) finish our job?"""

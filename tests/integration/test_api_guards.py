@@ -110,7 +110,7 @@ def test_finish_needs_the_service_key(
         "table": "upscaler_jobs",
         "jobId": job_id,
         "status": "completed",
-        "outputUrl": "https://x/y.png",
+        "outputUrl": "https://rh-images.xiaoyaoyou.com/out/y.png",
     }
     finish = backend.url + "/functions/v1/runninghub-queue-manager/finish"
     assert client.post(finish, json=body).status_code == 401
@@ -130,7 +130,13 @@ def test_finish_refuses_an_output_url_that_is_not_http(
 ) -> None:
     job_id = endless_job
     finish = backend.url + "/functions/v1/runninghub-queue-manager/finish"
-    for url in ("javascript:alert(1)", "data:text/html,x", 42):
+    for url in (
+        "javascript:alert(1)",
+        "data:text/html,x",
+        42,
+        "https://evil.example/y.png",  # http(s), but not one of RunningHub's file hosts
+        "https://user:pw@rh-images.xiaoyaoyou.com/y.png",
+    ):
         r = client.post(
             finish,
             headers=backend.service_headers,

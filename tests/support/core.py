@@ -20,6 +20,7 @@ import httpx
 from arcano_tools.domain.records import FinishRequest, Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.domain.tools import ToolRegistry
+from arcano_tools.domain.urls import RUNNINGHUB_FILE_HOSTS, OutputHosts
 from arcano_tools.emulator import create_emulator_app
 from arcano_tools.emulator.control import EmulatorControl
 from arcano_tools.emulator.guard import EmulatorGuard
@@ -185,6 +186,7 @@ async def build_core(
         tools=tools,
         timings=TIMINGS,
         default_account=ACCOUNT,
+        output_hosts=OutputHosts.of(RUNNINGHUB_FILE_HOSTS, also=["emulator.test"]),
         clock=clock,
     )
     webhooks = WebhookReceiver(store=store, sync=sync, tools=tools, webhook_secret=SECRET)

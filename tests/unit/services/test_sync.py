@@ -8,7 +8,9 @@ import pytest
 from arcano_tools.api.replies import sync_reply
 from arcano_tools.domain.errors import JobNotFound
 from arcano_tools.domain.status import FinishedBy, JobStatus, SyncReason
+from arcano_tools.runninghub.client import OutputFile, TaskOutputs
 from arcano_tools.services.auth import Principal
+from arcano_tools.services.sync import MSG_UNTRUSTED_OUTPUT
 from tests.support.core import TIMINGS, Core
 
 USER = Principal(user_id="u1")
@@ -176,3 +178,26 @@ async def test_someone_elses_job_and_an_unknown_table_are_not_found(core: Core) 
     assert (await core.sync.sync(job.table, job.id, Principal(is_service=True))).reason is (
         SyncReason.NO_TASK_ID
     )
+
+
+async def test_an_output_on_an_untrusted_host_is_never_stored_and_the_job_is_refunded(
+    core: Core,
+) -> None:
+    core.control(outcome="never")
+    job = await core.running()
+    forged = TaskOutputs(
+        state="success",
+        code=0,
+        msg="success",
+        files=(OutputFile(file_url="https://evil.example/x.png", file_type="png"),),
+    )
+
+    outcome = await core.sync.apply_outputs(job, forged, FinishedBy.WEBHOOK)
+
+    failed = await core.job(job)
+    assert failed.status is JobStatus.FAILED
+    assert failed.output_url is None
+    assert failed.error_message == MSG_UNTRUSTED_OUTPUT
+    assert outcome.synced
+    assert await core.balance() == 100
+    assert ("outputs", "output_host", 1) in await core.store.upstream_error_counts()
