@@ -227,7 +227,7 @@ def _generated_secrets(data_dir: Path) -> dict[str, str]:
     if path.exists():
         data: dict[str, str] = json.loads(path.read_text())
         return data
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = {
         "service_key": "svc_" + secrets.token_urlsafe(32),
         "jwt_secret": secrets.token_urlsafe(48),

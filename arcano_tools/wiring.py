@@ -48,7 +48,7 @@ def refuse_unsafe_start(settings: Settings) -> None:
 class Services:
     def __init__(self, settings: Settings, *, observer: CallObserver | None = None) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, uploads
         self.tools = ToolRegistry.from_config(settings.runninghub_tools_json)
         self.store = JobStore.from_url(settings.sqlalchemy_url)
         self.metrics = Metrics()

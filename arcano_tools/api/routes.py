@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
@@ -53,6 +55,7 @@ MSG_DB_DOWN = "O banco de dados está indisponível no momento. Tente novamente 
 MSG_SYNC_FAILED = "Erro interno ao sincronizar."
 MSG_OUTPUT_HOST = "outputUrl must be on one of RunningHub's file hosts (RUNNINGHUB_OUTPUT_HOSTS)"
 MSG_AMBIGUOUS_LENGTH = "Envie o arquivo com Content-Length, sem Transfer-Encoding."
+MSG_BAD_FORM = "Formulário multipart inválido"
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -259,6 +262,11 @@ async def submit(request: Request) -> Response:
                     fields[key] = value
     except _BodyTooLong:
         return error_response(MSG_AMBIGUOUS_LENGTH, 400)
+    except (MultiPartException, HTTPException) as exc:
+        # Starlette's limits (fields, files, a field's size) and unparsable bodies: its
+        # plain-text 400 becomes our JSON error (Starlette raises HTTPException in an app)
+        detail = exc.message if isinstance(exc, MultiPartException) else exc.detail
+        return error_response(f"{MSG_BAD_FORM}: {detail}", 400)
     services = services_of(request)
     await services.store.ensure_user(principal.user_id, credits=services.settings.starting_credits)
     job = await services.queue.submit(principal.user_id, fields.get("tool", ""), fields, uploads)

@@ -136,8 +136,11 @@ class QueueManager:
             allowed = " ou ".join(str(s) for s in tool.scales)
             if not raw:
                 raise InvalidInput(f"Campo obrigatório ausente: scale ({allowed}).")
-            if not raw.isdigit() or int(raw) not in tool.scales:
-                raise InvalidInput(f"Escala inválida: “{raw}”. Use {allowed}.")
+            # ASCII digits only, and short: "²" is isdigit() yet no int, "٢" is int 2, and
+            # int() refuses 4,300+ digits (each was a 500 or an accepted oddity)
+            plain = raw.isascii() and raw.isdecimal() and len(raw) <= 3
+            if not plain or int(raw) not in tool.scales:
+                raise InvalidInput(f"Escala inválida: “{raw[:12]}”. Use {allowed}.")
             params["scale"] = int(raw)
         checked: list[CheckedFile] = []
         for spec in tool.files:

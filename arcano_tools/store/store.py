@@ -12,8 +12,10 @@ Two rules keep them correct under concurrency:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -105,9 +107,24 @@ def _account_from_row(row: sa.RowMapping) -> Account:
     )
 
 
+def _private_sqlite_file(url: str) -> None:
+    """The database holds RunningHub API keys: its file is created owner-only (0600) before
+    SQLite opens it (SQLite gives its -wal and -shm the file's mode), and an existing one is
+    made so (with its -wal and -shm). Anything the OS refuses is left to SQLite to report."""
+    path = sa.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path, path + "-wal", path + "-shm"):
+        with contextlib.suppress(OSError):
+            os.chmod(name, 0o600)
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine tuned per dialect (see the module docstring)."""
     if url.startswith("sqlite"):
+        _private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -352,3 +352,108 @@ def test_a_refused_api_key_fails_the_job_with_refund_and_disables_the_account(
         ]
     finally:
         bad.api.stop()
+
+
+# --- audit (low): odd input answered as JSON 4xx, never a plain-text 500 or 400 --------------
+
+
+@pytest.mark.parametrize(
+    "scale",
+    [
+        "²",  # a superscript two: str.isdigit() is true, int() refuses it (was a 500)
+        "٢",  # an Arabic-Indic two: int() reads it as 2 (was accepted)
+        "9" * 5000,  # past int()'s 4,300-digit limit (was a 500)
+        "2" * 40,
+    ],
+    ids=["superscript", "arabic-indic", "5000-digits", "40-digits"],
+)
+def test_a_scale_that_is_not_a_plain_small_number_is_422(
+    backend: Backend, client: httpx.Client, user: str, scale: str
+) -> None:
+    r = submit_upscale_with_scale(client, backend, user, scale)
+    assert r.status_code == 422, r.text
+    assert "Escala inválida" in r.json()["error"]
+    assert_nothing_created(client, backend, user)
+
+
+def submit_upscale_with_scale(
+    client: httpx.Client, backend: Backend, user: str, scale: str
+) -> httpx.Response:
+    return submit_job(
+        client,
+        backend,
+        user,
+        {"tool": "upscaler", "scale": scale},
+        {"image": ("p.png", png_bytes(), "image/png")},
+    )
+
+
+def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "b0undary") -> bytes:
+    """A multipart body by hand: ``(name, filename or None, content)`` per part."""
+    out = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        out += content + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+UPSCALE_PARTS: list[tuple[str, str | None, bytes]] = [
+    ("tool", None, b"upscaler"),
+    ("scale", None, b"2"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (
+            "multipart/form-data; boundary=b0undary",
+            multipart([*UPSCALE_PARTS, *((f"f{i}", None, b"x") for i in range(10_000))]),
+        ),
+        (
+            "multipart/form-data; boundary=b0undary",
+            multipart([*UPSCALE_PARTS, *((f"img{i}", f"{i}.png", b"x") for i in range(6))]),
+        ),
+        (
+            "multipart/form-data; boundary=b0undary",
+            multipart([*UPSCALE_PARTS, ("note", None, b"x" * (2 * 1024 * 1024))]),
+        ),
+        ("multipart/form-data", multipart(UPSCALE_PARTS)),
+        ("multipart/form-data; boundary=b0undary", b"--b0undary\r\nnot a part at all"),
+        (
+            "multipart/form-data; boundary=b0undary",
+            b"--b0undary\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b0undary--\r\n",
+        ),
+    ],
+    ids=["10000-fields", "6-files", "2MB-field", "no-boundary", "truncated", "no-name"],
+)
+def test_a_multipart_body_past_the_limits_is_a_json_400(
+    backend: Backend, client: httpx.Client, user: str, content_type: str, body: bytes
+) -> None:
+    r = client.post(
+        backend.url + "/api/jobs",
+        headers={**backend.user_headers(user), "Content-Type": content_type},
+        content=body,
+    )
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["error"]
+    assert_nothing_created(client, backend, user)
+
+
+def test_the_database_file_and_a_data_dir_we_create_are_private(
+    emulator: ServerProcess, client: httpx.Client, tmp_path: Path, user: str
+) -> None:
+    """The SQLite file holds RunningHub API keys: 0600 with its -wal/-shm, in a 0700 dir."""
+    data_dir = tmp_path / "fresh" / "data"
+    own = start_backend(emulator.url, data_dir)
+    try:
+        assert my_credits(client, own, user) == c.STARTING_CREDITS  # the database is written
+        assert data_dir.stat().st_mode & 0o777 == 0o700
+        files = [data_dir / n for n in ("arcano.db", "arcano.db-wal", "arcano.db-shm")]
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {
+            f.name: oct(0o600) for f in files
+        }
+    finally:
+        own.api.stop()
