@@ -36,6 +36,7 @@ from arcano_tools.services.server_watchdog import ServerWatchdog
 from arcano_tools.services.sync import JobSync, SyncTimings
 from arcano_tools.services.uploads import FileStore, Upload
 from arcano_tools.services.webhooks import WebhookReceiver
+from arcano_tools.store import JobStore
 from arcano_tools.store.memory import InMemoryStore
 from tests.support.images import png_bytes
 
@@ -73,7 +74,7 @@ class FakeClock:
 @dataclasses.dataclass
 class Core:
     clock: FakeClock
-    store: InMemoryStore
+    store: Any  # InMemoryStore, or JobStore when built on a database
     emulator: EmulatorRuntime
     client: RunningHubClient
     tools: ToolRegistry
@@ -147,10 +148,20 @@ class Core:
 
 
 async def build_core(
-    tmp_path: Path, *, control: Mapping[str, Any] | None = None, max_concurrent: int = 2
+    tmp_path: Path,
+    *,
+    control: Mapping[str, Any] | None = None,
+    max_concurrent: int = 2,
+    database_url: str | None = None,
 ) -> Core:
+    """The core on the in-memory store, or on the SQL store at ``database_url`` (migrated)."""
     clock = FakeClock()
-    store = InMemoryStore(clock=clock)
+    store: Any
+    if database_url is None:
+        store = InMemoryStore(clock=clock)
+    else:
+        store = JobStore.from_url(database_url, clock=clock)
+        await store.migrate()
     await store.upsert_account(ACCOUNT, API_KEY, max_concurrent)
     emulator_control = EmulatorControl(task_ms=0, webhook="drop", seed=7)
     emulator_app = create_emulator_app(
