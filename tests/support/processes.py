@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The log file of every server started in this test session (searched for secrets at its end).
+STARTED_LOGS: list[Path] = []
 
 
 def free_port() -> int:
@@ -90,6 +92,7 @@ def start_process(
 ) -> ServerProcess:
     """Start ``cmd`` (environment: ours plus ``env``) and wait until ``ready()`` is true."""
     log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=log_dir)[1])
+    STARTED_LOGS.append(log_path)
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     # The test runner's warning filters must not leak into the server.
     child_env.pop("PYTHONWARNINGS", None)
