@@ -89,8 +89,27 @@ UPSTREAM_MAX_CONCURRENCY: Final = 8
 #: …and at most this many calls per second per process.
 UPSTREAM_MAX_RPS: Final = 20.0
 #: A live process spends at most ~3 min in ``starting`` (two 60 s uploads + a 20 s create call
-#: + retries); past 5 min with no task id the process that was starting the job is gone.
+#: + retries); past 5 min with no task id the process that was starting the job is gone. Only
+#: for starts written without a start lease (by a version before it, during a rolling deploy);
+#: every other start is judged by its lease, below.
 STARTING_STUCK_MS: Final = 5 * 60 * 1000
+#: While a process uploads a job's inputs and waits on RunningHub's create call it renews a
+#: lease on the job this often (one small conditional UPDATE per start in flight)…
+START_HEARTBEAT_S: Final = 2.0
+#: …for this long. Three renewals missed in a row mean the process is gone (SIGKILL, OOM, a
+#: lost host) and any process puts the job back in the queue: a crash costs seconds, where
+#: the 5-minute rule above kept both of an account's slots and let 45 of 50 queued jobs reach
+#: their deadline. A live process that stalls longer (a database hiccup) only loses the job to
+#: a new claim: its late answer is fenced and its task cancelled. Hosts' clocks must agree to
+#: well within this (NTP), since one writes the lease and another reads it.
+START_LEASE_S: Final = 6.0
+#: How often every process looks for starts whose lease expired (one indexed query): a crash
+#: is recovered at most START_LEASE_S + this after the last renewal, under 10 s.
+START_RECOVERY_EVERY_S: Final = 1.0
+#: A graceful stop (SIGTERM, a deploy) lets the starts in flight finish on their own this long
+#: — a create call usually answers within a second, and one that landed is better saved than
+#: left as a duplicate task — then puts the rest back in the queue for the next process.
+SHUTDOWN_START_GRACE_S: Final = 2.0
 
 #: Webhook events and upstream errors are kept this long (the operator page's health tables).
 EVENT_RETENTION_S: Final = 7 * 24 * 3600
@@ -107,6 +126,16 @@ WEBHOOK_TOKEN_HEX_CHARS: Final = 32
 TASK_ID_MAX_CHARS: Final = 64
 #: Largest webhook body we read; RunningHub's envelopes are a few KB.
 MAX_WEBHOOK_BODY_BYTES: Final = 256 * 1024
+#: The unauthenticated old-style route (``POST /webhooks/runninghub``) keeps an event whose
+#: task id is not stored yet, to apply it when the id is saved. A real one waits seconds (the
+#: create call's answer), so at most one per start in flight — a few dozen with every account
+#: full. 1,000 unapplied ones is a flood or a bug; past it a delivery is answered as before but
+#: not stored (nothing is lost: the job's own webhook URL and the watchdog's checks still end
+#: it). 1,000 rows of at most BODY_KEEP_CHARS (4,000) characters: about 4 MB at worst.
+MAX_UNMATCHED_WEBHOOKS: Final = 1_000
+#: While deliveries are not kept, one warning per burst: a new one only after this long
+#: without any (the metric ``arcano_webhooks_not_kept_total`` counts every one).
+UNMATCHED_DROP_LOG_QUIET_S: Final = 60.0
 
 # --- Job events (server-sent events for scripts) -----------------------------------------------
 #: A quiet event stream sends a comment this often (proxies close idle connections near 60 s).

@@ -68,6 +68,27 @@ class Metrics:
             ["account"],
             registry=r,
         )
+        self.webhooks_not_kept = Counter(
+            "arcano_webhooks_not_kept",
+            "Old-style webhooks for a task id not stored yet that were answered but not kept, "
+            "because MAX_UNMATCHED_WEBHOOKS unapplied ones already were (a flood).",
+            registry=r,
+        )
+        self.starts_given_back = Counter(
+            "arcano_starts_given_back",
+            "Starts put back in the queue before RunningHub's create call answered, by cause "
+            "(stop = this process stopping gracefully, crash = another process's start lease "
+            "expired).",
+            ["cause"],
+            registry=r,
+        )
+        self.orphan_tasks = Counter(
+            "arcano_orphan_tasks",
+            "Tasks of a start that had lost its claim (orphans), cancelled and never applied, "
+            "by how their id became known: create_answer, or webhook (each delivery counts).",
+            ["found_by"],
+            registry=r,
+        )
         self.active_jobs = Gauge(
             "arcano_active_jobs", "Jobs in an active status (all processes).", registry=r
         )

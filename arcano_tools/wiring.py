@@ -173,10 +173,14 @@ class Services:
         if self.relay is not None:
             self.relay.start()
         self._tasks.append(asyncio.create_task(self.queue.run(self._stop), name="dispatcher"))
-        if self.settings.server_watchdog_active:
-            self._tasks.append(
-                asyncio.create_task(self.server_watchdog.run(self._stop), name="server-watchdog")
+        # always: stalled starts are recovered even with the watchdog's checks switched off
+        # (that recovery asks RunningHub nothing); the checks follow the flags
+        self._tasks.append(
+            asyncio.create_task(
+                self.server_watchdog.run(self._stop, checks=self.settings.server_watchdog_active),
+                name="server-watchdog",
             )
+        )
         log.info(
             "services started",
             extra={
@@ -188,6 +192,8 @@ class Services:
 
     async def stop(self) -> None:
         self._stop.set()
+        # starts in flight finish or go back in the queue before the store closes
+        await self.queue.shutdown()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

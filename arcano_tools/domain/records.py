@@ -43,6 +43,10 @@ class Job:
     next_attempt_at: datetime | None = None
     next_check_at: datetime | None = None
     claim_id: str | None = None
+    #: While ``starting``: the process starting the job renews this lease until the create
+    #: call has answered; once it has expired that process is gone and any process may put
+    #: the job back in the queue (``None``: written by a version without start leases).
+    start_lease_until: datetime | None = None
     last_upstream_code: int | None = None
     last_upstream_msg: str | None = None
 

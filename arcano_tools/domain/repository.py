@@ -13,8 +13,8 @@ Rules every implementation keeps (the contract suite checks each):
   new state, never an error;
 * :meth:`Repository.finish` is the only way into a terminal status; in the same atomic step it
   releases the account slot and, for failed/cancelled, refunds the credits exactly once;
-* claims fence starts: ``requeue`` and ``save_task_id(claim_id=…)`` change nothing for a start
-  that lost its claim.
+* claims fence starts: ``requeue``, ``renew_start_lease`` and ``save_task_id(claim_id=…)``
+  change nothing for a start that lost its claim (or whose job went back to the queue).
 """
 
 from __future__ import annotations
@@ -80,19 +80,33 @@ class Repository(Protocol):
 
     # --- the transitions ----------------------------------------------------------------------------
     async def claim_slot(
-        self, job: Job, account_name: str, *, first_check_in: timedelta | None = None
+        self,
+        job: Job,
+        account_name: str,
+        *,
+        first_check_in: timedelta | None = None,
+        start_lease_for: timedelta | None = None,
     ) -> Job | None:
-        """Queued → starting holding one of the account's slots, or ``None`` (nothing changed)."""
+        """Queued → starting holding one of the account's slots, or ``None`` (nothing changed).
+
+        A new claim id; ``start_lease_until`` = now + ``start_lease_for``; the requeue message
+        (``error_message``) is cleared."""
+
+    async def renew_start_lease(self, job: Job, *, until: datetime) -> bool:
+        """Extend the start lease of ``job``'s claim; False (nothing changed) once the job is no
+        longer ``starting`` without a task id under that claim."""
 
     async def requeue(
         self, job: Job, *, retry_at: datetime, reason: str, failed: bool = False
     ) -> bool:
-        """Starting → queued, slot given back; only for the start holding the current claim."""
+        """Starting → queued, slot given back, start lease cleared; only for the start holding
+        the current claim. ``reason`` is what the job's page shows (``error_message``)."""
 
     async def save_task_id(
         self, table: str, job_id: str, task_id: str, *, claim_id: str | None = None
     ) -> Job | None:
-        """Store the task id (starting → running); never over another id or a terminal job."""
+        """Store the task id (starting → running); never over another id or a terminal job.
+        With ``claim_id``: only for that claim, and never onto a job back in the queue."""
 
     async def finish(self, table: str, job_id: str, req: FinishRequest) -> FinishResult | None:
         """The one guarded terminal transition (``None``: no such job)."""
@@ -117,6 +131,20 @@ class Repository(Protocol):
     ) -> list[Job]: ...
 
     async def release_lease(self, table: str, job_id: str, owner: str) -> None: ...
+
+    async def lease_stalled_starts(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        legacy_before: datetime,
+        limit: int,
+    ) -> list[Job]:
+        """Lease to ``owner`` (like :meth:`lease_due_jobs`) up to ``limit`` jobs per table left
+        ``starting`` with no task id by a process that is gone: their start lease expired, or
+        they have none (an older version started them) and were last updated before
+        ``legacy_before``."""
 
     # --- accounts -------------------------------------------------------------------------------------
     async def upsert_account(self, name: str, api_key: str, max_concurrent: int) -> None: ...
@@ -145,6 +173,9 @@ class Repository(Protocol):
 
     async def take_unmatched_webhooks(self, task_id: str) -> list[dict[str, Any]]:
         """Mark the kept events of ``task_id`` applied and return them (each taken once)."""
+
+    async def count_unmatched_webhooks(self) -> int:
+        """How many kept (``unmatched``) events are not applied yet: the bound's measure."""
 
     async def webhook_counts(self) -> dict[str, int]: ...
 

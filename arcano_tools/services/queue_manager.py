@@ -12,6 +12,12 @@ Flow of a job (``docs/jobs.md`` draws it)::
   with backoff; permanent errors fail it with a clear message and the refund.
 * :meth:`QueueManager.finish` is the only way to end a job; it frees the slot and wakes the
   dispatcher so the next queued job starts at once.
+* A start in flight holds a short lease on its job (``START_LEASE_S``, renewed every
+  ``START_HEARTBEAT_S``): a killed process's starts go back in the queue within seconds (the
+  server watchdog's ``recover_stalled_starts``); a graceful stop (:meth:`QueueManager.shutdown`)
+  puts its own back at once. The webhook URL names the start's claim, so a task created by a
+  start that lost its claim (an orphan: RunningHub's create call has no idempotency key) is
+  cancelled and never applied, whether its id comes from a late answer or from its webhook.
 """
 
 from __future__ import annotations
@@ -60,6 +66,9 @@ log = logging.getLogger(__name__)
 MAX_START_FAILURES = 5
 #: How long a tool's learned first-check delay is reused before re-reading its history.
 FIRST_CHECK_CACHE_S = 60.0
+#: A stop waits at most this long for interrupted starts to requeue their jobs (one write
+#: each); past it the database is not answering and their leases will expire instead.
+SHUTDOWN_UNWIND_S = 5.0
 
 #: Messages shown to the user when a job cannot start; the technical cause goes to the log.
 MSG_REJECTED = "O serviço de IA recusou este pedido. Seus créditos foram devolvidos."
@@ -71,19 +80,47 @@ MSG_INPUT_MISSING = (
     "O arquivo enviado não está mais disponível no servidor. Seus créditos foram devolvidos; "
     "envie o arquivo de novo."
 )
+#: Shown while a job waits in the queue again (its ``error_message``; the page shows it). The
+#: technical cause (RunningHub's code, the exception) goes to the log and ``upstream_errors``.
+MSG_REQUEUED_BUSY = (
+    "O serviço de IA está ocupado; seu trabalho continua na fila e começa sozinho em instantes."
+)
+MSG_REQUEUED_RETRY = (
+    "O serviço de IA não respondeu; seu trabalho continua na fila e será tentado de novo "
+    "em instantes."
+)
+MSG_REQUEUED_INTERRUPTED = (
+    "O início do seu trabalho foi interrompido por uma reinicialização do servidor; ele "
+    "continua na fila e começa sozinho em instantes."
+)
 
 
-def webhook_token(secret: bytes, table: str, job_id: str) -> str:
-    """The per-job token in the webhook URL: HMAC of our own ids, unguessable without the key."""
-    digest = hmac.new(secret, f"{table}:{job_id}".encode(), hashlib.sha256).hexdigest()
-    return digest[: c.WEBHOOK_TOKEN_HEX_CHARS]
+def webhook_token(secret: bytes, table: str, job_id: str, claim_id: str | None = None) -> str:
+    """The token in the webhook URL: HMAC of our own ids, unguessable without the key.
+
+    With ``claim_id`` (every start since start leases): ``<claim_id>.<HMAC of table, job and
+    claim>``, so a webhook says which start created its task and one from a start that lost its
+    claim is never applied. Without: the job's token alone (URLs given out before that).
+    """
+    message = f"{table}:{job_id}" if claim_id is None else f"{table}:{job_id}:{claim_id}"
+    digest = hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+    mac = digest[: c.WEBHOOK_TOKEN_HEX_CHARS]
+    return mac if claim_id is None else f"{claim_id}.{mac}"
+
+
+def webhook_token_claim(token: str | None) -> str | None:
+    """The claim a (verified) token names, or ``None`` for a job-only token."""
+    if not token or "." not in token:
+        return None
+    return token.split(".", 1)[0]
 
 
 def webhook_token_ok(secret: bytes, table: str, job_id: str, token: str | None) -> bool:
     if not token:
         return False
+    expected = webhook_token(secret, table, job_id, webhook_token_claim(token))
     # bytes, not str: compare_digest refuses non-ASCII text (a forged token must be a 401)
-    return hmac.compare_digest(webhook_token(secret, table, job_id).encode(), token.encode())
+    return hmac.compare_digest(expected.encode(), token.encode())
 
 
 class QueueManager:
@@ -113,7 +150,16 @@ class QueueManager:
         self.webhook_base_url = webhook_base_url.rstrip("/")
         self.webhook_secret = webhook_secret
         self._wake = asyncio.Event()
+        #: Background work: starts and upstream cancels (a stop waits for them).
         self._starting: set[asyncio.Task[None]] = set()
+        #: Starts still uploading or waiting on the create call: what a stop may interrupt.
+        self._creating: set[asyncio.Task[None]] = set()
+        self._closing = False
+        #: Real-time seconds between start lease renewals, and the lease (tests shrink them).
+        self.heartbeat_every = c.START_HEARTBEAT_S
+        self.start_lease = timedelta(seconds=c.START_LEASE_S)
+        #: How long a graceful stop lets starts in flight finish before it requeues them.
+        self.shutdown_grace = c.SHUTDOWN_START_GRACE_S
         #: Called with a job whose task id was just saved (applies kept old-style webhooks).
         self.on_task_saved: Callable[[Job], Awaitable[None]] | None = None
 
@@ -201,20 +247,56 @@ class QueueManager:
         """Start as many due queued jobs as accounts have free slots; returns how many."""
         started = 0
         for job in await self.store.queued_jobs_due(self.clock()):
+            if self._closing:
+                break
             accounts = await self.store.accounts_with_free_slots()
             if not accounts:
                 break
             first_check = await self.first_check_delay(job.table)
             for account in accounts:
-                claimed = await self.store.claim_slot(job, account.name, first_check_in=first_check)
-                if claimed is not None:
-                    self._publish(claimed)
-                    task = asyncio.create_task(self._start(claimed, account))
-                    self._starting.add(task)
-                    task.add_done_callback(self._starting.discard)
-                    started += 1
-                    break
+                claimed = await self.store.claim_slot(
+                    job, account.name, first_check_in=first_check, start_lease_for=self.start_lease
+                )
+                if claimed is None:
+                    continue
+                if self._closing:  # the stop began while this claim was being written
+                    await self._give_back(claimed, "stopping before the start began")
+                    return started
+                self._publish(claimed)
+                task = asyncio.create_task(self._start(claimed, account))
+                self._starting.add(task)
+                task.add_done_callback(self._starting.discard)
+                started += 1
+                break
         return started
+
+    async def shutdown(self) -> int:
+        """A graceful stop: start nothing new; let the starts in flight finish for
+        ``shutdown_grace``, then put those still uploading or waiting on the create call back
+        in the queue (slot released, claim given up, due at once for any process). Returns how
+        many were put back.
+
+        Not counted as failed starts: the stop is ours, not the job's or RunningHub's, and five
+        deploys during one job's start must not fail it (its deadline still bounds it). A start
+        interrupted by a crash is counted (``recover_stuck_start``): a job that kills the
+        process starting it must not take every process down in turn until its deadline.
+        """
+        self._closing = True
+        if self._starting:
+            await asyncio.wait(set(self._starting), timeout=self.shutdown_grace)
+        interrupted = [task for task in self._creating if not task.done()]
+        for task in interrupted:
+            task.cancel()
+        if self._starting:  # each interrupted start requeues its job as it unwinds
+            await asyncio.wait(set(self._starting), timeout=SHUTDOWN_UNWIND_S)
+        for task in list(self._starting):  # upstream cancels still running: best effort
+            task.cancel()
+        if interrupted:
+            log.warning(
+                "starts in flight put back in the queue",
+                extra={"action": "shutdown", "count": len(interrupted)},
+            )
+        return len(interrupted)
 
     async def first_check_delay(self, table: str) -> timedelta | None:
         """The learned delay before a job's first upstream check (cached per tool a minute)."""
@@ -229,17 +311,31 @@ class QueueManager:
         return cached[1]
 
     async def _start(self, job: Job, account: Account) -> None:
-        """Upload the inputs and create the task; never raises (outcomes land in the row)."""
+        """Upload the inputs and create the task; never raises (outcomes land in the row),
+        except the cancellation of a graceful stop, once the job is back in the queue."""
         tool = self.tools.by_table(job.table)
         assert tool is not None
+        me = asyncio.current_task()
+        assert me is not None
+        self._creating.add(me)
+        heartbeat = asyncio.create_task(self._keep_start_lease(job))
         try:
-            nodes = await self._node_info_list(tool, job, account)
-            created = await self.client.run_app(
-                account.api_key,
-                tool.app_id,
-                nodes,
-                webhook_url=self.webhook_url(job.table, job.id),
-            )
+            try:  # the part a graceful stop may interrupt (only while in ``_creating``)
+                nodes = await self._node_info_list(tool, job, account)
+                created = await self.client.run_app(
+                    account.api_key,
+                    tool.app_id,
+                    nodes,
+                    webhook_url=self.webhook_url(job.table, job.id, job.claim_id),
+                )
+            finally:
+                self._creating.discard(me)
+                heartbeat.cancel()
+        except asyncio.CancelledError:
+            # a graceful stop (shutdown): the next process starts it; if this create call
+            # landed anyway, its task's webhook names this claim and is never applied
+            await self._give_back(job, "process stopping during the start")
+            raise
         except RunningHubError as exc:
             await self._start_failed(job, exc)
             return
@@ -281,8 +377,19 @@ class QueueManager:
             return
         self._publish(saved)
         if saved.task_id != created.task_id:
-            # this start lost its claim (requeued as stuck and dispatched again): its task
-            # is a duplicate nobody will follow
+            # this start lost its claim (put back in the queue, maybe dispatched again): its
+            # task is an orphan nobody will follow
+            self.metrics.orphan_tasks.labels("create_answer").inc()
+            log.warning(
+                "orphan task cancelled",
+                extra={
+                    "action": "orphan_task",
+                    "job_id": job.id,
+                    "table": job.table,
+                    "task_id": created.task_id,
+                    "found_by": "create_answer",
+                },
+            )
             await self._cancel_task(account, created.task_id, saved)
         elif saved.status in (JobStatus.CANCELLED, JobStatus.FAILED):
             # cancelled (or timed out) while the create call was in flight: stop the task
@@ -308,8 +415,26 @@ class QueueManager:
             nodes.append({"nodeId": node_id, "fieldName": field_name, "fieldValue": value})
         return nodes
 
-    def webhook_url(self, table: str, job_id: str) -> str:
-        token = webhook_token(self.webhook_secret, table, job_id)
+    async def _keep_start_lease(self, job: Job) -> None:
+        """Renew the start lease while the start runs (the heartbeat); stop once the claim
+        is gone. A failed renewal is only logged: the next one may succeed."""
+        while True:
+            await asyncio.sleep(self.heartbeat_every)
+            try:
+                kept = await self.store.renew_start_lease(
+                    job, until=self.clock() + self.start_lease
+                )
+            except Exception as exc:
+                log.warning(
+                    "start lease not renewed",
+                    extra={"action": "start_lease", "job_id": job.id, "error": repr(exc)},
+                )
+                continue
+            if not kept:
+                return
+
+    def webhook_url(self, table: str, job_id: str, claim_id: str | None = None) -> str:
+        token = webhook_token(self.webhook_secret, table, job_id, claim_id)
         return f"{self.webhook_base_url}/webhooks/runninghub/{table}/{job_id}?token={token}"
 
     async def _start_failed(self, job: Job, exc: RunningHubError) -> None:
@@ -318,7 +443,7 @@ class QueueManager:
         if not await self._holds_claim(job):
             return  # this start lost its claim: the current one decides the job's fate
         if exc.requeue:
-            await self._requeue(job, f"RunningHub busy ({code})")
+            await self._requeue(job, f"RunningHub busy ({code})", MSG_REQUEUED_BUSY)
             return
         if isinstance(exc, Unauthorized) and job.api_account:
             # RunningHub refuses this key (802/801/811): stop sending jobs to it; operators
@@ -352,61 +477,89 @@ class QueueManager:
         return current is not None and current.claim_id == job.claim_id
 
     async def _fail_start(self, job: Job, message: str) -> None:
-        await self.finish(
-            job.table,
-            job.id,
-            FinishRequest(JobStatus.FAILED, FinishedBy.DISPATCH, error_message=message),
-        )
+        """Fail a start with a refund — only under its claim: the slot is given back first
+        (fenced, like any requeue), and only if that succeeded is the job finished, while it
+        waits out a backoff no dispatcher takes it in. A start or recovery that lost its
+        claim therefore never fails the job its successor is running."""
+        parked = self.clock() + timedelta(seconds=c.QUEUE_RETRY_MAX_S)
+        if await self.store.requeue(job, retry_at=parked, reason=message):
+            await self.finish(
+                job.table,
+                job.id,
+                FinishRequest(JobStatus.FAILED, FinishedBy.DISPATCH, error_message=message),
+            )
 
-    async def _retry_start(self, job: Job, reason: str) -> None:
-        """Queue a failed start again with backoff, or give up (refund) after too many.
+    async def _retry_start(self, job: Job, cause: str, message: str = MSG_REQUEUED_RETRY) -> bool:
+        """Queue a failed start again with backoff (True), or give up (refund) after too many.
 
         Only failed starts count (``start_failures``), not RunningHub's 421/415: a job that
         waited out a long busy spell still gets its full number of tries.
         """
         if job.start_failures + 1 >= MAX_START_FAILURES:
             await self._fail_start(job, MSG_UNAVAILABLE)
-        else:
-            await self._requeue(job, reason, failed=True)
+            return False
+        return await self._requeue(job, cause, message, failed=True)
 
-    async def _requeue(self, job: Job, reason: str, *, failed: bool = False) -> None:
-        """Back to the queue with jittered exponential backoff on the counter of the cause."""
+    async def _requeue(
+        self, job: Job, cause: str, message: str, *, failed: bool = False, at_once: bool = False
+    ) -> bool:
+        """Back to the queue with jittered exponential backoff on the counter of the cause
+        (``at_once``: due now, for any process). ``message`` is what the job's page shows;
+        ``cause``, the technical reason, goes to the log."""
         tries = job.start_failures if failed else job.attempts
-        delay = min(c.QUEUE_RETRY_MAX_S, c.QUEUE_RETRY_BASE_S * 2**tries)
+        delay = 0.0 if at_once else min(c.QUEUE_RETRY_MAX_S, c.QUEUE_RETRY_BASE_S * 2**tries)
         delay *= random.uniform(0.75, 1.25)
-        if await self.store.requeue(
-            job, retry_at=self.clock() + timedelta(seconds=delay), reason=reason, failed=failed
+        if not await self.store.requeue(
+            job, retry_at=self.clock() + timedelta(seconds=delay), reason=message, failed=failed
         ):
-            log.info(
-                "job requeued",
-                extra={
-                    "action": "requeue",
-                    "job_id": job.id,
-                    "table": job.table,
-                    "reason": reason,
-                    "retry_in_s": round(delay, 2),
-                },
+            return False
+        log.info(
+            "job requeued",
+            extra={
+                "action": "requeue",
+                "job_id": job.id,
+                "table": job.table,
+                "reason": cause,
+                "retry_in_s": round(delay, 2),
+            },
+        )
+        requeued = await self.store.get_job(job.table, job.id)
+        if requeued is not None:
+            self._publish(requeued)
+        self.wake()
+        return True
+
+    async def _give_back(self, job: Job, cause: str) -> None:
+        """A graceful stop interrupts this start: queue the job again, due at once, without
+        counting a failed start (see :meth:`shutdown`). Never raises: it runs while unwinding."""
+        try:
+            if await self._requeue(job, cause, MSG_REQUEUED_INTERRUPTED, at_once=True):
+                self.metrics.starts_given_back.labels("stop").inc()
+        except Exception:
+            log.exception(
+                "start not given back",
+                extra={"action": "shutdown", "job_id": job.id, "table": job.table},
             )
-            requeued = await self.store.get_job(job.table, job.id)
-            if requeued is not None:
-                self._publish(requeued)
-            self.wake()
 
     async def recover_stuck_start(self, job: Job) -> None:
         """A job left in ``starting`` with no task id by a crashed process: queue it again.
 
-        Retrying is right (docs/watchdog.md): the user paid for a result, RunningHub most
-        likely never created the task, and if it did, that task's webhook still names this
-        job and finishes it first — the guarded finish ignores whichever result comes second.
-        After ``MAX_START_FAILURES`` attempts the job fails with a refund instead.
+        Retrying is right (docs/watchdog.md): the user paid for a result and RunningHub most
+        likely never created the task. If it did, that task belongs to the lost claim: its
+        webhook (which names that claim) is never applied and the task is cancelled, so one
+        result is applied and credits are charged once. It counts as a failed start: after
+        ``MAX_START_FAILURES`` the job fails with a refund instead. Fenced by ``job``'s claim.
         """
         log.warning(
             "stuck start recovered",
             extra={"action": "recover_stuck_start", "job_id": job.id, "table": job.table},
         )
-        await self._retry_start(
-            job, "start interrupted (process stopped before saving the task id)"
-        )
+        if await self._retry_start(
+            job,
+            "start interrupted (process stopped before saving the task id)",
+            MSG_REQUEUED_INTERRUPTED,
+        ):
+            self.metrics.starts_given_back.labels("crash").inc()
 
     # --- finish and cancel ------------------------------------------------------------------
 
@@ -466,6 +619,20 @@ class QueueManager:
         if account is None:
             return
         await self._cancel_task(account, job.task_id, job)
+
+    def cancel_orphan_soon(self, job: Job, task_id: str) -> None:
+        """A task of a start that lost its claim, learned from its webhook: cancel it upstream
+        in the background, with the account the job was claimed on."""
+
+        async def cancel() -> None:
+            account = await self.store.get_account(job.api_account or "")
+            if account is not None:
+                await self._cancel_task(account, task_id, job)
+
+        self.metrics.orphan_tasks.labels("webhook").inc()
+        task = asyncio.create_task(cancel())
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
 
     async def _cancel_task(self, account: Account, task_id: str, job: Job) -> None:
         try:

@@ -11,8 +11,10 @@ means the page watchdogs, the sync endpoint and this loop together make at most 
 RunningHub call per job per interval.
 
 Jobs stuck in ``starting`` with no task id (a crash between RunningHub's create call and
-saving its id) are put back in the queue once no live process can still be starting them;
-see ``docs/watchdog.md`` for why retrying beats failing.
+saving its id) are put back in the queue once no live process can still be starting them —
+their start lease expired (``START_LEASE_S``, renewed by the starting process) — looked for
+every ``START_RECOVERY_EVERY_S``, and even with the watchdog's checks switched off (that
+recovery asks RunningHub nothing); see ``docs/watchdog.md`` for why retrying beats failing.
 
 At start-up and every minute it also recounts each account's ``in_flight`` from the jobs that
 hold its slots: a counter that drifted (a manual edit, a restored backup) would otherwise keep
@@ -33,7 +35,7 @@ from datetime import timedelta
 from arcano_tools import constants as c
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.repository import Repository
-from arcano_tools.domain.status import FinishedBy, JobStatus
+from arcano_tools.domain.status import FinishedBy
 from arcano_tools.services.queue_manager import QueueManager
 from arcano_tools.services.sync import JobSync
 
@@ -72,19 +74,52 @@ class ServerWatchdog:
     def interval(self) -> timedelta:
         return self.sync.timings.poll_interval
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Tick every half poll interval until ``stop`` is set (a lifespan task)."""
+    async def run(self, stop: asyncio.Event, *, checks: bool = True) -> None:
+        """Until ``stop`` is set (a lifespan task): recover stalled starts every
+        ``START_RECOVERY_EVERY_S`` and, with ``checks`` (the watchdog flags), tick every half
+        poll interval."""
         tick = max(0.05, self.interval.total_seconds() / 2)
+        every = min(tick, c.START_RECOVERY_EVERY_S) if checks else c.START_RECOVERY_EVERY_S
+        next_tick = 0.0
         while not stop.is_set():
             try:
-                await self.tick()
+                if checks and time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + tick
+                    await self.tick()
+                else:
+                    await self.recover_stalled_starts()
             except Exception:
                 log.exception("server watchdog tick failed", extra={"action": "server_watchdog"})
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=tick)
+                await asyncio.wait_for(stop.wait(), timeout=every)
+
+    async def recover_stalled_starts(self) -> int:
+        """Put back in the queue the starts whose process is gone (start lease expired, or
+        none and older than ``starting_stuck_after``); returns how many were leased."""
+        now = self.sync.clock()
+        jobs = await self.store.lease_stalled_starts(
+            owner=self.owner,
+            now=now,
+            lease_for=timedelta(seconds=30),
+            legacy_before=now - self.starting_stuck_after,
+            limit=LEASE_BATCH,
+        )
+        for job in jobs:
+            try:
+                await self.queue.recover_stuck_start(job)
+            except Exception:
+                log.exception(
+                    "start recovery failed",
+                    extra={"action": "recover_stuck_start", "job_id": job.id, "table": job.table},
+                )
+            finally:
+                await self.store.release_lease(job.table, job.id, self.owner)
+        return len(jobs)
 
     async def tick(self) -> int:
-        """One pass: lease due jobs and sync them, at most ``max_concurrency`` at a time."""
+        """One pass: recover stalled starts, lease due jobs and sync them, at most
+        ``max_concurrency`` at a time; returns how many jobs were synced."""
+        await self.recover_stalled_starts()
         now = self.sync.clock()
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + c.PRUNE_EVERY_S
@@ -107,10 +142,7 @@ class ServerWatchdog:
     async def _check(self, job: Job) -> None:
         async with self._limit:
             try:
-                if self._stuck_starting(job):
-                    await self.queue.recover_stuck_start(job)
-                else:
-                    await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG)
+                await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG)
             except Exception:
                 log.exception(
                     "server watchdog check failed",
@@ -135,10 +167,3 @@ class ServerWatchdog:
             self.queue.metrics.slot_corrections.labels(account).inc()
         if fixed:
             self.queue.wake()  # freed slots may start queued jobs now
-
-    def _stuck_starting(self, job: Job) -> bool:
-        return (
-            job.status is JobStatus.STARTING
-            and not job.task_id
-            and self.sync.clock() - job.updated_at >= self.starting_stuck_after
-        )

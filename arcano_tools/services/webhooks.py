@@ -10,9 +10,13 @@ retried (duplicates). So:
   two copies race);
 * a malformed body with a valid token is recorded and answered 400, and the job is synced from
   ``/outputs`` instead, so nothing is lost;
+* the URL's token also names the start (claim) that created the task: a webhook from a start
+  that lost its claim (interrupted by a stop or a crash, its job back in the queue) is an orphan
+  task's — never applied, its task cancelled upstream — so one result is applied per job;
 * the old-style route (no job id, only ``taskId``) cannot authenticate its sender, so it is only
   a hint: the job is re-checked with ``/outputs`` before anything is trusted; an event whose task
-  id is not stored yet is kept and applied the moment the id is saved.
+  id is not stored yet is kept and applied the moment the id is saved — at most
+  ``MAX_UNMATCHED_WEBHOOKS`` of them unapplied, so a flood cannot fill the database.
 
 Every event is recorded in ``webhook_events`` (the operator page's webhook health).
 """
@@ -24,6 +28,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from arcano_tools import constants as c
@@ -33,7 +38,7 @@ from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.runninghub.client import parse_outputs_envelope
 from arcano_tools.runninghub.errors import APIError, MalformedResponse
-from arcano_tools.services.queue_manager import webhook_token_ok
+from arcano_tools.services.queue_manager import webhook_token_claim, webhook_token_ok
 from arcano_tools.services.sync import JobSync
 
 log = logging.getLogger(__name__)
@@ -54,11 +59,13 @@ class Delivery(enum.StrEnum):
     DUPLICATE = "duplicate"
     #: A valid token for a job we do not have (deleted, or another database).
     UNKNOWN_JOB = "unknown_job"
-    #: Old-style delivery for a task id not stored yet: kept, applied once the id is saved.
+    #: Old-style delivery for a task id not stored yet: kept, applied once the id is saved
+    #: (answered alike but not stored while ``MAX_UNMATCHED_WEBHOOKS`` already are).
     KEPT = "kept"
     #: Unknown table or a token that is not this job's: refused before anything changed.
     BAD_TOKEN = "bad_token"
-    #: A task id that is not the one stored for its job: refused.
+    #: A task id that is not the one stored for its job, or a task of a start that lost its
+    #: claim (an orphan, cancelled upstream): refused, never applied.
     TASK_MISMATCH = "task_mismatch"
     #: Not RunningHub's format (``detail`` says how); the job is synced from ``/outputs``.
     MALFORMED = "malformed"
@@ -123,6 +130,9 @@ class WebhookReceiver:
         self.tools = tools
         self.secret = webhook_secret
         self.metrics = sync.metrics
+        #: Unapplied unmatched events kept at most (the constant; tests shrink it).
+        self.max_unmatched = c.MAX_UNMATCHED_WEBHOOKS
+        self._last_not_kept: datetime | None = None
 
     async def _record(self, *, outcome: WebhookOutcome, **fields: Any) -> None:
         self.metrics.webhooks.labels(outcome).inc()
@@ -151,6 +161,15 @@ class WebhookReceiver:
         except MalformedWebhook as exc:
             return await self._malformed(table, job_id, str(exc), body_text)
         job = await self.store.get_job(table, job_id)
+        claim = webhook_token_claim(token)
+        if (
+            job is not None
+            and claim is not None
+            and job.status.is_active
+            and job.task_id != event.task_id
+            and (claim != job.claim_id or job.status is JobStatus.QUEUED)
+        ):
+            return await self._orphan(job, event.task_id, claim, body_text)
         if job is None:  # a valid token for a job we do not have: deleted, or another database
             await self._record(
                 outcome=WebhookOutcome.IGNORED,
@@ -181,7 +200,12 @@ class WebhookReceiver:
             return WebhookResult(Delivery.DUPLICATE, job.status)
         early = not job.task_id
         if early:
-            saved = await self.store.save_task_id(table, job_id, event.task_id)
+            # under the URL's claim (if it names one): never onto a start that lost it
+            saved = await self.store.save_task_id(table, job_id, event.task_id, claim_id=claim)
+            if saved is not None and claim is not None and saved.task_id != event.task_id:
+                if saved.status.is_terminal:
+                    return WebhookResult(Delivery.DUPLICATE, saved.status)
+                return await self._orphan(saved, event.task_id, claim, body_text)
             job = saved or job
         try:
             outputs = parse_outputs_envelope(event.envelope)
@@ -214,6 +238,31 @@ class WebhookReceiver:
         )
         return WebhookResult(Delivery.APPLIED, synced.status, early=early)
 
+    async def _orphan(self, job: Job, task_id: str, claim: str, body_text: str) -> WebhookResult:
+        """The task of a start that lost its claim (a stop or a crash put its job back in the
+        queue; RunningHub's create call has no idempotency key): never applied, cancelled
+        upstream, so the job keeps one result and one charge."""
+        await self._record(
+            outcome=WebhookOutcome.REJECTED,
+            table=job.table,
+            job_id=job.id,
+            task_id=task_id,
+            detail=f"orphan task of an abandoned start (claim {claim[:32]})",
+            body=body_text,
+        )
+        log.warning(
+            "orphan task cancelled",
+            extra={
+                "action": "orphan_task",
+                "job_id": job.id,
+                "table": job.table,
+                "task_id": task_id,
+                "found_by": "webhook",
+            },
+        )
+        self.sync.queue.cancel_orphan_soon(job, task_id)
+        return WebhookResult(Delivery.TASK_MISMATCH, job.status)
+
     async def _malformed(
         self, table: str, job_id: str, why: str, body_text: str, job: Job | None = None
     ) -> WebhookResult:
@@ -244,6 +293,9 @@ class WebhookReceiver:
             return WebhookResult(Delivery.MALFORMED, detail=str(exc))
         job = await self.store.find_job_by_task_id(event.task_id)
         if job is None:
+            if await self.store.count_unmatched_webhooks() >= self.max_unmatched:
+                return self._not_kept(event.task_id)
+            self._last_not_kept = None  # below the bound again: the next burst is logged
             await self._record(
                 outcome=WebhookOutcome.UNMATCHED,
                 task_id=event.task_id,
@@ -274,6 +326,27 @@ class WebhookReceiver:
             applied=True,
         )
         return WebhookResult(Delivery.APPLIED, synced.status)
+
+    def _not_kept(self, task_id: str) -> WebhookResult:
+        """Past the bound: answered like a kept event (202), so a flood learns nothing and a
+        sender has no reason to retry, but nothing is stored. Losing a real one costs nothing
+        lasting: the job's own webhook URL and the watchdog's checks still end it. One warning
+        per burst (a new one after ``UNMATCHED_DROP_LOG_QUIET_S`` without any)."""
+        self.metrics.webhooks.labels(WebhookOutcome.UNMATCHED).inc()
+        self.metrics.webhooks_not_kept.inc()
+        now = self.sync.clock()
+        quiet = timedelta(seconds=c.UNMATCHED_DROP_LOG_QUIET_S)
+        if self._last_not_kept is None or now - self._last_not_kept >= quiet:
+            log.warning(
+                "unmatched webhooks not kept",
+                extra={
+                    "action": "webhook_not_kept",
+                    "task_id": task_id,
+                    "limit": self.max_unmatched,
+                },
+            )
+        self._last_not_kept = now
+        return WebhookResult(Delivery.KEPT)
 
     async def apply_kept(self, job: Job) -> None:
         """Called when a task id is saved: apply old-style events that arrived before it."""

@@ -216,7 +216,12 @@ class InMemoryStore:
 
     # --- the transitions -------------------------------------------------------------------------
     async def claim_slot(
-        self, job: Job, account_name: str, *, first_check_in: timedelta | None = None
+        self,
+        job: Job,
+        account_name: str,
+        *,
+        first_check_in: timedelta | None = None,
+        start_lease_for: timedelta | None = None,
     ) -> Job | None:
         account = self._accounts.get(account_name)
         current = self._table(job.table).get(job.id)
@@ -234,8 +239,22 @@ class InMemoryStore:
             started_at=current.started_at or now,
             updated_at=now,
             claim_id=uuid.uuid4().hex,
+            start_lease_until=now + start_lease_for if start_lease_for is not None else None,
+            error_message=None,
             next_check_at=now + first_check_in if first_check_in is not None else None,
         )
+
+    async def renew_start_lease(self, job: Job, *, until: datetime) -> bool:
+        current = self._table(job.table).get(job.id)
+        if (
+            current is None
+            or current.status is not JobStatus.STARTING
+            or current.claim_id != job.claim_id
+            or current.task_id is not None
+        ):
+            return False
+        self._put(current, start_lease_until=until)
+        return True
 
     async def requeue(
         self, job: Job, *, retry_at: datetime, reason: str, failed: bool = False
@@ -255,6 +274,7 @@ class InMemoryStore:
             start_failures=current.start_failures + (1 if failed else 0),
             next_attempt_at=retry_at,
             error_message=reason,
+            start_lease_until=None,
             updated_at=self.clock(),
         )
         if job.api_account:
@@ -269,7 +289,9 @@ class InMemoryStore:
             return None
         if current.task_id not in (None, task_id):
             return current
-        if claim_id is not None and current.claim_id != claim_id:
+        if claim_id is not None and (
+            current.claim_id != claim_id or current.status is JobStatus.QUEUED
+        ):
             return current
         status = JobStatus.RUNNING if current.status is JobStatus.STARTING else current.status
         return self._put(current, task_id=task_id, status=status, updated_at=self.clock())
@@ -383,6 +405,35 @@ class InMemoryStore:
         if lease is not None and lease.owner == owner:
             del self._leases[(table, job_id)]
 
+    async def lease_stalled_starts(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        legacy_before: datetime,
+        limit: int,
+    ) -> list[Job]:
+        leased: list[Job] = []
+        for table, jobs in self._jobs.items():
+            stalled = [
+                j
+                for j in jobs.values()
+                if j.status is JobStatus.STARTING
+                and j.task_id is None
+                and (
+                    j.start_lease_until <= now
+                    if j.start_lease_until is not None
+                    else j.updated_at <= legacy_before
+                )
+                and self._lease_free(table, j.id, now)
+            ]
+            stalled.sort(key=lambda j: j.created_at)
+            for job in stalled[:limit]:
+                self._leases[(table, job.id)] = _Lease(owner, now + lease_for)
+                leased.append(job)
+        return leased
+
     # --- accounts -------------------------------------------------------------------------------
     async def upsert_account(self, name: str, api_key: str, max_concurrent: int) -> None:
         existing = self._accounts.get(name)
@@ -458,6 +509,13 @@ class InMemoryStore:
                 taken.append(dict(row))
                 row["applied_at"] = self.clock()
         return taken
+
+    async def count_unmatched_webhooks(self) -> int:
+        return sum(
+            1
+            for row in self._webhooks
+            if row["outcome"] == WebhookOutcome.UNMATCHED.value and row["applied_at"] is None
+        )
 
     async def webhook_counts(self) -> dict[str, int]:
         return dict(Counter(row["outcome"] for row in self._webhooks))

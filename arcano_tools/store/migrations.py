@@ -18,7 +18,9 @@ from arcano_tools.domain.tools import JOB_TABLES
 from arcano_tools.store import schema as s
 
 #: Columns of the current job tables that later migrations add (v1 creates tables without).
-V1_LATER_COLUMNS = ("claim_id", "start_failures")
+V1_LATER_COLUMNS = ("claim_id", "start_failures", "start_lease_until")
+#: Indexes of the current tables that later migrations create (v1 creates tables without).
+V1_LATER_INDEXES = ("ix_webhook_events_outcome_unapplied",)
 
 #: Arbitrary constant key of the PostgreSQL advisory lock that serialises migrations.
 _PG_MIGRATION_LOCK_KEY = 724_311_985
@@ -35,6 +37,8 @@ async def _v1_initial(conn: AsyncConnection) -> None:
         for name in JOB_TABLES:  # v1's shape: columns added by later steps come from them
             for column in V1_LATER_COLUMNS:
                 sync.exec_driver_sql(f"ALTER TABLE {name} DROP COLUMN {column}")
+        for index in V1_LATER_INDEXES:
+            sync.exec_driver_sql(f"DROP INDEX {index}")
 
     await conn.run_sync(create)
 
@@ -55,10 +59,31 @@ async def _v3_start_failures(conn: AsyncConnection) -> None:
         )
 
 
+async def _v4_start_lease(conn: AsyncConnection) -> None:
+    """The process starting a job renews a short lease on it while the create call runs, so a
+    start left by a killed process is put back in the queue within seconds, not minutes."""
+    ts = sa.DateTime(timezone=True).compile(dialect=conn.dialect)
+    for table in JOB_TABLES:
+        await conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN start_lease_until {ts}"))
+
+
+async def _v5_unmatched_index(conn: AsyncConnection) -> None:
+    """Old-style webhook events kept for a task id not stored yet are bounded; every such
+    delivery counts them, so the count reads an index, not the whole events table."""
+    await conn.execute(
+        sa.text(
+            "CREATE INDEX IF NOT EXISTS ix_webhook_events_outcome_unapplied "
+            "ON webhook_events (outcome, applied_at)"
+        )
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial", _v1_initial),
     (2, "claim_id", _v2_claim_id),
     (3, "start_failures", _v3_start_failures),
+    (4, "start_lease", _v4_start_lease),
+    (5, "unmatched_webhooks_index", _v5_unmatched_index),
 ]
 
 

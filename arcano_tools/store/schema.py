@@ -49,6 +49,9 @@ def _job_table(name: str) -> sa.Table:
         sa.Column("last_upstream_msg", sa.Text, nullable=True),
         # Set anew at each dispatch (migration 2): only the current start may requeue or save.
         sa.Column("claim_id", sa.String(32), nullable=True),
+        # While starting: renewed by the process starting the job (migration 4); once it has
+        # passed, that process is gone and any process may put the job back in the queue.
+        sa.Column("start_lease_until", TS, nullable=True),
         # The server watchdog's lease: one backend process checks a job at a time.
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_until", TS, nullable=True),
@@ -114,6 +117,8 @@ webhook_events = sa.Table(
     sa.Column("body", sa.Text, nullable=True),
     sa.Column("applied_at", TS, nullable=True),
     sa.Index("ix_webhook_events_task_unapplied", "task_id", "applied_at"),
+    # Counting the kept (unmatched, unapplied) events for their bound (migration 5).
+    sa.Index("ix_webhook_events_outcome_unapplied", "outcome", "applied_at"),
 )
 
 upstream_errors = sa.Table(

@@ -91,6 +91,7 @@ def _job_from_row(table: str, row: sa.RowMapping) -> Job:
         next_attempt_at=_aware(row["next_attempt_at"]),
         next_check_at=_aware(row["next_check_at"]),
         claim_id=row["claim_id"],
+        start_lease_until=_aware(row["start_lease_until"]),
         last_upstream_code=row["last_upstream_code"],
         last_upstream_msg=row["last_upstream_msg"],
     )
@@ -405,7 +406,12 @@ class JobStore:
             return out
 
     async def claim_slot(
-        self, job: Job, account_name: str, *, first_check_in: timedelta | None = None
+        self,
+        job: Job,
+        account_name: str,
+        *,
+        first_check_in: timedelta | None = None,
+        start_lease_for: timedelta | None = None,
     ) -> Job | None:
         """Move a queued job to ``starting`` holding one of the account's slots, atomically.
 
@@ -414,7 +420,7 @@ class JobStore:
         """
         try:
             async with self._write() as conn:
-                return await self._claim(conn, job, account_name, first_check_in)
+                return await self._claim(conn, job, account_name, first_check_in, start_lease_for)
         except _SlotNotTaken:
             return None
 
@@ -424,6 +430,7 @@ class JobStore:
         job: Job,
         account_name: str,
         first_check_in: timedelta | None,
+        start_lease_for: timedelta | None,
     ) -> Job | None:
         now = self.clock()
         t = s.job_tables[job.table]
@@ -449,12 +456,30 @@ class JobStore:
                 started_at=sa.func.coalesce(t.c.started_at, now),
                 updated_at=now,
                 claim_id=uuid.uuid4().hex,
+                start_lease_until=now + start_lease_for if start_lease_for is not None else None,
+                error_message=None,  # a requeue's "still in the queue" no longer holds
                 next_check_at=now + first_check_in if first_check_in is not None else None,
             )
         )
         if moved.rowcount != 1:
             raise _SlotNotTaken  # rolls back the slot increment with the transaction
         return await self._get_job(conn, job.table, job.id)
+
+    async def renew_start_lease(self, job: Job, *, until: datetime) -> bool:
+        """The starting process is alive: extend its lease, only under its own claim."""
+        t = s.job_tables[job.table]
+        async with self._write() as conn:
+            res = await conn.execute(
+                t.update()
+                .where(
+                    t.c.id == job.id,
+                    t.c.status == JobStatus.STARTING.value,
+                    t.c.claim_id == job.claim_id,
+                    t.c.task_id.is_(None),
+                )
+                .values(start_lease_until=until)
+            )
+            return res.rowcount == 1
 
     async def requeue(
         self, job: Job, *, retry_at: datetime, reason: str, failed: bool = False
@@ -484,6 +509,7 @@ class JobStore:
                     start_failures=t.c.start_failures + (1 if failed else 0),
                     next_attempt_at=retry_at,
                     error_message=reason,
+                    start_lease_until=None,
                     updated_at=self.clock(),
                 )
             )
@@ -498,13 +524,15 @@ class JobStore:
 
         Never overwrites a different task id and never touches a terminal status: an early
         webhook may already have finished the job (and stored this same id). With
-        ``claim_id`` (the dispatcher's own save) only the current claim may save: the caller
-        sees a different ``task_id`` on the returned job when its claim was lost.
+        ``claim_id`` (the dispatcher's own save) only the current claim may save, and not onto
+        a job put back in the queue (its claim was given up): the caller sees a different
+        ``task_id`` on the returned job when its claim was lost.
         """
         t = s.job_tables[table]
         conditions = [t.c.id == job_id, sa.or_(t.c.task_id.is_(None), t.c.task_id == task_id)]
         if claim_id is not None:
             conditions.append(t.c.claim_id == claim_id)
+            conditions.append(t.c.status != JobStatus.QUEUED.value)
         async with self._write() as conn:
             await conn.execute(
                 t.update()
@@ -695,6 +723,57 @@ class JobStore:
                 .values(lease_owner=None, lease_until=None)
             )
 
+    async def lease_stalled_starts(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        legacy_before: datetime,
+        limit: int,
+    ) -> list[Job]:
+        """Lease to ``owner`` the ``starting`` jobs with no task id whose starting process is
+        gone: start lease expired, or none and untouched since ``legacy_before`` (a start by a
+        version without start leases). Same leases as :meth:`lease_due_jobs`, so one process
+        recovers a job at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+        leased: list[Job] = []
+        for table, t in s.job_tables.items():
+            async with self._write() as conn:
+                q = (
+                    sa.select(t.c.id)
+                    .where(
+                        t.c.status == JobStatus.STARTING.value,
+                        t.c.task_id.is_(None),
+                        sa.or_(
+                            t.c.start_lease_until <= now,
+                            sa.and_(
+                                t.c.start_lease_until.is_(None), t.c.updated_at <= legacy_before
+                            ),
+                        ),
+                        sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+                    )
+                    .order_by(t.c.created_at)
+                    .limit(limit)
+                )
+                if self.dialect == "postgresql":
+                    q = q.with_for_update(skip_locked=True)
+                ids = [r[0] for r in await conn.execute(q)]
+                if not ids:
+                    continue
+                await conn.execute(
+                    t.update()
+                    .where(
+                        t.c.id.in_(ids),
+                        sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+                    )
+                    .values(lease_owner=owner, lease_until=now + lease_for)
+                )
+                rows = await conn.execute(
+                    sa.select(t).where(t.c.id.in_(ids), t.c.lease_owner == owner)
+                )
+                leased.extend(_job_from_row(table, r) for r in rows.mappings())
+        return leased
+
     # --- accounts ------------------------------------------------------------------------------
 
     async def upsert_account(self, name: str, api_key: str, max_concurrent: int) -> None:
@@ -854,6 +933,20 @@ class JobStore:
                     .values(applied_at=self.clock())
                 )
             return rows
+
+    async def count_unmatched_webhooks(self) -> int:
+        """Kept old-style events not applied yet (read from their index, migration 5)."""
+        w = s.webhook_events
+        async with self._read() as conn:
+            n = await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(w)
+                .where(
+                    w.c.outcome == WebhookOutcome.UNMATCHED.value,
+                    w.c.applied_at.is_(None),
+                )
+            )
+            return int(n.scalar_one())
 
     async def webhook_counts(self) -> dict[str, int]:
         w = s.webhook_events

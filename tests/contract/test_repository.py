@@ -459,3 +459,106 @@ async def test_a_submit_without_enough_credits_writes_nothing(store: Repository)
     assert await store.get_job(TABLE, job_id) is None
     assert [e["kind"] for e in await store.ledger("poor")] == ["grant"]
     assert await store.list_user_jobs("poor") == []
+
+
+async def test_a_claim_takes_a_start_lease_that_only_its_own_claim_renews(
+    store: Repository,
+) -> None:
+    job = await store.get_job(TABLE, await new_job(store))
+    assert job is not None
+    first = await store.claim_slot(job, "acc", start_lease_for=timedelta(seconds=6))
+    assert first is not None
+    assert first.started_at is not None
+    assert first.start_lease_until == first.started_at + timedelta(seconds=6)
+    later = utcnow() + timedelta(seconds=30)
+
+    assert await store.renew_start_lease(first, until=later)
+    renewed = await store.get_job(TABLE, job.id)
+    assert renewed is not None
+    assert renewed.start_lease_until == later
+
+    assert await store.requeue(first, retry_at=utcnow(), reason="fila")
+    requeued = await store.get_job(TABLE, job.id)
+    assert requeued is not None
+    assert (requeued.start_lease_until, requeued.error_message) == (None, "fila")
+    assert not await store.renew_start_lease(first, until=later)  # back in the queue
+    second = await store.claim_slot(requeued, "acc")
+    assert second is not None
+    assert second.error_message is None  # the queue's message no longer holds
+    assert not await store.renew_start_lease(first, until=later)  # another claim's job
+    await store.save_task_id(TABLE, job.id, "T1", claim_id=second.claim_id)
+    assert not await store.renew_start_lease(second, until=later)  # RunningHub has it
+
+
+async def test_only_starts_whose_process_is_gone_are_leased_for_recovery(
+    store: Repository,
+) -> None:
+    now = utcnow() + timedelta(seconds=60)
+
+    async def claimed(lease: timedelta | None, task_id: str | None = None) -> str:
+        job = await store.get_job(TABLE, await new_job(store, cost=1))
+        assert job is not None
+        claim = await store.claim_slot(job, "big", start_lease_for=lease)
+        assert claim is not None
+        if task_id:
+            await store.save_task_id(TABLE, job.id, task_id, claim_id=claim.claim_id)
+        return job.id
+
+    await store.upsert_account("big", "b" * 32, max_concurrent=10)
+    expired = await claimed(timedelta(seconds=6))
+    alive = await claimed(timedelta(seconds=120))
+    legacy = await claimed(None)  # started by a version without start leases
+    await claimed(timedelta(seconds=6), task_id="T-running")  # RunningHub has it: running
+    await new_job(store, cost=1)  # queued
+    lease = {"lease_for": timedelta(minutes=10), "limit": 10}
+
+    recent = await store.lease_stalled_starts(
+        owner="a", now=now, legacy_before=now - timedelta(minutes=5), **lease
+    )
+    assert [j.id for j in recent] == [expired]
+    assert recent[0].status is JobStatus.STARTING
+    assert (
+        await store.lease_stalled_starts(  # leased: one process recovers it at a time
+            owner="b", now=now, legacy_before=now - timedelta(minutes=5), **lease
+        )
+        == []
+    )
+    old = await store.lease_stalled_starts(owner="c", now=now, legacy_before=now, **lease)
+    assert [j.id for j in old] == [legacy]
+    much_later = now + timedelta(minutes=3)
+    late = await store.lease_stalled_starts(
+        owner="d", now=much_later, legacy_before=now - timedelta(minutes=5), **lease
+    )
+    assert [j.id for j in late] == [alive]  # a and c still hold the others' leases
+
+
+async def test_a_late_create_answer_never_lands_on_a_job_back_in_the_queue(
+    store: Repository,
+) -> None:
+    """Recovery put the job back (its claim id unchanged until the next claim); the stalled
+    start's create call then answers: nothing is saved, the caller cancels its task."""
+    job = await store.get_job(TABLE, await new_job(store))
+    assert job is not None
+    claimed = await store.claim_slot(job, "acc")
+    assert claimed is not None
+    assert await store.requeue(claimed, retry_at=utcnow(), reason="fila", failed=True)
+
+    late = await store.save_task_id(TABLE, job.id, "T-late", claim_id=claimed.claim_id)
+
+    assert late is not None
+    assert (late.status, late.task_id) == (JobStatus.QUEUED, None)
+
+
+async def test_kept_webhook_events_are_counted_until_applied(store: Repository) -> None:
+    assert await store.count_unmatched_webhooks() == 0
+    for task_id in ("T1", "T2", "T3"):
+        await store.record_webhook(outcome=WebhookOutcome.UNMATCHED, task_id=task_id, body="{}")
+    await store.record_webhook(outcome=WebhookOutcome.REJECTED, task_id="T4")
+    await store.record_webhook(outcome=WebhookOutcome.UNMATCHED, task_id="T5", applied=True)
+    assert await store.count_unmatched_webhooks() == 3
+
+    await store.take_unmatched_webhooks("T2")
+
+    assert await store.count_unmatched_webhooks() == 2
+    assert await store.prune_events(utcnow() + timedelta(seconds=1)) == 5
+    assert await store.count_unmatched_webhooks() == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ async def test_migrations_are_recorded_and_idempotent(store: JobStore) -> None:
     assert await store.migrate() == []
     async with store.engine.connect() as conn:
         versions = (await conn.execute(sa.select(s.schema_migrations.c.version))).scalars().all()
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4, 5]
 
 
 async def test_the_ledger_refuses_a_second_refund_row(store: JobStore) -> None:
@@ -87,7 +88,7 @@ async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None
     await old.close()
 
     store = JobStore.from_url(url)
-    assert await store.migrate() == [2, 3]
+    assert await store.migrate() == [2, 3, 4, 5]
     await store.upsert_account("acc", "k" * 32, max_concurrent=1)
     job_id = str(uuid.uuid4())
     job = await store.create_job(NewJob(id=job_id, table=TABLE, user_id="u", cost=COST, inputs={}))
@@ -98,3 +99,74 @@ async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None
     assert user is not None
     assert user.credits == COST  # the old row survived the upgrade (and paid for one job)
     await store.close()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_a_version_3_database_with_a_start_in_flight_is_upgraded_in_place(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Start leases (migration 4) and the kept-events index (5) on a live v3 database: a
+    start written by the old version has no lease, so the 5-minute rule still applies to it."""
+    from arcano_tools.store import migrations
+
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'v3.db'}"
+    else:
+        server: str = request.getfixturevalue("pg_server_url")
+        url = create_database(server).replace("postgresql://", "postgresql+psycopg://")
+    old = JobStore.from_url(url)
+    steps, migrations.MIGRATIONS = migrations.MIGRATIONS, migrations.MIGRATIONS[:3]
+    try:
+        assert await old.migrate() == [1, 2, 3]
+        async with old.engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO users (id, credits, is_admin, is_anonymous, created_at) "
+                    "VALUES ('u', :credits, false, false, CURRENT_TIMESTAMP)"
+                ),
+                {"credits": 2 * COST},
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO runninghub_accounts (account_name, api_key, max_concurrent, "
+                    "in_flight, enabled, updated_at) VALUES ('acc', :k, 2, 1, true, :now)"
+                ),
+                {"k": "k" * 32, "now": utcnow()},
+            )
+            await conn.execute(
+                sa.text(
+                    f"INSERT INTO {TABLE} (id, user_id, status, cost, inputs, created_at, "
+                    "updated_at, started_at, holds_slot, attempts, check_count, claim_id, "
+                    "api_account) VALUES ('j1', 'u', 'starting', :cost, '{}', :t, :t, :t, "
+                    "true, 0, 0, 'c1', 'acc')"
+                ),
+                {"cost": COST, "t": utcnow() - timedelta(minutes=1)},
+            )
+    finally:
+        migrations.MIGRATIONS = steps
+    await old.close()
+
+    store = JobStore.from_url(url)
+    try:
+        assert await store.migrate() == [4, 5]
+        job = await store.get_job(TABLE, "j1")
+        assert job is not None
+        assert (job.status, job.start_lease_until) == (JobStatus.STARTING, None)
+        now = utcnow()
+        lease = {"owner": "w", "now": now, "lease_for": timedelta(seconds=30), "limit": 10}
+        assert (
+            await store.lease_stalled_starts(legacy_before=now - timedelta(minutes=5), **lease)
+            == []
+        )
+        (stalled,) = await store.lease_stalled_starts(legacy_before=now, **lease)
+        assert stalled.id == "j1"
+        assert await store.count_unmatched_webhooks() == 0
+        async with store.engine.connect() as conn:
+            indexes = await conn.run_sync(
+                lambda sync: {i["name"] for i in sa.inspect(sync).get_indexes("webhook_events")}
+            )
+        assert "ix_webhook_events_outcome_unapplied" in indexes
+    finally:
+        await store.close()
