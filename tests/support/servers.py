@@ -128,8 +128,10 @@ def start_backend(
     data_dir: Path,
     database_url: str = "",
     extra_env: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> Backend:
-    port = free_port()
+    """``port``: a given one (a restarted backend keeps the webhook URLs it handed out)."""
+    port = port or free_port()
     env = {
         "ARCANO_DATA_DIR": str(data_dir),
         "DATABASE_URL": database_url,
