@@ -39,6 +39,7 @@ from arcano_tools.runninghub.client import safe_url
 from arcano_tools.services.auth import Principal, authenticate
 from arcano_tools.services.follow import follow_job
 from arcano_tools.services.uploads import Upload
+from arcano_tools.services.webhooks import Delivery, WebhookResult
 from arcano_tools.wiring import Services
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,14 @@ MSG_SERVICE_ONLY = "Somente o serviço pode finalizar jobs."
 MSG_OPERATORS_ONLY = "Somente operadores (chave de serviço ou usuário admin)."
 MSG_DB_DOWN = "O banco de dados está indisponível no momento. Tente novamente em instantes."
 MSG_SYNC_FAILED = "Erro interno ao sincronizar."
+MSG_INTERNAL = "Erro interno. Tente novamente em instantes."
 MSG_OUTPUT_HOST = "outputUrl must be on one of RunningHub's file hosts (RUNNINGHUB_OUTPUT_HOSTS)"
 MSG_AMBIGUOUS_LENGTH = "Envie o arquivo com Content-Length, sem Transfer-Encoding."
 MSG_BAD_FORM = "Formulário multipart inválido"
+MSG_NUL = "O texto não pode conter o caractere U+0000."
+#: U+0000 is in no id we hand out, and PostgreSQL can neither store nor compare it in text (a
+#: NUL in a job id was a 503 "database down", a 500 on the sync): answered at the edge.
+NUL = "\x00"
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -121,8 +127,8 @@ async def _has_access(services: Services, principal: Principal, access: Access) 
 
 
 def _route(path: str, handler: Handler, methods: list[str]) -> Route:
-    """A route whose handler's refusals, core errors and database outages become clear JSON
-    errors (never a stack trace)."""
+    """A route whose handler's refusals, core errors, database outages and bugs become clear
+    JSON errors (never a stack trace, never plain text)."""
 
     async def guarded(request: Request) -> Response:
         try:
@@ -134,6 +140,11 @@ def _route(path: str, handler: Handler, methods: list[str]) -> Route:
         except (OperationalError, DBAPIError):
             log.exception("database error", extra={"action": "db_error", "path": request.url.path})
             return error_response(MSG_DB_DOWN, 503)
+        except Exception:  # a bug: logged with its traceback, answered in the one error shape
+            log.exception(
+                "unhandled error", extra={"action": "api_error", "path": request.url.path}
+            )
+            return error_response(MSG_INTERNAL, 500)
 
     return Route(path, guarded, methods=methods)
 
@@ -174,8 +185,11 @@ async def job_sync(request: Request) -> Response:
     refused = _job_ref_error(services, body)
     if refused is not None:
         return refused
+    job_id = str(body["jobId"])
     try:
-        outcome = await services.sync.sync(body["table"], str(body["jobId"]), principal)
+        if NUL in job_id:
+            raise JobNotFound()
+        outcome = await services.sync.sync(body["table"], job_id, principal)
     except JobNotFound:
         return JSONResponse({"error": "Job not found", "synced": False}, status_code=404)
     except Exception:  # the plan's catch-all shape, without leaking the exception text
@@ -193,6 +207,8 @@ async def finish(request: Request) -> Response:
     refused = _job_ref_error(services, body)
     if refused is not None:
         return refused
+    if NUL in str(body["jobId"]):
+        raise JobNotFound()
     try:
         status: JobStatus | None = JobStatus(str(body.get("status")))
     except ValueError:
@@ -201,7 +217,7 @@ async def finish(request: Request) -> Response:
         return error_response("status must be completed, failed or cancelled", 400)
     output_url, error_message = body.get("outputUrl"), body.get("errorMessage")
     if status is JobStatus.COMPLETED:
-        if not isinstance(output_url, str) or not safe_url(output_url):
+        if not isinstance(output_url, str) or NUL in output_url or not safe_url(output_url):
             return error_response(
                 "outputUrl (an absolute http(s) URL) is required for completed", 400
             )
@@ -212,6 +228,8 @@ async def finish(request: Request) -> Response:
         output_url = None
     if error_message is not None and not isinstance(error_message, str):
         return error_response("errorMessage must be a string", 400)
+    if error_message is not None and NUL in error_message:
+        return error_response(MSG_NUL, 400)
     by = FinishedBy.WATCHDOG if body.get("syncedViaWatchdog") else FinishedBy.SERVICE
     result = await services.queue.finish(
         body["table"],
@@ -299,10 +317,10 @@ async def _owned_job(request: Request) -> Job:
     """The job named by the path, if the caller may see it (else 404: ids cannot be probed)."""
     principal = await require(request, Access.CALLER)
     services = services_of(request)
-    table = request.path_params["table"]
-    if services.tools.by_table(table) is None:
+    table, job_id = request.path_params["table"], request.path_params["job_id"]
+    if services.tools.by_table(table) is None or NUL in job_id:
         raise JobNotFound()
-    job = await services.store.get_job(table, request.path_params["job_id"])
+    job = await services.store.get_job(table, job_id)
     if job is None or not principal.may_access(job.user_id):
         raise JobNotFound()
     return job
@@ -384,12 +402,13 @@ async def webhook(request: Request) -> Response:
     raw = await _read_limited(request, c.MAX_WEBHOOK_BODY_BYTES)
     if raw is None:
         return error_response("webhook body too large", 413)
-    result = await services_of(request).webhooks.receive(
-        request.path_params["table"],
-        request.path_params["job_id"],
-        request.query_params.get("token"),
-        raw,
-    )
+    table, job_id = request.path_params["table"], request.path_params["job_id"]
+    if NUL in table + job_id:  # never in a URL we hand out, so no token can be right for it
+        result = WebhookResult(Delivery.BAD_TOKEN)
+    else:
+        result = await services_of(request).webhooks.receive(
+            table, job_id, request.query_params.get("token"), _nul_free(raw)
+        )
     status, body = webhook_reply(result)
     return JSONResponse(body, status_code=status)
 
@@ -399,9 +418,16 @@ async def webhook_by_task(request: Request) -> Response:
     raw = await _read_limited(request, c.MAX_WEBHOOK_BODY_BYTES)
     if raw is None:
         return error_response("webhook body too large", 413)
-    result = await services_of(request).webhooks.receive_by_task(raw)
+    result = await services_of(request).webhooks.receive_by_task(_nul_free(raw))
     status, body = webhook_reply(result, by_job=False)
     return JSONResponse(body, status_code=status)
+
+
+def _nul_free(raw: bytes) -> bytes:
+    """A body with a NUL byte is no JSON we read (JSON between systems is UTF-8, RFC 8259
+    §8.1) and PostgreSQL could not keep it as the recorded text: it is handled as the empty,
+    malformed body it amounts to (a bad token still 401, else recorded and answered 400)."""
+    return b"" if b"\x00" in raw else raw
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
@@ -429,11 +455,20 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
+def _by_method(**handlers: Handler) -> Handler:
+    """One route for several methods on a path, so a 405 there lists them all in ``Allow``
+    (two routes on ``/api/jobs`` answered ``DELETE`` with ``Allow: POST`` only)."""
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return dispatch
+
+
 ROUTES: list[BaseRoute] = [
     _route("/functions/v1/runninghub-job-sync", job_sync, ["POST"]),
     _route("/functions/v1/runninghub-queue-manager/finish", finish, ["POST"]),
-    _route("/api/jobs", submit, ["POST"]),
-    _route("/api/jobs", list_jobs, ["GET"]),
+    _route("/api/jobs", _by_method(GET=list_jobs, POST=submit), ["GET", "POST"]),
     _route("/api/jobs/{table}/{job_id}", get_job, ["GET"]),
     _route("/api/jobs/{table}/{job_id}/cancel", cancel_job, ["POST"]),
     _route("/api/jobs/{table}/{job_id}/events", job_events, ["GET"]),
@@ -443,6 +478,17 @@ ROUTES: list[BaseRoute] = [
     Route("/healthz", healthz, methods=["GET"]),
     _route("/metrics", metrics, ["GET"]),
 ]
+
+
+#: Starlette's own refusals (no such route, a method the route does not take), for people.
+ROUTING_MESSAGES = {404: "Rota não encontrada.", 405: "Método não permitido nesta rota."}
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors as our JSON error shape (its default is plain text)."""
+    assert isinstance(exc, HTTPException)
+    message = ROUTING_MESSAGES.get(exc.status_code, exc.detail)
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
 def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlette:
@@ -462,6 +508,8 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
             if manage_lifecycle:
                 await services.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
+    )
     app.state.services = services
     return app

@@ -144,7 +144,10 @@ def safe_url(value: Any) -> str:
     """Only absolute http(s) URLs become an output: the URL ends up in the user's page, so a
     ``javascript:`` or ``data:`` value from a tampered answer is dropped, never shown."""
     url = str(value or "").strip()
-    parsed = urlsplit(url)
+    try:
+        parsed = urlsplit(url)
+    except ValueError:  # an unclosed "[" (IPv6 host) was an exception, a 500 on /finish
+        return ""
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         return ""
     return url

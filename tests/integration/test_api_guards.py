@@ -7,13 +7,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
 from arcano_tools import constants as c
+from arcano_tools.api.routes import MSG_INTERNAL, _route
 from arcano_tools.services.auth import issue_user_token
 from tests.support.fixtures import EmulatorControl
 from tests.support.images import png_bytes
 from tests.support.processes import ServerProcess
 from tests.support.servers import (
+    SYNC_PATH,
     Backend,
     get_job,
     start_backend,
@@ -457,3 +462,126 @@ def test_the_database_file_and_a_data_dir_we_create_are_private(
         }
     finally:
         own.api.stop()
+
+
+# --- found by Schemathesis (tests/integration/test_openapi.py) -----------------------------------
+
+FINISH = "/functions/v1/runninghub-queue-manager/finish"
+NUL_ID = "a\x00b"
+
+
+def _finish_body(**fields: object) -> dict[str, object]:
+    return {"table": "upscaler_jobs", "jobId": "no-such-job", "status": "failed", **fields}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "as_service", "body", "status"),
+    [
+        ("GET", "/api/jobs/upscaler_jobs/a%00b", False, None, 404),
+        ("POST", "/api/jobs/upscaler_jobs/a%00b/cancel", False, None, 404),
+        ("GET", "/api/jobs/upscaler_jobs/a%00b/events", False, None, 404),
+        (
+            "POST",
+            "/functions/v1/runninghub-job-sync",
+            False,
+            {"table": "upscaler_jobs", "jobId": NUL_ID},
+            404,
+        ),
+        ("POST", FINISH, True, _finish_body(jobId=NUL_ID), 404),
+        ("POST", FINISH, True, _finish_body(errorMessage=NUL_ID), 400),
+        (
+            "POST",
+            FINISH,
+            True,
+            _finish_body(status="completed", outputUrl="https://rh-images.xiaoyaoyou.com/a\x00"),
+            400,
+        ),
+        ("POST", "/webhooks/runninghub/upscaler_jobs/a%00b?token=x", False, {}, 401),
+        ("POST", "/webhooks/runninghub/upscaler%00jobs/x?token=x", False, {}, 401),
+        ("POST", "/webhooks/runninghub/upscaler_jobs/x?token=x", False, b"\x00", 401),
+        ("POST", "/webhooks/runninghub", False, b"\x00", 400),
+        ("POST", "/webhooks/runninghub", False, '{"taskId": "1"}'.encode("utf-16"), 400),
+    ],
+    ids=[
+        "get",
+        "cancel",
+        "events",
+        "sync",
+        "finish-id",
+        "finish-message",
+        "finish-url",
+        "webhook-id",
+        "webhook-table",
+        "webhook-body",
+        "old-webhook-body",
+        "old-webhook-utf16",
+    ],
+)
+def test_a_nul_in_an_id_or_a_text_is_an_answer_not_a_database_error(
+    backend_on_each_db: Backend,
+    client: httpx.Client,
+    method: str,
+    path: str,
+    as_service: bool,
+    body: object,
+    status: int,
+) -> None:
+    """PostgreSQL cannot store or compare U+0000 in text: a NUL in a job id was a 503
+    "database down" (a 500 on the sync), in a webhook's body a 503 too. No id has one."""
+    b = backend_on_each_db
+    headers = b.service_headers if as_service else b.user_headers("nul-user")
+    content = body if isinstance(body, bytes) else None
+    r = client.request(
+        method,
+        b.url + path,
+        headers=headers,
+        json=None if content is not None else body,
+        content=content,
+    )
+    assert r.status_code == status, r.text
+    assert r.json()["error"]
+    if path == SYNC_PATH:
+        assert r.json() == {"error": "Job not found", "synced": False}
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[abc", "https://[::1/x", "http://rh-images.xiaoyaoyou.com:x/"]
+)
+def test_finish_refuses_an_output_url_python_cannot_parse(
+    backend: Backend, client: httpx.Client, url: str
+) -> None:
+    """``urlsplit`` raises on a bracket left open: it was a plain-text 500."""
+    r = client.post(
+        backend.url + FINISH,
+        headers=backend.service_headers,
+        json=_finish_body(status="completed", outputUrl=url),
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]
+
+
+def test_a_method_a_path_does_not_take_is_a_json_405_naming_all_it_does(
+    backend: Backend, client: httpx.Client, user: str
+) -> None:
+    """``GET`` and ``POST /api/jobs`` were two routes: ``DELETE`` said ``Allow: POST``."""
+    r = client.delete(backend.url + "/api/jobs", headers=backend.user_headers(user))
+    assert r.status_code == 405
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST"}
+    assert r.json()["error"]
+    r = client.put(backend.url + "/healthz")
+    assert r.status_code == 405
+    assert r.json()["error"]
+
+
+async def test_a_bug_in_a_handler_is_a_json_500_not_a_traceback() -> None:
+    """In-process: whatever a handler raises is logged and answered in the one error shape."""
+
+    async def broken(_request: Request) -> Response:
+        return Response(str(int("9" * 5000)))  # int() refuses past 4,300 digits
+
+    app = Starlette(routes=[_route("/broken", broken, ["GET"])])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as in_process:
+        r = await in_process.get("/broken")
+    assert r.status_code == 500
+    assert r.json() == {"error": MSG_INTERNAL}
