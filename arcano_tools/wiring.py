@@ -191,9 +191,9 @@ class Services:
         )
 
     async def stop(self) -> None:
-        self._stop.set()
-        # starts in flight finish or go back in the queue before the store closes
+        # first: starts in flight finish or go back in the queue (the store is still open)
         await self.queue.shutdown()
+        self._stop.set()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -172,6 +172,9 @@ def runninghub_endpoint(name: str) -> Callable[[Handler], Handler]:
             )
             try:
                 if rt.control.latency_ms:
+                    # received first, answered late: a caller that goes away meanwhile (a
+                    # killed backend) still gets its task created, as on RunningHub
+                    await request.body()
                     await asyncio.sleep(rt.control.latency_ms / 1000)
                 status = rt.rng.http_error(rt.control.http_error_rate)
                 if status is not None:

@@ -240,8 +240,7 @@ class QueueManager:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=c.DISPATCH_TICK_S)
-        for task in list(self._starting):
-            task.cancel()
+        await self.shutdown()
 
     async def dispatch_once(self) -> int:
         """Start as many due queued jobs as accounts have free slots; returns how many."""
@@ -281,6 +280,8 @@ class QueueManager:
         interrupted by a crash is counted (``recover_stuck_start``): a job that kills the
         process starting it must not take every process down in turn until its deadline.
         """
+        if self._closing:  # stopping already (the dispatcher loop's end after Services.stop)
+            return 0
         self._closing = True
         if self._starting:
             await asyncio.wait(set(self._starting), timeout=self.shutdown_grace)

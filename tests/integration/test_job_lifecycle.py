@@ -12,6 +12,7 @@ import pytest
 
 from arcano_tools import constants as c
 from arcano_tools.emulator.control import EmulatorRandom
+from arcano_tools.services.queue_manager import MSG_REQUEUED_RETRY
 from tests.support.fixtures import EmulatorControl
 from tests.support.servers import (
     Backend,
@@ -198,7 +199,7 @@ def test_a_network_error_after_a_long_busy_spell_does_not_give_up_on_the_job(
 
     def requeued_after_the_error() -> dict[str, Any] | None:
         job = get_job(client, backend, user, job_id)
-        if job["status"] == "failed" or "unavailable" in (job["errorMessage"] or ""):
+        if job["status"] == "failed" or job["errorMessage"] == MSG_REQUEUED_RETRY:
             return job
         return None
 

@@ -157,6 +157,25 @@ async def test_a_graceful_stop_lets_a_start_whose_create_call_answers_in_time_fi
     assert (running.status, running.task_id) == (JobStatus.RUNNING, created.task_id)
 
 
+async def test_the_dispatcher_loops_end_gives_its_starts_the_same_grace(
+    core: Core, gate: CreateGate
+) -> None:
+    """Its loop ending (the process stopping) does not cut the grace short."""
+    stop = asyncio.Event()
+    dispatcher = asyncio.create_task(core.queue.run(stop))
+    job = await core.submit()  # wakes the dispatcher
+    created = await gate.landed()
+    core.queue.shutdown_grace = UPSTREAM_WAIT_S
+
+    stop.set()
+    core.queue.wake()
+    asyncio.get_running_loop().call_later(0.01, gate.open.set)
+    await asyncio.wait_for(dispatcher, UPSTREAM_WAIT_S)
+
+    running = await core.job(job)
+    assert (running.status, running.task_id) == (JobStatus.RUNNING, created.task_id)
+
+
 async def test_an_orphan_task_of_an_interrupted_start_is_cancelled_and_never_applied(
     core: Core, gate: CreateGate
 ) -> None:
