@@ -626,6 +626,8 @@ class QueueManager:
         in the background, with the account the job was claimed on."""
 
         async def cancel() -> None:
+            if await self.store.find_job_by_task_id(task_id) is not None:
+                return  # another job's task (a replayed webhook): never ours to stop
             account = await self.store.get_account(job.api_account or "")
             if account is not None:
                 await self._cancel_task(account, task_id, job)

@@ -26,6 +26,9 @@ from arcano_tools.services.queue_manager import (
     MSG_REQUEUED_INTERRUPTED,
     MSG_UNAVAILABLE,
     QueueManager,
+    webhook_token,
+    webhook_token_claim,
+    webhook_token_ok,
 )
 from arcano_tools.services.webhooks import Delivery
 from tests.support.core import (
@@ -216,6 +219,57 @@ async def test_an_orphan_task_of_an_interrupted_start_is_cancelled_and_never_app
     )
     assert done.status is JobStatus.COMPLETED
     assert await core.ledger_kinds() == ["grant", "charge"]  # charged once, never refunded
+
+
+async def test_a_job_back_in_the_queue_applies_no_task_whatever_its_token(core: Core) -> None:
+    """No start is current while a job waits in the queue: a task reaching it belongs to an
+    abandoned one, even under a job-only token (URLs handed out before claims were in them)."""
+    job = await core.submit()
+    dead = await core.store.claim_slot(await core.job(job), ACCOUNT)
+    assert dead is not None
+    await core.queue.recover_stuck_start(dead)
+
+    result = await core.webhooks.receive(
+        job.table, job.id, core.token(job), success_webhook("OLD-URL-TASK")
+    )
+
+    assert result.delivery is Delivery.TASK_MISMATCH
+    queued = await core.job(job)
+    assert (queued.status, queued.task_id) == (JobStatus.QUEUED, None)
+
+
+async def test_a_replayed_webhook_of_another_jobs_task_never_stops_that_task(
+    core: Core,
+) -> None:
+    core.control(outcome="never")
+    other = await core.running(user="u2")
+    job = await core.submit()
+    dead = await core.store.claim_slot(await core.job(job), ACCOUNT)
+    assert dead is not None
+    await core.queue.recover_stuck_start(dead)
+    assert other.task_id is not None
+
+    result = await core.webhooks.receive(
+        job.table, job.id, core.token(job), success_webhook(other.task_id)
+    )
+    await drain(core.queue)
+
+    assert result.delivery is Delivery.TASK_MISMATCH
+    assert core.task(other).status == "RUNNING"
+    assert core.emulator.stats.calls.get("cancel", 0) == 0
+
+
+async def test_a_token_binds_its_claim(core: Core) -> None:
+    job = await core.submit()
+    token = webhook_token(SECRET, job.table, job.id, "a" * 32)
+    forged = "b" * 32 + token[32:]  # another claim with the same MAC
+
+    assert webhook_token_ok(SECRET, job.table, job.id, token)
+    assert webhook_token_claim(token) == "a" * 32
+    assert not webhook_token_ok(SECRET, job.table, job.id, forged)
+    assert webhook_token_claim(core.token(job)) is None
+    refused = await core.webhooks.receive(job.table, job.id, forged, success_webhook("T"))
+    assert refused.delivery is Delivery.BAD_TOKEN
 
 
 async def test_the_current_starts_own_webhook_before_its_create_answer_is_applied(
