@@ -585,3 +585,16 @@ async def test_a_bug_in_a_handler_is_a_json_500_not_a_traceback() -> None:
         r = await in_process.get("/broken")
     assert r.status_code == 500
     assert r.json() == {"error": MSG_INTERNAL}
+
+
+@pytest.mark.parametrize("task_id", [False, True, 1.5, None, [], {}])
+def test_a_webhook_task_id_that_is_no_string_or_integer_is_malformed(
+    backend: Backend, client: httpx.Client, task_id: object
+) -> None:
+    """``true`` and ``false`` are ints to Python: ``"taskId": false`` was kept as task "False"."""
+    r = client.post(
+        backend.url + "/webhooks/runninghub",
+        json={"event": "TASK_END", "taskId": task_id, "eventData": {"code": 0, "data": []}},
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("malformed webhook")
