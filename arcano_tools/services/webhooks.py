@@ -165,10 +165,11 @@ class WebhookReceiver:
         claim = webhook_token_claim(token)
         if (
             job is not None
-            and claim is not None
             and job.status.is_active
             and job.task_id != event.task_id
-            and (claim != job.claim_id or job.status is JobStatus.QUEUED)
+            # back in the queue, no start is current (whatever the token); otherwise the
+            # token's claim must be the current one (a token without one cannot tell)
+            and (job.status is JobStatus.QUEUED or claim not in (None, job.claim_id))
         ):
             return await self._orphan(job, event.task_id, claim, body_text)
         if job is None:  # a valid token for a job we do not have: deleted, or another database
@@ -239,7 +240,9 @@ class WebhookReceiver:
         )
         return WebhookResult(Delivery.APPLIED, synced.status, early=early)
 
-    async def _orphan(self, job: Job, task_id: str, claim: str, body_text: str) -> WebhookResult:
+    async def _orphan(
+        self, job: Job, task_id: str, claim: str | None, body_text: str
+    ) -> WebhookResult:
         """The task of a start that lost its claim (a stop or a crash put its job back in the
         queue; RunningHub's create call has no idempotency key): never applied, cancelled
         upstream, so the job keeps one result and one charge."""
@@ -248,7 +251,7 @@ class WebhookReceiver:
             table=job.table,
             job_id=job.id,
             task_id=task_id,
-            detail=f"orphan task of an abandoned start (claim {claim[:32]})",
+            detail=f"orphan task of an abandoned start (claim {(claim or '?')[:32]})",
             body=body_text,
         )
         log.warning(
