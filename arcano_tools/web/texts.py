@@ -28,6 +28,15 @@ STATUS_LABELS: dict[str, str] = {
 }
 
 
+CREDITS_ROUTE = "/creditos"
+
+
+def not_enough_credits(have: int, cost: int) -> str:
+    """Why "Processar" is disabled when the balance is below the tool's price."""
+    have_text = f"{max(0, have)} crédito{'' if have == 1 else 's'}"
+    return f"Você tem {have_text} e este processamento custa {cost}."
+
+
 def duration_text(seconds: int) -> str:
     """``75`` → ``1 min 15 s``; ``40`` → ``40 s``."""
     seconds = max(0, int(seconds))
@@ -44,17 +53,50 @@ def size_text(n: int) -> str:
 
 
 def file_summary(f: CheckedFile) -> str:
-    """``1024×768 px · 320 KB`` for images, the size alone for videos."""
+    """``1024×768 px · 320 KB`` for images; ``clip.mov · 1,5 MB`` for videos."""
     size = size_text(len(f.content))
     if f.width and f.height:
         return f"{f.width}×{f.height} px · {size}"
-    return size
+    return f"{short_name(f.filename)} · {size}"
 
 
-def rejected_message(rejected: list[Any]) -> str:
+def short_name(name: str, limit: int = 40) -> str:
+    """A file name that fits one line: ``um-nome-muito-…-final.mov``."""
+    if len(name) <= limit:
+        return name
+    tail = 12
+    return name[: limit - tail - 1] + "…" + name[-tail:]
+
+
+def _limit_mb(kind: str) -> int:
+    return (c.MAX_UPLOAD_BYTES if kind == "video" else c.MAX_IMAGE_BYTES) // (1024 * 1024)
+
+
+def formats_text(kind: str) -> str:
+    """The formats a file input takes, as the page lists them (what ``check_file`` accepts)."""
+    return "MP4, MOV ou WEBM" if kind == "video" else "PNG, JPEG ou WEBP"
+
+
+def accept_hint(kind: str) -> str:
+    """Under a drop zone: ``PNG, JPEG ou WEBP até 20 MB`` / ``MP4, MOV ou WEBM até 30 MB``."""
+    return f"{formats_text(kind)} até {_limit_mb(kind)} MB"
+
+
+def success_toast(kind: str) -> str:
+    """The plan's success toast for images; the same sentence for a video."""
+    return c.TOAST_SUCCESS if kind != "video" else "Vídeo processado com sucesso!"
+
+
+def again_label(kind: str) -> str:
+    """The button that forgets a finished job and keeps the inputs."""
+    return "Processar outro vídeo" if kind == "video" else "Processar outra imagem"
+
+
+def rejected_message(rejected: list[Any], kind: str = "image") -> str:
     """The browser's dropzone refused a file: say why, in words.
 
-    ``rejected`` holds, per file, its list of react-dropzone errors (``{code, message}``).
+    ``rejected`` holds, per file, its list of react-dropzone errors (``{code, message}``);
+    ``kind`` is the input's (``image`` or ``video``): limits and formats are its own.
     """
     codes = {
         str(err.get("code", ""))
@@ -63,10 +105,11 @@ def rejected_message(rejected: list[Any]) -> str:
         for err in errors
         if isinstance(err, dict)
     }
+    noun = "vídeos" if kind == "video" else "imagens"
     if "file-too-large" in codes:
-        return f"Arquivo grande demais: o limite é {c.MAX_IMAGE_BYTES // (1024 * 1024)} MB para imagens."
+        return f"Arquivo grande demais: o limite é {_limit_mb(kind)} MB para {noun}."
     if "file-invalid-type" in codes:
-        return "Tipo de arquivo não suportado. Envie PNG, JPEG ou WEBP (ou MP4/WEBM para vídeo)."
+        return f"Tipo de arquivo não suportado. Envie {formats_text(kind)}."
     if "too-many-files" in codes:
         return "Envie um arquivo por vez."
     return "Este arquivo não pode ser usado."
