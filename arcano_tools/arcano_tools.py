@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
+import logging
+
 import reflex as rx
+from reflex.event import EventSpec
 
 from arcano_tools.api.routes import create_api
 from arcano_tools.components.shell import ADMIN_ROUTE, JOBS_ROUTE, with_shell
 from arcano_tools.components.tool_page import tool_page
 from arcano_tools.domain.tools import DEFAULT_TOOLS
 from arcano_tools.pages.admin import admin_page
+from arcano_tools.pages.credits import credits_page
 from arcano_tools.pages.home import home
 from arcano_tools.pages.jobs import jobs_page
+from arcano_tools.pages.not_found import not_found_page
 from arcano_tools.web import runtime
 from arcano_tools.web.admin_state import AdminState
 from arcano_tools.web.state import TOOL_STATES, JobsState, SessionState
+from arcano_tools.web.texts import CREDITS_ROUTE, MSG_GENERIC
+
+log = logging.getLogger(__name__)
 
 services = runtime.services()
 
+
+def backend_error(exception: Exception) -> EventSpec:
+    """A page event that raised: logged with its traceback; the person reads Portuguese
+    (Reflex's own toast says "An error occurred. Contact the website administrator.")."""
+    log.error("page event failed", exc_info=exception)
+    return rx.toast.error(MSG_GENERIC, id="backend_error")
+
+
 app = rx.App(
     api_transformer=create_api(services, manage_lifecycle=False),
+    # every page is Brazilian Portuguese (screen readers, translation, hyphenation)
+    html_lang="pt-BR",
+    backend_exception_handler=backend_error,
+    # sonner's light-mode toast text, darkened to WCAG AA contrast
+    stylesheets=["/toasts.css"],
 )
 app.register_lifespan_task(runtime.lifespan)
 runtime.reflex_app = app
@@ -29,6 +50,19 @@ app.add_page(
     route=JOBS_ROUTE,
     title="Meus trabalhos · Arcano Tools",
     on_load=[JobsState.ensure_user, JobsState.load_jobs],
+)
+app.add_page(
+    with_shell(credits_page),
+    route=CREDITS_ROUTE,
+    title="Créditos · Arcano Tools",
+    on_load=SessionState.ensure_user,
+)
+# Reflex serves this page for every unknown address (its own is a bare English line).
+app.add_page(
+    with_shell(not_found_page),
+    route="404",
+    title="Página não encontrada · Arcano Tools",
+    on_load=SessionState.ensure_user,
 )
 app.add_page(
     with_shell(admin_page),

@@ -8,7 +8,7 @@ import reflex as rx
 
 from arcano_tools.domain.tools import DEFAULT_TOOLS
 from arcano_tools.web.state import SessionState
-from arcano_tools.web.texts import DEMO_BANNER
+from arcano_tools.web.texts import CREDITS_ROUTE, DEMO_BANNER
 
 JOBS_ROUTE = "/meus-trabalhos"
 ADMIN_ROUTE = "/admin"
@@ -18,8 +18,24 @@ def _nav_link(text: str, href: str) -> rx.Component:
     return rx.link(text, href=href, size="2", weight="medium", underline="hover")
 
 
+def _menu(**props: object) -> rx.Component:
+    """The site's menu: the tools, the user's jobs, what credits are."""
+    return rx.el.nav(
+        rx.hstack(
+            *[_nav_link(t.title, t.route) for t in DEFAULT_TOOLS],
+            _nav_link("Meus trabalhos", JOBS_ROUTE),
+            _nav_link("Créditos", CREDITS_ROUTE),
+            spacing="4",
+            wrap="wrap",
+            align="center",
+        ),
+        aria_label="Menu principal",
+        **props,
+    )
+
+
 def navbar() -> rx.Component:
-    return rx.box(
+    return rx.el.div(
         rx.hstack(
             rx.link(
                 rx.hstack(rx.icon("sparkles", size=20), rx.heading("Arcano Tools", size="5")),
@@ -28,39 +44,36 @@ def navbar() -> rx.Component:
                 color_scheme="gray",
                 high_contrast=True,
             ),
-            rx.hstack(
-                *[_nav_link(t.title, t.route) for t in DEFAULT_TOOLS],
-                _nav_link("Meus trabalhos", JOBS_ROUTE),
-                spacing="4",
-                wrap="wrap",
-                display=["none", "none", "flex"],
-            ),
+            # wide screens: the menu beside the name; phones: on its own line below
+            _menu(display=["none", "none", "block"]),
             rx.spacer(),
-            rx.badge(
-                rx.icon("coins", size=14),
-                rx.text(SessionState.credits, " créditos", id="credits"),
-                size="2",
-                variant="soft",
-                radius="full",
+            rx.link(
+                rx.badge(
+                    rx.icon("coins", size=14),
+                    rx.text(SessionState.credits, " créditos", id="credits"),
+                    size="2",
+                    variant="soft",
+                    radius="full",
+                ),
+                href=CREDITS_ROUTE,
+                underline="none",
+                title="O que são créditos?",
+                data_testid="credits-badge",
             ),
-            rx.color_mode.button(size="2", variant="ghost"),
+            rx.color_mode.button(
+                size="2", variant="ghost", aria_label="Alternar tema claro/escuro"
+            ),
             align="center",
             spacing="4",
             width="100%",
         ),
-        rx.hstack(
-            *[_nav_link(t.title, t.route) for t in DEFAULT_TOOLS],
-            _nav_link("Meus trabalhos", JOBS_ROUTE),
-            spacing="3",
-            wrap="wrap",
-            padding_top="0.5em",
-            display=["flex", "flex", "none"],
-        ),
-        padding_x="1.5em",
-        padding_y="0.9em",
-        border_bottom=f"1px solid {rx.color('gray', 5)}",
-        width="100%",
-        as_="nav",
+        _menu(display=["block", "block", "none"], padding_top="0.5em"),
+        style={
+            "paddingInline": "1.5em",
+            "paddingBlock": "0.9em",
+            "borderBottom": f"1px solid {rx.color('gray', 5)}",
+            "width": "100%",
+        },
     )
 
 
@@ -75,6 +88,7 @@ def demo_banner() -> rx.Component:
             size="1",
             width="100%",
             border_radius="0",
+            high_contrast=True,
             data_testid="demo-banner",
         ),
     )
@@ -82,9 +96,12 @@ def demo_banner() -> rx.Component:
 
 def page_shell(*children: rx.Component) -> rx.Component:
     return rx.box(
-        demo_banner(),
-        navbar(),
-        rx.container(rx.vstack(*children, spacing="5", width="100%"), size="4", padding_y="2em"),
+        rx.el.header(demo_banner(), navbar()),
+        rx.el.main(
+            rx.container(
+                rx.vstack(*children, spacing="5", width="100%"), size="4", padding_y="2em"
+            ),
+        ),
         min_height="100vh",
     )
 

@@ -106,6 +106,16 @@ def _dashboard() -> rx.Component:
             lambda r: [rx.table.cell(r[k]) for k in ("table", "id", "status", "by", "at")],
             "rescues",
         ),
+        rx.heading("Falhas recentes (motivo técnico da RunningHub)", size="4"),
+        _table(
+            ["Tabela", "Job", "Por", "Quando", "Motivo"],
+            AdminState.failures,
+            lambda r: [
+                *[rx.table.cell(r[k]) for k in ("table", "id", "by", "at")],
+                rx.table.cell(rx.code(r["error"], white_space="pre-wrap")),
+            ],
+            "failures",
+        ),
         rx.grid(
             rx.vstack(
                 rx.heading("Saúde dos webhooks", size="4"),

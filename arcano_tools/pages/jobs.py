@@ -39,7 +39,16 @@ def _row(job: rx.Var[dict[str, str]]) -> rx.Component:
         ),
         rx.table.cell(rx.link(job["tool"], href=job["route"])),
         rx.table.cell(
-            _status_badge(job["status"]), rx.text(job["error"], size="1", color_scheme="red")
+            rx.vstack(
+                _status_badge(job["status"]),
+                rx.cond(job["error"] != "", rx.text(job["error"], size="1", color_scheme="red")),
+                rx.cond(
+                    job["refund"] != "",
+                    rx.text(job["refund"], size="1", color_scheme="gray", data_testid="refund"),
+                ),
+                spacing="1",
+                align="start",
+            )
         ),
         rx.table.cell(job["created"]),
         rx.table.cell(job["took"]),
@@ -67,7 +76,14 @@ def jobs_page() -> rx.Component:
                     rx.table.row(
                         *[
                             rx.table.column_header_cell(h)
-                            for h in ("Resultado", "Ferramenta", "Status", "Criado", "Duração", "")
+                            for h in (
+                                "Resultado",
+                                "Ferramenta",
+                                "Status",
+                                "Criado",
+                                "Duração",
+                                "Baixar",
+                            )
                         ]
                     )
                 ),

@@ -14,7 +14,7 @@ import reflex as rx
 
 from arcano_tools.domain.errors import JobNotFound
 from arcano_tools.domain.records import utcnow
-from arcano_tools.domain.status import FinishedBy, WebhookOutcome
+from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from arcano_tools.services.auth import Principal
 from arcano_tools.services.report import finish_times, rescues
 from arcano_tools.web import runtime
@@ -25,6 +25,9 @@ from arcano_tools.web.texts import STATUS_LABELS, duration_text
 AT_RISK_SHOWN = 50
 #: Finished jobs read for the rescues list and the time-to-finish chart.
 FINISHED_READ = 500
+#: Recent failures listed with RunningHub's reason, and how much of it.
+FAILURES_SHOWN = 20
+FAILURE_CHARS = 300
 
 
 class AdminState(SessionState):
@@ -36,6 +39,7 @@ class AdminState(SessionState):
     status_rows: list[dict[str, Any]] = []
     at_risk: list[dict[str, str]] = []
     rescues: list[dict[str, str]] = []
+    failures: list[dict[str, str]] = []
     webhook_health: list[dict[str, Any]] = []
     upstream_errors: list[dict[str, Any]] = []
     finish_times: list[dict[str, Any]] = []
@@ -114,6 +118,18 @@ class AdminState(SessionState):
             }
             for j in rescues(finished)
         ]
+        # RunningHub's own words: the users' pages show them translated, operators need them
+        self.failures = [
+            {
+                "table": j.table,
+                "id": j.id[:8],
+                "by": j.finished_by.value if j.finished_by else "",
+                "at": j.completed_at.strftime("%d/%m %H:%M:%S") if j.completed_at else "",
+                "error": (j.error_message or "")[:FAILURE_CHARS],
+            }
+            for j in finished
+            if j.status is JobStatus.FAILED
+        ][:FAILURES_SHOWN]
         self.finish_times = [
             {"path": t.path.value, "median_s": t.median_s, "jobs": t.jobs}
             for t in finish_times(finished)

@@ -28,6 +28,7 @@ from arcano_tools.services.follow import follow_job
 from arcano_tools.services.progress import progress_percent, timeline_step, typical_duration_s
 from arcano_tools.services.uploads import Upload, check_file
 from arcano_tools.web import runtime
+from arcano_tools.web.failures import ended_step, failure_reason, refund_text, timeline_marks
 from arcano_tools.web.texts import (
     MSG_GENERIC,
     MSG_MISSING_FILE,
@@ -35,7 +36,9 @@ from arcano_tools.web.texts import (
     STATUS_LABELS,
     duration_text,
     file_summary,
+    not_enough_credits,
     rejected_message,
+    success_toast,
 )
 
 #: Status values in which a job may still change (the page's own spelling of the enum).
@@ -90,6 +93,8 @@ class ToolPageState(rx.State, mixin=True):
     error_message: str = ""
     output_url: str = ""
     elapsed_s: int = 0
+    #: The timeline step a failed or cancelled job had reached (1–3), 0 otherwise.
+    end_step: int = 0
     queue_position: int = 0
     typical_s: int = 0
     submitting: bool = False
@@ -134,6 +139,26 @@ class ToolPageState(rx.State, mixin=True):
     def step(self) -> int:
         """Position on the status timeline: 1 queued, 2 starting, 3 processing, 4 ended."""
         return timeline_step(self.status)
+
+    @rx.var
+    def timeline(self) -> list[str]:
+        """How each step of the timeline is drawn (``failures.timeline_marks``)."""
+        return timeline_marks(self.status, timeline_step(self.status), self.end_step)
+
+    @rx.var
+    def failure_text(self) -> str:
+        """What went wrong, in Portuguese (RunningHub's own text stays in ``error_message``)."""
+        if self.status != JobStatus.FAILED.value:
+            return ""
+        tool = self.tool()
+        return failure_reason(self.error_message, tool.output_kind, scalable=bool(tool.scales))
+
+    @rx.var
+    def refund_note(self) -> str:
+        """ "Seus 5 créditos foram devolvidos." once a job failed or was cancelled."""
+        if self.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
+            return refund_text(self.tool().cost)
+        return ""
 
     @rx.var
     def progress(self) -> int:
@@ -227,7 +252,7 @@ class ToolPageState(rx.State, mixin=True):
         tool = self.tool()
         if index < len(tool.files):
             name = tool.files[index].name
-            self.errors[name] = rejected_message(rejected)
+            self.errors[name] = rejected_message(rejected, tool.files[index].kind)
             self.previews = {k: v for k, v in self.previews.items() if k != name}
 
     @rx.event
@@ -251,6 +276,9 @@ class ToolPageState(rx.State, mixin=True):
     async def submit(self) -> Any:
         """Create the job. A double click cannot create two: events of one tab run in order
         and the second sees ``submitting`` (or the active job) and does nothing."""
+        return await self._submit()
+
+    async def _submit(self) -> Any:
         if self.submitting or self.is_active:
             return None
         if not self.user_id:
@@ -260,6 +288,10 @@ class ToolPageState(rx.State, mixin=True):
         missing = [f.label for f in tool.files if f.name not in self._files]
         if missing:
             self.form_error = MSG_MISSING_FILE.format(", ".join(missing))
+            return None
+        session = await self.get_state(SessionState)
+        if session.credits < tool.cost:
+            self.form_error = not_enough_credits(session.credits, tool.cost)
             return None
         self.submitting = True
         self.form_error = ""
@@ -299,25 +331,39 @@ class ToolPageState(rx.State, mixin=True):
             return rx.toast.error(exc.message)
         self._show(result.job)
         await self._refresh_credits()
-        return rx.toast.info("Trabalho cancelado. Seus créditos foram devolvidos.")
+        return rx.toast.info(f"Trabalho cancelado. {refund_text(self.tool().cost)}")
 
     @rx.event
     def start_over(self) -> None:
-        """ "Processar outra": keep the inputs, forget the finished job."""
-        if self.is_active:
-            return
+        """ "Processar outra imagem": keep the inputs, forget the finished job."""
+        if not self.is_active:
+            self._forget_job()
+
+    def _forget_job(self) -> None:
         self.job_id = ""
         self.status = ""
         self.error_message = ""
         self.output_url = ""
         self.elapsed_s = 0
+        self.end_step = 0
         self.queue_position = 0
+
+    @rx.event
+    async def retry(self) -> Any:
+        """ "Tentar de novo" after a failure or a cancel: the same inputs and scale, a new job."""
+        if self.is_active or self.submitting:
+            return None
+        self._forget_job()
+        return await self._submit()
 
     def _show(self, job: Job) -> None:
         self.job_id = job.id
         self.status = job.status.value
         self.error_message = job.error_message or ""
         self.output_url = job.output_url or ""
+        self.end_step = ended_step(
+            job.status.value, started=job.started_at is not None, has_task=bool(job.task_id)
+        )
         self._clock_start = job.clock_start.timestamp()
         end = job.completed_at.timestamp() if job.completed_at else time.time()
         self.elapsed_s = max(0, int(end - self._clock_start))
@@ -329,7 +375,8 @@ class ToolPageState(rx.State, mixin=True):
         """Follow the job until it ends; one follower per job, however often it is fired."""
         async with self:
             job_id = self.job_id
-            table = self.tool().table
+            tool = self.tool()
+            table = tool.table
             client_token = self.router.session.client_token
         follower = (client_token, job_id)
         if not job_id or follower in runtime.followers:
@@ -367,9 +414,21 @@ class ToolPageState(rx.State, mixin=True):
                     if job.status.is_terminal:
                         await self._refresh_credits()
                 if job.status is JobStatus.COMPLETED:
-                    yield rx.toast.success(c.TOAST_SUCCESS)
+                    yield rx.toast.success(success_toast(tool.output_kind))
                 elif job.status is JobStatus.FAILED:
-                    yield rx.toast.error(job.error_message or c.TOAST_FAILURE_DEFAULT)
+                    reason = failure_reason(
+                        job.error_message, tool.output_kind, scalable=bool(tool.scales)
+                    )
+                    yield rx.toast.error(
+                        c.TOAST_FAILURE_DEFAULT,
+                        description=f"{reason} {refund_text(job.cost)}",
+                        action={
+                            "label": "Tentar de novo",
+                            "on_click": TOOL_STATES[self.TOOL].retry,
+                        },
+                        duration=12_000,
+                        close_button=True,
+                    )
         finally:
             runtime.followers.discard(follower)
 
@@ -424,7 +483,21 @@ class JobsState(SessionState):
                     "created": job.created_at.strftime("%d/%m %H:%M"),
                     "took": took,
                     "output_url": job.output_url or "",
-                    "error": job.error_message or "",
+                    # what happened in Portuguese; RunningHub's text stays on /admin and the API
+                    "error": (
+                        failure_reason(
+                            job.error_message,
+                            tool.output_kind if tool else "image",
+                            scalable=bool(tool and tool.scales),
+                        )
+                        if job.status is JobStatus.FAILED
+                        else ""
+                    ),
+                    "refund": (
+                        refund_text(job.cost)
+                        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+                        else ""
+                    ),
                 }
             )
         self.jobs = rows

@@ -38,6 +38,11 @@ SERVICE_KEY = "svc_e2e_" + "k" * 32
 UPLOAD_INPUT = "[data-testid=drop-{}] input[type=file]"
 #: The photo the tests upload (the page shows its size as "320×240 px").
 PHOTO_SIZE = (320, 240)
+#: The two screens the pages are looked at on: a laptop and a phone (CSS pixels).
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+#: axe-core impacts a page must never have.
+BLOCKING_IMPACTS = ("critical", "serious")
 
 
 def photo() -> bytes:
@@ -52,6 +57,8 @@ class AppDriver:
         self.page = page
         self.http = httpx.AsyncClient(base_url=app.url, timeout=10)
         self.console_errors: list[str] = []
+        #: Every user the test acted as (their unfinished jobs are cancelled at the end).
+        self.tokens: set[str] = set()
         page.on(
             "console",
             lambda m: self.console_errors.append(m.text) if m.type == "error" else None,
@@ -78,7 +85,24 @@ class AppDriver:
     async def token(self) -> str:
         token = await self.page.evaluate("() => window.localStorage.getItem('arcano_token')")
         assert token
+        self.tokens.add(str(token).strip('"'))
         return str(token).strip('"')
+
+    async def cancel_unfinished(self) -> None:
+        """Cancel the test users' jobs that are still active. The app's database outlives the
+        test (and the app): a job left running by a failed test would hold an account slot
+        and queue every later test's jobs behind it."""
+        with contextlib.suppress(Exception):  # the page may be closed, or never opened
+            if not self.page.is_closed() and self.page.url.startswith(self.app.url):
+                await self.token()
+        for token in self.tokens:
+            headers = {"Authorization": f"Bearer {token}"}
+            r = await self.http.get("/api/jobs", headers=headers)
+            for job in r.json().get("jobs", []) if r.status_code == 200 else []:
+                if job["status"] not in ("completed", "failed", "cancelled"):
+                    await self.http.post(
+                        f"/api/jobs/{job['table']}/{job['id']}/cancel", headers=headers
+                    )
 
     async def job(
         self, job_id: str, token: str | None = None, table: str = "upscaler_jobs"
@@ -118,16 +142,20 @@ class AppDriver:
         assert r.status_code == 200, (url, r.status_code)
         return r.content
 
-    async def open_tool(self, route: str = "/upscaler") -> None:
+    async def open_tool(self, route: str = "/upscaler", *, credits: int | None = None) -> None:
+        """Open a tool page; ``credits``: the balance it must show (default: any above 0)."""
         await self.page.goto(self.app.url + route)
         await self.page.get_by_test_id("submit").wait_for()
-        await self.session_ready()
+        await self.session_ready(credits)
 
-    async def session_ready(self) -> None:
+    async def session_ready(self, credits: int | None = None) -> None:
         """The anonymous user exists once its token is in localStorage and credits show."""
+        pattern = "[1-9]\\d*" if credits is None else str(credits)
         await self.page.wait_for_function(
-            "() => !!window.localStorage.getItem('arcano_token')"
-            " && /[1-9]\\d* créditos/.test(document.querySelector('#credits')?.textContent || '')"
+            "(p) => !!window.localStorage.getItem('arcano_token')"
+            " && new RegExp('^' + p + ' créditos$')"
+            ".test(document.querySelector('#credits')?.textContent || '')",
+            arg=pattern,
         )
 
     async def processing_for(self, seconds: int) -> None:
@@ -143,6 +171,11 @@ class AppDriver:
         await self.page.set_input_files(
             UPLOAD_INPUT.format(field), files=[{"name": name, "mimeType": mime, "buffer": content}]
         )
+
+    async def upload_path(self, field: str, path: Path) -> None:
+        """A file on disk: a local browser reads it itself (a buffer of tens of MB is sent over
+        Playwright's pipe in base64, which takes seconds)."""
+        await self.page.set_input_files(UPLOAD_INPUT.format(field), files=[str(path)])
 
     async def submit_image(self) -> str:
         await self.upload("image", "foto.png", photo())
@@ -168,6 +201,26 @@ class AppDriver:
         ARTIFACTS.mkdir(exist_ok=True)
         await (page or self.page).screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
+    async def shots(self, name: str) -> None:
+        """``<name>-laptop.png`` and ``<name>-phone.png``; the page is left at laptop width."""
+        await self.page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+        await self.shot(f"{name}-phone")
+        await self.page.set_viewport_size(LAPTOP)  # type: ignore[arg-type]
+        await self.shot(f"{name}-laptop")
+
+    async def blocking_a11y_violations(self) -> list[str]:
+        """axe-core's critical and serious violations on the page as it is now, one line each
+        (rule, impact, the first offending elements)."""
+        from axe_playwright_python.async_playwright import Axe
+
+        results = await Axe().run(self.page)
+        found = []
+        for v in results.response["violations"]:
+            if v["impact"] in BLOCKING_IMPACTS:
+                targets = [n["target"] for n in v["nodes"][:3]]
+                found.append(f"{v['id']} ({v['impact']}): {v['help']} — {targets}")
+        return found
+
     async def close(self) -> None:
         await self.http.aclose()
 
@@ -183,4 +236,7 @@ async def running_app(
     try:
         yield driver
     finally:
-        await driver.close()
+        try:
+            await driver.cancel_unfinished()
+        finally:
+            await driver.close()
