@@ -6,13 +6,14 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 ARGS ?=
 
-.PHONY: help bootstrap bootstrap-test run test lint fmt typecheck bench clean
+.PHONY: help bootstrap bootstrap-test run test lint fmt typecheck bench matrix clean
 
 help:
 	@echo "make run [ARGS='--env prod']  start the app (dev: frontend :3000, backend :8000)"
 	@echo "make test                     lint + format check + vulture + mypy + the whole pytest suite"
 	@echo "make lint | fmt | typecheck   ruff check + vulture / ruff format+fix / mypy"
 	@echo "make bench                    python -m bench (when bench/ has one)"
+	@echo "make matrix [ARGS='--jobs 20'] the fault matrix at full size (200 jobs a scenario), its table"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -48,6 +49,9 @@ bench: bootstrap
 	else \
 		echo "bench: nothing to run (no bench/__main__.py)"; \
 	fi
+
+matrix: bootstrap-test
+	$(ENV) python -m tests.support.matrix --jobs 200 $(ARGS)
 
 clean:
 	rm -rf .web .states .pytest_cache .mypy_cache .ruff_cache
