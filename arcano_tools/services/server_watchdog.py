@@ -100,7 +100,9 @@ class ServerWatchdog:
         jobs = await self.store.lease_stalled_starts(
             owner=self.owner,
             now=now,
-            lease_for=timedelta(seconds=30),
+            # a recovery is two writes: a process killed during one delays it by this much
+            # at most (two processes recovering the same start are fenced by its claim)
+            lease_for=timedelta(seconds=c.START_LEASE_S),
             legacy_before=now - self.starting_stuck_after,
             limit=LEASE_BATCH,
         )
