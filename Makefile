@@ -13,7 +13,7 @@ help:
 	@echo "make test                     lint + format check + vulture + mypy + the whole pytest suite"
 	@echo "make lint | fmt | typecheck   ruff check + vulture / ruff format+fix / mypy"
 	@echo "make bench                    python -m bench (when bench/ has one)"
-	@echo "make matrix [ARGS='--jobs 20'] the fault matrix at full size (200 jobs a scenario), its table"
+	@echo "make matrix [ARGS='--jobs 20'] fault matrix at 200 jobs a scenario (its table) + 1,000 races"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -51,7 +51,10 @@ bench: bootstrap
 	fi
 
 matrix: bootstrap-test
-	$(ENV) python -m tests.support.matrix --jobs 200 $(ARGS)
+	$(ENV) status=0; python -m tests.support.matrix --jobs 200 $(ARGS) || status=$$?; \
+		ARCANO_RACES=1000 pytest tests/integration/test_job_life_postgres.py -q -p no:cacheprovider \
+			-k randomized_races || status=$$?; \
+		exit $$status
 
 clean:
 	rm -rf .web .states .pytest_cache .mypy_cache .ruff_cache
