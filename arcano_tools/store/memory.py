@@ -383,7 +383,7 @@ class InMemoryStore:
                 if j.status.is_active
                 and j.clock_start <= started_before
                 and (j.next_check_at is None or j.next_check_at <= now)
-                and self._lease_free(table, j.id, now)
+                and (self._lease_free(table, j.id, now) or j.clock_start <= deadline_before)
                 and (
                     j.task_id is not None
                     or j.status is JobStatus.STARTING

@@ -673,7 +673,9 @@ class JobStore:
         That is: active, older than the initial delay, check due, and either known upstream
         (a task id), starting (maybe stuck) or past the deadline — a queue backlog of jobs
         RunningHub has not seen never crowds out the running ones. Slot holders come first.
-        A job leased by a crashed process becomes available again when its lease expires.
+        A job leased by a crashed process becomes available again when its lease expires —
+        or at once when it is past its deadline: a lease is no reason to let a dead process
+        hold the deadline back (the finish is guarded, so a second checker costs one call).
         """
         leased: list[Job] = []
         for table, t in s.job_tables.items():
@@ -685,7 +687,11 @@ class JobStore:
                         t.c.status.in_(_ACTIVE),
                         clock_start <= started_before,
                         sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now),
-                        sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+                        sa.or_(
+                            t.c.lease_until.is_(None),
+                            t.c.lease_until <= now,
+                            clock_start <= deadline_before,
+                        ),
                         sa.or_(
                             t.c.task_id.is_not(None),
                             t.c.status == JobStatus.STARTING.value,
@@ -704,7 +710,11 @@ class JobStore:
                     t.update()
                     .where(
                         t.c.id.in_(ids),
-                        sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+                        sa.or_(
+                            t.c.lease_until.is_(None),
+                            t.c.lease_until <= now,
+                            clock_start <= deadline_before,
+                        ),
                     )
                     .values(lease_owner=owner, lease_until=now + lease_for)
                 )

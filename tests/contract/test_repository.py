@@ -562,3 +562,24 @@ async def test_kept_webhook_events_are_counted_until_applied(store: Repository) 
     assert await store.count_unmatched_webhooks() == 2
     assert await store.prune_events(utcnow() + timedelta(seconds=1)) == 5
     assert await store.count_unmatched_webhooks() == 0
+
+
+async def test_a_lease_never_holds_back_a_job_past_its_deadline(store: Repository) -> None:
+    """A process SIGKILLed while checking a job leaves its lease behind; past the deadline
+    any process must still see the job, or the dead lease would delay the timeout."""
+    job = await store.get_job(TABLE, await new_job(store))
+    assert job is not None
+    claimed = await store.claim_slot(job, "acc")
+    assert claimed is not None
+    await store.save_task_id(TABLE, job.id, "T1", claim_id=claimed.claim_id)
+    now = utcnow() + timedelta(seconds=60)
+    lease = {"lease_for": timedelta(minutes=10), "started_before": now, "limit": 10}
+    early = now - timedelta(minutes=12)
+    taken = await store.lease_due_jobs(owner="dead", now=now, deadline_before=early, **lease)
+    assert [j.id for j in taken] == [job.id]
+
+    within = await store.lease_due_jobs(owner="alive", now=now, deadline_before=early, **lease)
+    overdue = await store.lease_due_jobs(owner="alive", now=now, deadline_before=now, **lease)
+
+    assert within == []  # still the dead process's to check, before the deadline
+    assert [j.id for j in overdue] == [job.id]
