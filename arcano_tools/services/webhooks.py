@@ -105,7 +105,8 @@ def parse_webhook(raw: bytes) -> WebhookEvent:
     # bool is an int to Python: "taskId": false was kept as task "False"
     if isinstance(task_id, bool) or not isinstance(task_id, str | int) or not str(task_id).strip():
         raise MalformedWebhook("taskId missing")
-    if not TASK_ID_PATTERN.fullmatch(str(task_id).strip()):
+    negative = isinstance(task_id, int) and task_id < 0  # RunningHub numbers its tasks from 0
+    if negative or not TASK_ID_PATTERN.fullmatch(str(task_id).strip()):
         # checked before anything is stored: a forged 200,000-character id once filled the
         # events table, and a 65-character one overflowed PostgreSQL's column (a 503)
         raise MalformedWebhook(
