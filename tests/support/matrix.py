@@ -1198,8 +1198,18 @@ def _check(run: Run, result: Result) -> None:
                 f"{job.id}: {job.status.value} (expected {'/'.join(sorted(scenario.expect))}):"
                 f" {job.error_message}"
             )
+        allowed = plan.deadline_s + run.downtime_s
+        if job.started_at is not None:
+            # a job's clock restarts at its claim: one still queued past its own deadline
+            # should have been failed there, not started
+            queued_late = (job.started_at - job.created_at).total_seconds() - allowed
+            if queued_late > 0:
+                result.late += 1
+                result.problems.append(
+                    f"{job.id}: started {queued_late:.1f} s after its queue deadline + poll +"
+                    " margin had passed"
+                )
         if job.completed_at is not None:
-            allowed = plan.deadline_s + run.downtime_s
             late = (job.completed_at - job.clock_start).total_seconds() - allowed
             if late > 0:
                 result.late += 1
