@@ -105,7 +105,8 @@ class Plan:
     margin_s: float
     #: ``RUNNINGHUB_MAX_CONCURRENT``: enough that a full queue never waits out the deadline.
     max_concurrent: int
-    #: Scenarios run at once (each with its own emulator, API processes and database).
+    #: Scenarios run at once (each with its own API processes and database, and an emulator
+    #: of the pool reset for it).
     parallel: int
     #: Also run the scenarios marked ``full_only`` (minutes of fixed client timeouts).
     full: bool
@@ -141,8 +142,9 @@ TEST_PLAN = Plan(
 
 
 def full_plan(jobs: int, parallel: int = 1) -> Plan:
-    """``make matrix``: ``jobs`` per scenario, the plan's 30 s / 15 s / 12 min divided by ~30
-    (one minute of deadline), scenarios one at a time so timings are not each other's load."""
+    """``make matrix``: ``jobs`` per scenario, the plan's 30 s and 15 s divided by 30 and its
+    12 minutes by 24 (a 30 s deadline), scenarios one at a time so timings are not each
+    other's load."""
     return Plan(
         jobs=jobs,
         initial_ms=1000,
@@ -261,7 +263,7 @@ class Run:
     downtime_s: float = 0.0
     #: When API processes were SIGKILLed.
     killed_at: list[dt.datetime] = field(default_factory=list)
-    #: Jobs a SIGKILLed process had leased, and until when (nobody may check them before).
+    #: Jobs a SIGKILLed process had leased, and until when (its leases outlive it).
     dead_leases: dict[str, dt.datetime] = field(default_factory=dict)
     #: What a scenario's hooks remember for its checks.
     memo: dict[str, Any] = field(default_factory=dict)
@@ -440,6 +442,13 @@ def with_store(url: str, read: Callable[[JobStore], Any]) -> Any:
 # --- faults in front of RunningHub -----------------------------------------------------------
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up mid-answer (a timed-out RunningHub call) is no news."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FaultProxy:
     """An HTTP proxy in front of the emulator that can be down (connection refused) or garble
     answers (a 200 whose JSON is cut in half) — what the emulator itself cannot do."""
@@ -453,7 +462,7 @@ class FaultProxy:
         self.garbled = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._server: http.server.ThreadingHTTPServer | None = None
+        self._server: _QuietServer | None = None
         self._thread: threading.Thread | None = None
         self.up()
 
@@ -510,7 +519,7 @@ class FaultProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server = _QuietServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
