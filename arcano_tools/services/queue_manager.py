@@ -380,17 +380,7 @@ class QueueManager:
         if saved.task_id != created.task_id:
             # this start lost its claim (put back in the queue, maybe dispatched again): its
             # task is an orphan nobody will follow
-            self.metrics.orphan_tasks.labels("create_answer").inc()
-            log.warning(
-                "orphan task cancelled",
-                extra={
-                    "action": "orphan_task",
-                    "job_id": job.id,
-                    "table": job.table,
-                    "task_id": created.task_id,
-                    "found_by": "create_answer",
-                },
-            )
+            self._note_orphan(job, created.task_id, "create_answer")
             await self._cancel_task(account, created.task_id, saved)
         elif saved.status in (JobStatus.CANCELLED, JobStatus.FAILED):
             # cancelled (or timed out) while the create call was in flight: stop the task
@@ -632,10 +622,24 @@ class QueueManager:
             if account is not None:
                 await self._cancel_task(account, task_id, job)
 
-        self.metrics.orphan_tasks.labels("webhook").inc()
+        self._note_orphan(job, task_id, "webhook")
         task = asyncio.create_task(cancel())
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)
+
+    def _note_orphan(self, job: Job, task_id: str, found_by: str) -> None:
+        """Count and log an orphan task (one per way it was found: webhook, create answer)."""
+        self.metrics.orphan_tasks.labels(found_by).inc()
+        log.warning(
+            "orphan task cancelled",
+            extra={
+                "action": "orphan_task",
+                "job_id": job.id,
+                "table": job.table,
+                "task_id": task_id,
+                "found_by": found_by,
+            },
+        )
 
     async def _cancel_task(self, account: Account, task_id: str, job: Job) -> None:
         try:

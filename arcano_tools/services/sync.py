@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from arcano_tools.domain.errors import JobNotFound
-from arcano_tools.domain.records import Clock, FinishRequest, Job, utcnow
+from arcano_tools.domain.records import Clock, FinishRequest, FinishResult, Job, utcnow
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy, JobStatus, SyncReason
 from arcano_tools.domain.tools import ToolRegistry
@@ -212,25 +212,18 @@ class JobSync:
         if outputs.state == "success" and outputs.output_url:
             if not self.output_hosts.allows(outputs.output_url):
                 return await self._untrusted_output(job, outputs.output_url, finished_by)
-            result = await self.queue.finish(
-                job.table,
-                job.id,
-                FinishRequest(JobStatus.COMPLETED, finished_by, output_url=outputs.output_url),
+            result, outcome = await self._end(
+                job, FinishRequest(JobStatus.COMPLETED, finished_by, output_url=outputs.output_url)
             )
-            if not result.changed:
-                return SyncOutcome.already_terminal(result.job)
-            self._observe_recovery(result.job, outputs, finished_by)
-            return SyncOutcome.finished(result.job)
+            if result.changed:
+                self._observe_recovery(result.job, outputs, finished_by)
+            return outcome
         if outputs.state == "failed":
             message = outputs.failure_message
-            result = await self.queue.finish(
-                job.table,
-                job.id,
-                FinishRequest(JobStatus.FAILED, finished_by, error_message=message),
+            _, outcome = await self._end(
+                job, FinishRequest(JobStatus.FAILED, finished_by, error_message=message)
             )
-            if not result.changed:
-                return SyncOutcome.already_terminal(result.job)
-            return SyncOutcome.finished(result.job)
+            return outcome
         if past_deadline:
             return await self._timeout(job)
         return SyncOutcome.still_processing(outputs.code, outputs.msg)
@@ -245,14 +238,10 @@ class JobSync:
             extra={"action": "output_host_refused", "job_id": job.id, "host": host[:100]},
         )
         await self.store.record_upstream_error("outputs", "output_host", job.table, job.id)
-        result = await self.queue.finish(
-            job.table,
-            job.id,
-            FinishRequest(JobStatus.FAILED, finished_by, error_message=MSG_UNTRUSTED_OUTPUT),
+        _, outcome = await self._end(
+            job, FinishRequest(JobStatus.FAILED, finished_by, error_message=MSG_UNTRUSTED_OUTPUT)
         )
-        if not result.changed:
-            return SyncOutcome.already_terminal(result.job)
-        return SyncOutcome.finished(result.job)
+        return outcome
 
     def _observe_recovery(self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy) -> None:
         """How long after RunningHub finished did a sync (not the webhook) finish our job?"""
@@ -278,12 +267,17 @@ class JobSync:
     async def _timeout(self, job: Job) -> SyncOutcome:
         """Past the deadline: fail with the plan's message, refund, cancel upstream."""
         message = self.timings.timeout_message
-        result = await self.queue.finish(
-            job.table,
-            job.id,
-            FinishRequest(JobStatus.FAILED, FinishedBy.TIMEOUT, error_message=message),
+        result, outcome = await self._end(
+            job, FinishRequest(JobStatus.FAILED, FinishedBy.TIMEOUT, error_message=message)
         )
-        if not result.changed:
-            return SyncOutcome.already_terminal(result.job)
-        await self.queue.cancel_upstream(result.job)
-        return SyncOutcome.finished(result.job)
+        if result.changed:
+            await self.queue.cancel_upstream(result.job)
+        return outcome
+
+    async def _end(self, job: Job, request: FinishRequest) -> tuple[FinishResult, SyncOutcome]:
+        """The guarded finish every sync path ends a job with, and what it means for the
+        reply: ``finished`` for the one caller that changed the row, else ``already_terminal``."""
+        result = await self.queue.finish(job.table, job.id, request)
+        if result.changed:
+            return result, SyncOutcome.finished(result.job)
+        return result, SyncOutcome.already_terminal(result.job)

@@ -255,16 +255,6 @@ class WebhookReceiver:
             detail=f"orphan task of an abandoned start (claim {(claim or '?')[:32]})",
             body=body_text,
         )
-        log.warning(
-            "orphan task cancelled",
-            extra={
-                "action": "orphan_task",
-                "job_id": job.id,
-                "table": job.table,
-                "task_id": task_id,
-                "found_by": "webhook",
-            },
-        )
         self.sync.queue.cancel_orphan_soon(job, task_id)
         return WebhookResult(Delivery.TASK_MISMATCH, job.status)
 

@@ -680,48 +680,28 @@ class JobStore:
         leased: list[Job] = []
         for table, t in s.job_tables.items():
             clock_start = sa.func.coalesce(t.c.started_at, t.c.created_at)
-            async with self._write() as conn:
-                q = (
-                    sa.select(t.c.id)
-                    .where(
-                        t.c.status.in_(_ACTIVE),
-                        clock_start <= started_before,
-                        sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now),
-                        sa.or_(
-                            t.c.lease_until.is_(None),
-                            t.c.lease_until <= now,
-                            clock_start <= deadline_before,
-                        ),
-                        sa.or_(
-                            t.c.task_id.is_not(None),
-                            t.c.status == JobStatus.STARTING.value,
-                            clock_start <= deadline_before,
-                        ),
-                    )
-                    .order_by(t.c.holds_slot.desc(), t.c.created_at)
-                    .limit(limit)
+            free = sa.or_(
+                t.c.lease_until.is_(None),
+                t.c.lease_until <= now,
+                clock_start <= deadline_before,
+            )
+            q = (
+                sa.select(t.c.id)
+                .where(
+                    t.c.status.in_(_ACTIVE),
+                    clock_start <= started_before,
+                    sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now),
+                    free,
+                    sa.or_(
+                        t.c.task_id.is_not(None),
+                        t.c.status == JobStatus.STARTING.value,
+                        clock_start <= deadline_before,
+                    ),
                 )
-                if self.dialect == "postgresql":
-                    q = q.with_for_update(skip_locked=True)
-                ids = [r[0] for r in await conn.execute(q)]
-                if not ids:
-                    continue
-                await conn.execute(
-                    t.update()
-                    .where(
-                        t.c.id.in_(ids),
-                        sa.or_(
-                            t.c.lease_until.is_(None),
-                            t.c.lease_until <= now,
-                            clock_start <= deadline_before,
-                        ),
-                    )
-                    .values(lease_owner=owner, lease_until=now + lease_for)
-                )
-                rows = await conn.execute(
-                    sa.select(t).where(t.c.id.in_(ids), t.c.lease_owner == owner)
-                )
-                leased.extend(_job_from_row(table, r) for r in rows.mappings())
+                .order_by(t.c.holds_slot.desc(), t.c.created_at)
+                .limit(limit)
+            )
+            leased += await self._take_leases(table, q, free, owner, now + lease_for)
         return leased
 
     async def release_lease(self, table: str, job_id: str, owner: str) -> None:
@@ -748,41 +728,42 @@ class JobStore:
         recovers a job at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
         leased: list[Job] = []
         for table, t in s.job_tables.items():
-            async with self._write() as conn:
-                q = (
-                    sa.select(t.c.id)
-                    .where(
-                        t.c.status == JobStatus.STARTING.value,
-                        t.c.task_id.is_(None),
-                        sa.or_(
-                            t.c.start_lease_until <= now,
-                            sa.and_(
-                                t.c.start_lease_until.is_(None), t.c.updated_at <= legacy_before
-                            ),
-                        ),
-                        sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
-                    )
-                    .order_by(t.c.created_at)
-                    .limit(limit)
+            free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now)
+            q = (
+                sa.select(t.c.id)
+                .where(
+                    t.c.status == JobStatus.STARTING.value,
+                    t.c.task_id.is_(None),
+                    sa.or_(
+                        t.c.start_lease_until <= now,
+                        sa.and_(t.c.start_lease_until.is_(None), t.c.updated_at <= legacy_before),
+                    ),
+                    free,
                 )
-                if self.dialect == "postgresql":
-                    q = q.with_for_update(skip_locked=True)
-                ids = [r[0] for r in await conn.execute(q)]
-                if not ids:
-                    continue
-                await conn.execute(
-                    t.update()
-                    .where(
-                        t.c.id.in_(ids),
-                        sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
-                    )
-                    .values(lease_owner=owner, lease_until=now + lease_for)
-                )
-                rows = await conn.execute(
-                    sa.select(t).where(t.c.id.in_(ids), t.c.lease_owner == owner)
-                )
-                leased.extend(_job_from_row(table, r) for r in rows.mappings())
+                .order_by(t.c.created_at)
+                .limit(limit)
+            )
+            leased += await self._take_leases(table, q, free, owner, now + lease_for)
         return leased
+
+    async def _take_leases(
+        self, table: str, ids_query: Any, free: Any, owner: str, until: datetime
+    ) -> list[Job]:
+        """Lease to ``owner`` the jobs ``ids_query`` selects whose lease is ``free``, in one
+        transaction; returns those it got (on PostgreSQL rows another process is leasing are
+        skipped, ``FOR UPDATE SKIP LOCKED``)."""
+        t = s.job_tables[table]
+        if self.dialect == "postgresql":
+            ids_query = ids_query.with_for_update(skip_locked=True)
+        async with self._write() as conn:
+            ids = [r[0] for r in await conn.execute(ids_query)]
+            if not ids:
+                return []
+            await conn.execute(
+                t.update().where(t.c.id.in_(ids), free).values(lease_owner=owner, lease_until=until)
+            )
+            rows = await conn.execute(sa.select(t).where(t.c.id.in_(ids), t.c.lease_owner == owner))
+            return [_job_from_row(table, r) for r in rows.mappings()]
 
     # --- accounts ------------------------------------------------------------------------------
 
