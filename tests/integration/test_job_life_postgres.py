@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from arcano_tools.domain.errors import JobNotCancellable
-from arcano_tools.domain.records import FinishRequest, FinishResult, Job
+from arcano_tools.domain.records import FinishRequest, Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.services.sync import JobSync
-from tests.support.core import ACCOUNT, TIMINGS, Core, build_core
+from tests.support.core import ACCOUNT, TIMINGS, Core, build_core, count_finishes
 from tests.support.invariants import check_jobs
 from tests.support.job_life import OUTPUT_HOSTS, JobLifeMachine
 from tests.support.postgres import create_database
@@ -60,7 +60,7 @@ async def test_randomized_races_never_transition_or_refund_twice(
     pg_server_url: str, tmp_path: Path
 ) -> None:
     core = await build_core(tmp_path, database_url=_pg_url(pg_server_url), max_concurrent=4)
-    finishes = _count_finishes(core)
+    finishes = count_finishes(core)
     overdue = _overdue_sync(core)
     rng = random.Random(20261129)
     await core.store.ensure_user("racer", credits=10 * RACES * 5)
@@ -96,20 +96,6 @@ async def test_randomized_races_never_transition_or_refund_twice(
         await core.emulator.shutdown()
         await core.client.aclose()
         await core.store.close()
-
-
-def _count_finishes(core: Core) -> Counter[tuple[str, str]]:
-    finishes: Counter[tuple[str, str]] = Counter()
-    original = core.queue.finish
-
-    async def counted(table: str, job_id: str, req: FinishRequest) -> FinishResult:
-        result = await original(table, job_id, req)
-        if result.changed:
-            finishes[(table, job_id)] += 1
-        return result
-
-    core.queue.finish = counted  # type: ignore[method-assign]
-    return finishes
 
 
 def _overdue_sync(core: Core) -> JobSync:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from arcano_tools.domain.records import FinishRequest, Job
+from arcano_tools.domain.records import FinishRequest, FinishResult, Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.domain.urls import RUNNINGHUB_FILE_HOSTS, OutputHosts
@@ -211,3 +212,19 @@ async def build_core(
         owner="unit",
     )
     return Core(clock, store, emulator, client, tools, bus, queue, sync, webhooks, watchdog)
+
+
+def count_finishes(core: Core) -> Counter[tuple[str, str]]:
+    """Count, per job, the terminal transitions that changed a row: every one goes through
+    ``QueueManager.finish``, and the promise is exactly one."""
+    finishes: Counter[tuple[str, str]] = Counter()
+    original = core.queue.finish
+
+    async def counted(table: str, job_id: str, req: FinishRequest) -> FinishResult:
+        result = await original(table, job_id, req)
+        if result.changed:
+            finishes[(table, job_id)] += 1
+        return result
+
+    core.queue.finish = counted  # type: ignore[method-assign]
+    return finishes

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from arcano_tools.domain.errors import InsufficientCredits, JobNotCancellable
-from arcano_tools.domain.records import FinishRequest, FinishResult, Job
+from arcano_tools.domain.records import FinishRequest, Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.emulator.tasks import oom_failure
 from arcano_tools.emulator.webhooks import webhook_body
-from tests.support.core import ACCOUNT, TIMINGS, Core, build_core
+from tests.support.core import ACCOUNT, TIMINGS, Core, build_core, count_finishes
 from tests.support.invariants import check_jobs
 
 #: The emulator's outcomes a new task may get.
@@ -49,27 +48,12 @@ class JobLifeMachine(RuleBasedStateMachine):
         self.tmp = tempfile.TemporaryDirectory(prefix="job-life-")
         self.core: Core = self.run(build_core(Path(self.tmp.name), database_url=self.database_url))
         self.jobs: list[Job] = []
-        self.finishes: Counter[tuple[str, str]] = Counter()
+        self.finishes = count_finishes(self.core)
         self.user = f"u-{uuid.uuid4().hex[:12]}"
-        self._count_finishes()
 
     # --- plumbing ----------------------------------------------------------------------------
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
-
-    def _count_finishes(self) -> None:
-        """Every terminal transition goes through ``QueueManager.finish``: count the ones that
-        changed a row, per job (the promise is exactly one)."""
-        queue = self.core.queue
-        original = queue.finish
-
-        async def counted(table: str, job_id: str, req: FinishRequest) -> FinishResult:
-            result = await original(table, job_id, req)
-            if result.changed:
-                self.finishes[(table, job_id)] += 1
-            return result
-
-        queue.finish = counted  # type: ignore[method-assign]
 
     async def _fresh(self, job: Job) -> Job:
         current = await self.core.store.get_job(job.table, job.id)
