@@ -155,6 +155,18 @@ async def _json_body(request: Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+async def _keyed_body(request: Request) -> tuple[dict[str, Any], str] | Response:
+    """A task call's JSON object and its API key, or the answer refusing it (not an object,
+    or no valid key)."""
+    body = await _json_body(request)
+    if body is None:
+        return _err(CODE_PARAMS_INVALID, MSG_NOT_AN_OBJECT)
+    key = _api_key(request, body)
+    if key is None:
+        return _unauthorized()
+    return body, key
+
+
 def runninghub_endpoint(name: str) -> Callable[[Handler], Handler]:
     """Make a handler behave like a RunningHub API route: counted as ``name`` in ``/_stats``
     (and in flight while it runs), delayed by ``latency_ms``, and answered with an nginx 5xx
@@ -195,12 +207,10 @@ def runninghub_endpoint(name: str) -> Callable[[Handler], Handler]:
 async def _create_task(request: Request, id_field: str) -> Response:
     """``run`` and ``create`` differ only in the body field naming the app."""
     rt = runtime_of(request)
-    body = await _json_body(request)
-    if body is None:
-        return _err(CODE_PARAMS_INVALID, MSG_NOT_AN_OBJECT)
-    key = _api_key(request, body)
-    if key is None:
-        return _unauthorized()
+    keyed = await _keyed_body(request)
+    if isinstance(keyed, Response):
+        return keyed
+    body, key = keyed
     app_id = body.get(id_field)
     if app_id is None or app_id == "" or isinstance(app_id, bool):
         return _err(CODE_PARAMS_INVALID, f"PARAMS_INVALID: {id_field} is required")
@@ -263,12 +273,10 @@ async def _task_of(request: Request, *, outputs_poll: bool = False) -> Task | Re
     """The caller's task named by ``taskId``, or the error answer. ``outputs_poll`` records the
     call's time per task id in ``/_stats`` (how often the product polls ``/outputs``)."""
     rt = runtime_of(request)
-    body = await _json_body(request)
-    if body is None:
-        return _err(CODE_PARAMS_INVALID, MSG_NOT_AN_OBJECT)
-    key = _api_key(request, body)
-    if key is None:
-        return _unauthorized()
+    keyed = await _keyed_body(request)
+    if isinstance(keyed, Response):
+        return keyed
+    body, key = keyed
     task_id = body.get("taskId")
     if isinstance(task_id, int) and not isinstance(task_id, bool):
         task_id = str(task_id)
