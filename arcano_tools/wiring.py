@@ -86,6 +86,8 @@ class Services:
                 poll_interval=self.timings.poll_interval,
                 max_timeout=self.timings.max_timeout,
             ),
+            deadline=self.timings.max_timeout,
+            timeout_message=self.timings.timeout_message,
         )
         self.sync = JobSync(
             store=self.store,

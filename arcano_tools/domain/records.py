@@ -52,12 +52,20 @@ class Job:
 
     @property
     def clock_start(self) -> datetime:
-        """Where the timeout is counted from: the start in the database, never a page's clock.
-
-        A job that never left the queue counts from its creation, so a RunningHub outage that
-        keeps it queued still ends in the timeout (and a refund) instead of waiting forever.
-        """
+        """Where the first upstream check (``WATCHDOG_INITIAL_DELAY_MS``) and the running time
+        count from: the start in the database, never a page's clock (its creation while it is
+        still queued). The deadline counts from :attr:`deadline_from`."""
         return self.started_at or self.created_at
+
+    @property
+    def deadline_from(self) -> datetime:
+        """Where the deadline (``WATCHDOG_MAX_TIMEOUT_MS``) counts from: the submission.
+
+        The plan's 12 minutes are "timeout total", what the person waits: time in the queue
+        counts. (Counting from the start, a job queued for 11 minutes got 12 more when a slot
+        freed — 24 minutes of "processando".) A job is never started past its deadline.
+        """
+        return self.created_at
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,9 @@ class Repository(Protocol):
 
     async def accounts_with_free_slots(self) -> list[Account]: ...
 
+    async def has_enabled_account(self) -> bool:
+        """Is any RunningHub account enabled (full or not)? None: nothing queued can start."""
+
     async def disable_account(self, name: str, reason: str) -> None: ...
 
     async def reconcile_slots(self) -> list[tuple[str, int, int]]:

@@ -72,6 +72,12 @@ SHUTDOWN_UNWIND_S = 5.0
 
 #: Messages shown to the user when a job cannot start; the technical cause goes to the log.
 MSG_REJECTED = "O serviço de IA recusou este pedido. Seus créditos foram devolvidos."
+#: Every RunningHub account is disabled (its key refused: 802/801/811): nothing queued can
+#: start until an operator fixes the key, so queued jobs end now instead of at the deadline.
+MSG_NO_ACCOUNT = (
+    "O serviço de IA está indisponível no momento (nossa conta foi recusada). "
+    "Seus créditos foram devolvidos; tente de novo mais tarde."
+)
 MSG_UNAVAILABLE = (
     "O serviço de IA está indisponível no momento. Seus créditos foram devolvidos; "
     "tente novamente em alguns minutos."
@@ -136,9 +142,15 @@ class QueueManager:
         webhook_secret: bytes,
         metrics: Metrics | None = None,
         schedule: CheckSchedule | None = None,
+        deadline: timedelta | None = None,
+        timeout_message: str = "",
         clock: Clock = utcnow,
     ) -> None:
         self.clock = clock
+        #: ``WATCHDOG_MAX_TIMEOUT_MS``: a queued job past it is failed, never started (its
+        #: task could not finish in time and would cost RunningHub time nobody waits for).
+        self.deadline = deadline
+        self.timeout_message = timeout_message
         self.metrics = metrics or Metrics()
         self.schedule = schedule
         self._first_check: dict[str, tuple[float, timedelta | None]] = {}
@@ -245,9 +257,18 @@ class QueueManager:
     async def dispatch_once(self) -> int:
         """Start as many due queued jobs as accounts have free slots; returns how many."""
         started = 0
-        for job in await self.store.queued_jobs_due(self.clock()):
+        now = self.clock()
+        queued = await self.store.queued_jobs_due(now)
+        usable = bool(queued) and await self.store.has_enabled_account()
+        for job in queued:
             if self._closing:
                 break
+            if not usable:
+                await self._end_unstarted(job, FinishedBy.DISPATCH, MSG_NO_ACCOUNT)
+                continue
+            if self.deadline is not None and now >= job.deadline_from + self.deadline:
+                await self._end_unstarted(job, FinishedBy.TIMEOUT, self.timeout_message)
+                continue
             accounts = await self.store.accounts_with_free_slots()
             if not accounts:
                 break
@@ -268,6 +289,18 @@ class QueueManager:
                 started += 1
                 break
         return started
+
+    async def _end_unstarted(self, job: Job, by: FinishedBy, message: str) -> None:
+        """Fail a queued job that can no longer start, with a refund (guarded like any finish:
+        a cancel that got there first wins)."""
+        result = await self.finish(
+            job.table, job.id, FinishRequest(JobStatus.FAILED, by, error_message=message)
+        )
+        if result.changed:
+            log.warning(
+                "queued job ended before its start",
+                extra={"action": "end_unstarted", "job_id": job.id, "table": job.table},
+            )
 
     async def shutdown(self) -> int:
         """A graceful stop: start nothing new; let the starts in flight finish for
@@ -444,6 +477,7 @@ class QueueManager:
                 "account disabled",
                 extra={"action": "account_disabled", "account": job.api_account, "code": code},
             )
+            self.wake()  # with no account left, the queued jobs end now (``dispatch_once``)
         permanent = isinstance(
             exc, InvalidRequest | Unauthorized | InsufficientBalance | TaskNotFound
         )

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 #: Jobs leased per table per tick: bounded so one process never hoards a backlog another
 #: process could share.
 LEASE_BATCH = 50
+#: After a full batch the next lease comes this soon (more are due), not a tick later; a
+#: pause all the same, so a batch that keeps failing never spins the loop.
+FULL_BATCH_PAUSE_S = 0.05
 
 
 def process_identity() -> str:
@@ -84,14 +87,16 @@ class ServerWatchdog:
         while not stop.is_set():
             try:
                 if checks and time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + tick
-                    await self.tick()
+                    # a full lease batch means more are due: go on at once, not a tick later
+                    full = await self.tick() >= LEASE_BATCH
+                    next_tick = time.monotonic() + (FULL_BATCH_PAUSE_S if full else tick)
                 else:
                     await self.recover_stalled_starts()
             except Exception:
                 log.exception("server watchdog tick failed", extra={"action": "server_watchdog"})
+            wait = min(every, max(0.0, next_tick - time.monotonic())) if checks else every
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
 
     async def recover_stalled_starts(self) -> int:
         """Put back in the queue the starts whose process is gone (start lease expired, or
@@ -142,7 +147,10 @@ class ServerWatchdog:
         return len(jobs)
 
     async def _check(self, job: Job) -> None:
-        async with self._limit:
+        # Past its deadline a check waits for no other: the sync bounds its one last look at
+        # RunningHub by a poll interval, and most end without a call (checked recently).
+        overdue = self.sync.clock() >= self.sync.deadline(job)
+        async with contextlib.nullcontext() if overdue else self._limit:
             try:
                 await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG)
             except Exception:

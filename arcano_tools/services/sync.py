@@ -6,9 +6,12 @@ Replies are exactly the plan's (see ``docs/api.md``), with these additions:
 * RunningHub's code 805 (the task FAILED) finishes the job at once as ``failed`` with
   RunningHub's reason → ``{synced: true, status: 'failed', errorMessage}`` (the plan waited
   12 minutes);
-* past the job's deadline (``WATCHDOG_MAX_TIMEOUT_MS`` after its start in the database) the
-  server itself finishes it as ``failed`` with the plan's timeout message, cancels the task
-  upstream and refunds — the browser never calls ``/finish``;
+* past the job's deadline (``WATCHDOG_MAX_TIMEOUT_MS`` after its submission, as stored) the
+  server itself finishes it as ``failed`` with the plan's timeout message, refunds and cancels
+  the task upstream in the background — the browser never calls ``/finish``. The deadline is
+  kept at the speed of the clock, not of RunningHub: one last look is made only when no check
+  happened within the poll interval, without retries, and waits at most one poll interval
+  (``_last_look``);
 * one upstream schedule per job: every caller reserves the job's next check in the database,
   so page watchdogs in five tabs, the sync endpoint and the server watchdog make at most one
   RunningHub call per poll interval; a sync that is not due answers from the last known state.
@@ -16,6 +19,7 @@ Replies are exactly the plan's (see ``docs/api.md``), with these additions:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -128,7 +132,7 @@ class JobSync:
         self.metrics = queue.metrics
 
     def deadline(self, job: Job) -> datetime:
-        return job.clock_start + self.timings.max_timeout
+        return job.deadline_from + self.timings.max_timeout
 
     async def sync(
         self,
@@ -169,14 +173,19 @@ class JobSync:
         due = await self.store.reserve_check(
             job.table, job.id, now=now, next_check_at=now + self.timings.poll_interval
         )
-        asked = due or force or past_deadline
+        asked = due or force
         self.metrics.sync_calls.labels(finished_by.value, "upstream" if asked else "cached").inc()
         if not asked:
+            if past_deadline:  # checked within the interval: that answer was "still running"
+                return await self._timeout(job)
             return SyncOutcome.still_processing(
                 job.last_upstream_code, job.last_upstream_msg, cached=True
             )
         try:
-            outputs = await self.client.outputs(account.api_key, job.task_id, retries=1)
+            if past_deadline:
+                outputs = await self._last_look(account.api_key, job.task_id)
+            else:
+                outputs = await self.client.outputs(account.api_key, job.task_id, retries=1)
         except HTTPStatusError as exc:
             await self.store.record_upstream_error(
                 "outputs", f"http_{exc.http_status}", job.table, job.id
@@ -196,9 +205,21 @@ class JobSync:
         except RunningHubError as exc:
             await self.store.record_upstream_error("outputs", type(exc).__name__, job.table, job.id)
             return await self._unanswered(job, past_deadline, None)
+        except TimeoutError:  # the last look's budget ran out (queued behind other calls)
+            await self.store.record_upstream_error("outputs", "deadline_budget", job.table, job.id)
+            return await self._timeout(job)
 
         await self.store.record_check_result(job.table, job.id, outputs.code, outputs.msg)
         return await self._apply(job, outputs, finished_by, past_deadline)
+
+    async def _last_look(self, api_key: str, task_id: str) -> TaskOutputs:
+        """At the deadline: did the task end meanwhile (a lost webhook)? One call, no retry,
+        and at most one poll interval of waiting — including the wait for a free upstream
+        slot, so 200 jobs due at once behind a slow RunningHub are failed on time instead of
+        one after another (``asyncio.TimeoutError`` when the budget runs out)."""
+        budget = self.timings.poll_interval.total_seconds()
+        async with asyncio.timeout(budget):
+            return await self.client.outputs(api_key, task_id, retries=0)
 
     async def apply_outputs(
         self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy
@@ -265,13 +286,14 @@ class JobSync:
         )
 
     async def _timeout(self, job: Job) -> SyncOutcome:
-        """Past the deadline: fail with the plan's message, refund, cancel upstream."""
+        """Past the deadline: fail with the plan's message and refund now; cancel the task
+        upstream in the background (that call never holds the deadline back)."""
         message = self.timings.timeout_message
         result, outcome = await self._end(
             job, FinishRequest(JobStatus.FAILED, FinishedBy.TIMEOUT, error_message=message)
         )
         if result.changed:
-            await self.queue.cancel_upstream(result.job)
+            self.queue.cancel_upstream_soon(result.job)
         return outcome
 
     async def _end(self, job: Job, request: FinishRequest) -> tuple[FinishResult, SyncOutcome]:

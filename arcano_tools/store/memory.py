@@ -377,20 +377,21 @@ class InMemoryStore:
     ) -> list[Job]:
         leased: list[Job] = []
         for table, jobs in self._jobs.items():
-            due = [
-                j
-                for j in jobs.values()
-                if j.status.is_active
-                and j.clock_start <= started_before
-                and (j.next_check_at is None or j.next_check_at <= now)
-                and (self._lease_free(table, j.id, now) or j.clock_start <= deadline_before)
-                and (
-                    j.task_id is not None
-                    or j.status is JobStatus.STARTING
-                    or j.clock_start <= deadline_before
+
+            def wanted(j: Job) -> bool:
+                overdue = j.deadline_from <= deadline_before
+                return (
+                    j.status.is_active
+                    and (j.clock_start <= started_before or overdue)
+                    and (j.next_check_at is None or j.next_check_at <= now or overdue)
+                    and (self._lease_free(j.table, j.id, now) or overdue)
+                    and (j.task_id is not None or j.status is JobStatus.STARTING or overdue)
                 )
-            ]
-            due.sort(key=lambda j: (not j.holds_slot, j.created_at))
+
+            due = sorted(
+                (j for j in jobs.values() if wanted(j)),
+                key=lambda j: (j.created_at, not j.holds_slot),
+            )
             for job in due[:limit]:
                 self._leases[(table, job.id)] = _Lease(owner, now + lease_for)
                 leased.append(job)
@@ -452,6 +453,9 @@ class InMemoryStore:
     async def accounts_with_free_slots(self) -> list[Account]:
         free = [a for a in self._accounts.values() if a.enabled and a.in_flight < a.max_concurrent]
         return sorted(free, key=lambda a: (a.in_flight, a.name))
+
+    async def has_enabled_account(self) -> bool:
+        return any(a.enabled for a in self._accounts.values())
 
     async def disable_account(self, name: str, reason: str) -> None:
         account = self._accounts.get(name)

@@ -680,25 +680,23 @@ class JobStore:
         leased: list[Job] = []
         for table, t in s.job_tables.items():
             clock_start = sa.func.coalesce(t.c.started_at, t.c.created_at)
-            free = sa.or_(
-                t.c.lease_until.is_(None),
-                t.c.lease_until <= now,
-                clock_start <= deadline_before,
-            )
+            overdue = t.c.created_at <= deadline_before  # Job.deadline_from
+            free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now, overdue)
             q = (
                 sa.select(t.c.id)
                 .where(
                     t.c.status.in_(_ACTIVE),
-                    clock_start <= started_before,
-                    sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now),
+                    sa.or_(clock_start <= started_before, overdue),
+                    sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now, overdue),
                     free,
                     sa.or_(
                         t.c.task_id.is_not(None),
                         t.c.status == JobStatus.STARTING.value,
-                        clock_start <= deadline_before,
+                        overdue,
                     ),
                 )
-                .order_by(t.c.holds_slot.desc(), t.c.created_at)
+                # created_at first is overdue first: the deadline is the promise to keep
+                .order_by(t.c.created_at, t.c.holds_slot.desc())
                 .limit(limit)
             )
             leased += await self._take_leases(table, q, free, owner, now + lease_for)
@@ -815,6 +813,12 @@ class JobStore:
                 .order_by(a.c.in_flight, a.c.account_name)
             )
             return [_account_from_row(r) for r in rows.mappings()]
+
+    async def has_enabled_account(self) -> bool:
+        a = s.runninghub_accounts
+        async with self._read() as conn:
+            q = sa.select(a.c.account_name).where(a.c.enabled.is_(True)).limit(1)
+            return (await conn.execute(q)).first() is not None
 
     async def disable_account(self, name: str, reason: str) -> None:
         a = s.runninghub_accounts

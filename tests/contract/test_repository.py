@@ -297,6 +297,42 @@ async def test_the_server_watchdog_leases_running_jobs_not_a_queue_backlog(
     assert set(backlog) <= {j.id for j in overdue}  # …until their deadline needs enforcing
 
 
+async def test_jobs_past_their_deadline_are_leased_first_whatever_their_schedule(
+    store: Repository,
+) -> None:
+    """The deadline is enforced on time: an overdue job is leased before younger due ones,
+    even though it was checked a moment ago (the sync then ends it without a call) and
+    another owner holds its lease."""
+    jobs = []
+    for _ in range(2):
+        job_id = await new_job(store, cost=1)
+        job = await store.get_job(TABLE, job_id)
+        assert job is not None
+        claimed = await store.claim_slot(job, "acc")
+        assert claimed is not None
+        await store.save_task_id(TABLE, job_id, f"T-{job_id}", claim_id=claimed.claim_id)
+        jobs.append(job_id)
+    old = jobs[0]
+    now = utcnow() + timedelta(minutes=12, seconds=1)
+    deadline_before = now - timedelta(minutes=12)
+    old_job = await store.get_job(TABLE, old)
+    assert old_job is not None
+    assert old_job.deadline_from <= deadline_before
+    assert await store.reserve_check(TABLE, old, now=now, next_check_at=now + timedelta(seconds=15))
+    args = {
+        "now": now,
+        "lease_for": timedelta(seconds=30),
+        "started_before": now,
+        "deadline_before": old_job.deadline_from,  # the older one only is overdue
+    }
+
+    first = await store.lease_due_jobs(owner="w1", limit=1, **args)  # type: ignore[arg-type]
+    again = await store.lease_due_jobs(owner="w2", limit=2, **args)  # type: ignore[arg-type]
+
+    assert [j.id for j in first] == [old]
+    assert old in {j.id for j in again}  # overdue: w1's lease does not hold it back
+
+
 async def test_start_up_configuration_re_enables_a_disabled_account(store: Repository) -> None:
     await store.disable_account("acc", "RunningHub code 802")
     assert await store.accounts_with_free_slots() == []
@@ -305,6 +341,15 @@ async def test_start_up_configuration_re_enables_a_disabled_account(store: Repos
     assert account.name == "acc"
     assert account.enabled
     assert account.disabled_reason is None
+
+
+async def test_an_account_disabled_is_not_enabled_even_when_full(store: Repository) -> None:
+    assert await store.has_enabled_account()
+    await store.upsert_account("acc", "n" * 32, max_concurrent=0)  # enabled, but full
+    assert await store.accounts_with_free_slots() == []
+    assert await store.has_enabled_account()
+    await store.disable_account("acc", "RunningHub code 802")
+    assert not await store.has_enabled_account()
 
 
 async def test_old_webhook_events_and_upstream_errors_are_pruned(store: Repository) -> None:

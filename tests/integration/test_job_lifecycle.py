@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,10 +16,13 @@ from arcano_tools import constants as c
 from arcano_tools.emulator.control import EmulatorRandom
 from arcano_tools.services.queue_manager import MSG_REQUEUED_RETRY
 from tests.support.fixtures import EmulatorControl
+from tests.support.postgres import create_database
+from tests.support.processes import ServerProcess
 from tests.support.servers import (
     Backend,
     call_sync,
     get_job,
+    start_backend,
     submit_upscale,
     submit_upscales,
     wait_for,
@@ -39,6 +44,22 @@ def credits(client: httpx.Client, backend: Backend, user: str) -> int:
 def backend(backend_on_each_db: Backend) -> Backend:
     """Every test of this module runs on SQLite and on PostgreSQL."""
     return backend_on_each_db
+
+
+@pytest.fixture
+def patient_backend(
+    backend: Backend, emulator: ServerProcess, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Backend]:
+    """``backend``'s kind of database, with a 30 s deadline: the deadline counts the time in
+    the queue, and twenty jobs through two slots take longer than the suite's 6 s."""
+    database_url = ""
+    if backend.database_url:
+        database_url = create_database(request.getfixturevalue("pg_server_url"))
+    patient = start_backend(
+        emulator.url, tmp_path, database_url, {"WATCHDOG_MAX_TIMEOUT_MS": "30000"}
+    )
+    yield patient
+    patient.api.stop()
 
 
 def webhook_events(backend: Backend, job_id: str) -> list[str]:
@@ -178,9 +199,11 @@ def test_input_lost_before_the_start_fails_the_job_at_once_with_refund(
 
 
 def test_a_network_error_after_a_long_busy_spell_does_not_give_up_on_the_job(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    patient_backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
 ) -> None:
-    """Six 421s then one 5xx: the job still has its failed-start budget and completes."""
+    """Six 421s then one 5xx: the job still has its failed-start budget and completes (its
+    backoffs and the client's retries are real seconds: more than the suite's deadline)."""
+    backend = patient_backend
     emu.set(queue_full_next=1)
     job_id = submit_upscale(client, backend, user).json()["jobId"]
     wait_for(lambda: emu.stats()["queue_full_answers"] >= 1, what="a first 421")
@@ -246,8 +269,9 @@ def test_duplicates_finish_and_sync_make_one_transition_and_one_refund(
 
 
 def test_twenty_jobs_on_two_slots_never_exceed_the_cap_and_all_finish(
-    backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+    patient_backend: Backend, client: httpx.Client, emu: EmulatorControl, user: str
 ) -> None:
+    backend = patient_backend
     emu.set(task_ms=200, queue_full_next=4)
 
     job_ids = submit_upscales(backend, user, 20, workers=10)

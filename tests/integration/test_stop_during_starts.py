@@ -27,7 +27,7 @@ from tests.support.waiting import wait_for
 
 #: Jobs submitted: two start (the account's two slots), two wait in the queue behind them.
 JOBS = 4
-#: The whole job must not reach its deadline during the test (FAST_TIMINGS make it 4 s).
+#: The whole job must not reach its deadline during the test (FAST_TIMINGS make it 6 s).
 ENV = {"WATCHDOG_MAX_TIMEOUT_MS": "60000"}
 #: A restarted backend recovers the dead starts within this long of being ready (the brief's
 #: 10 s): the lease (6 s from the last renewal, up to 2 s before the kill) plus a recovery pass.

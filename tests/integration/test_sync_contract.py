@@ -181,7 +181,7 @@ def test_the_deadline_fails_the_job_with_the_timeout_message_and_cancels_upstrea
 ) -> None:
     job_id = endless_job
     body = wait_synced(client, backend, user, job_id, timeout=30)
-    # FAST_TIMINGS: 4 s (the plan's wording says "12 minutos" with the default setting)
+    # FAST_TIMINGS: 6 s (the plan's wording says "12 minutos" with the default setting)
     assert body == {
         "synced": True,
         "status": "failed",

@@ -97,9 +97,13 @@ class Core:
     async def dispatch(self) -> int:
         """One dispatcher pass, waiting until every start it began has ended."""
         started = await self.queue.dispatch_once()
+        await self.background()
+        return started
+
+    async def background(self) -> None:
+        """Wait until the queue manager's background work (starts, upstream cancels) ended."""
         while self.queue._starting:
             await asyncio.gather(*list(self.queue._starting), return_exceptions=True)
-        return started
 
     async def running(self, tool: str = "upscaler", user: str = "u1") -> Job:
         """A job RunningHub accepted (task id saved), its webhook not yet received."""
@@ -189,6 +193,8 @@ async def build_core(
         webhook_secret=SECRET,
         metrics=metrics,
         schedule=CheckSchedule(TIMINGS.initial_delay, TIMINGS.poll_interval, TIMINGS.max_timeout),
+        deadline=TIMINGS.max_timeout,
+        timeout_message=TIMINGS.timeout_message,
         clock=clock,
     )
     sync = JobSync(

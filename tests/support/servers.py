@@ -54,7 +54,7 @@ def start_emulator(data_dir: Path) -> ServerProcess:
 FAST_TIMINGS = {
     "WATCHDOG_INITIAL_DELAY_MS": "400",
     "WATCHDOG_POLL_INTERVAL_MS": "250",
-    "WATCHDOG_MAX_TIMEOUT_MS": "4000",
+    "WATCHDOG_MAX_TIMEOUT_MS": "6000",
 }
 
 

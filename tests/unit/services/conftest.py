@@ -15,5 +15,6 @@ from tests.support.core import Core, build_core
 async def core(tmp_path: Path) -> AsyncIterator[Core]:
     built = await build_core(tmp_path)
     yield built
+    await built.background()
     await built.emulator.shutdown()
     await built.client.aclose()

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from arcano_tools.constants import QUEUE_RETRY_MAX_S
 from arcano_tools.domain.errors import InsufficientCredits, InvalidInput, JobNotCancellable
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.services.queue_manager import MAX_START_FAILURES, MSG_INPUT_MISSING, MSG_REJECTED
@@ -114,7 +115,7 @@ async def test_repeated_failed_starts_give_up_with_a_refund(core: Core) -> None:
 
     for _ in range(MAX_START_FAILURES):
         await core.dispatch()
-        core.clock.advance(minutes=5)
+        core.clock.advance(seconds=2 * QUEUE_RETRY_MAX_S)  # past any backoff, not the deadline
 
     failed = await core.job(job)
     assert failed.status is JobStatus.FAILED

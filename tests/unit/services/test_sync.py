@@ -142,6 +142,7 @@ async def test_at_the_deadline_a_running_job_fails_is_refunded_and_cancelled_ups
     assert outcome.synced
     assert outcome.error_message == TIMINGS.timeout_message
     assert (await core.job(job)).finished_by is FinishedBy.TIMEOUT
+    await core.background()  # the upstream cancel runs after the reply
     assert core.task(job).status == "FAILED"  # cancelled upstream
     assert await core.ledger_kinds() == ["grant", "charge", "refund"]
 
