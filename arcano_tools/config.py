@@ -13,7 +13,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +27,11 @@ EMULATOR_MOUNT_PATH = "/_emulator/runninghub"
 DEV_MODE = "dev"
 #: Name of the account the plan falls back to (``job.api_account || 'arcano_main'``).
 DEFAULT_ACCOUNT_NAME = "arcano_main"
+#: Port of Supabase's pooler (Supavisor) in transaction mode; 5432 is its session mode.
+TRANSACTION_POOLER_PORT = 6543
+#: ``DATABASE_URL`` query parameter that says "a PgBouncer in transaction mode" (Prisma's
+#: spelling); removed before the URL reaches the driver, which would refuse it.
+PGBOUNCER_PARAM = "pgbouncer"
 
 
 class Settings(BaseSettings):
@@ -36,6 +41,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".data"), alias="ARCANO_DATA_DIR")
     database_url: str = Field(default="", alias="DATABASE_URL")
+    #: PostgreSQL is reached through a pooler in transaction mode (no server-side prepared
+    #: statements). Unset: detected from ``DATABASE_URL`` (see :attr:`transaction_pooler`).
+    database_transaction_pooler: bool | None = Field(
+        default=None, alias="DATABASE_TRANSACTION_POOLER"
+    )
     runninghub_api_url: str = Field(default="", alias="RUNNINGHUB_API_URL")
     #: Key and concurrency of the default account; production may add more rows to the table.
     runninghub_api_key: str = Field(default="", alias="RUNNINGHUB_API_KEY")
@@ -170,10 +180,24 @@ class Settings(BaseSettings):
             return f"sqlite+aiosqlite:///{(self.data_dir / 'arcano.db').resolve()}"
         for prefix in ("postgresql://", "postgres://"):
             if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
+                return _without_pgbouncer_param("postgresql+psycopg://" + url[len(prefix) :])
         if url.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
-        return url
+        return _without_pgbouncer_param(url)
+
+    @property
+    def transaction_pooler(self) -> bool:
+        """PostgreSQL through a pooler in transaction mode: every transaction may run on
+        another server connection, so the store prepares no statement on the server.
+        ``DATABASE_TRANSACTION_POOLER`` decides when set; otherwise yes for Supabase's
+        transaction-mode port (6543) or ``?pgbouncer=true`` in ``DATABASE_URL``."""
+        if not self.sqlalchemy_url.startswith("postgresql"):
+            return False
+        if self.database_transaction_pooler is not None:
+            return self.database_transaction_pooler
+        parts = urlsplit(self.database_url)
+        flagged = dict(parse_qsl(parts.query)).get(PGBOUNCER_PARAM, "").lower() == "true"
+        return flagged or parts.port == TRANSACTION_POOLER_PORT
 
     @cached_property
     def _generated(self) -> dict[str, str]:
@@ -210,6 +234,16 @@ class Settings(BaseSettings):
     def server_watchdog_active(self) -> bool:
         """The plan's flag turns every watchdog off at once."""
         return self.watchdog_enabled and self.server_watchdog_enabled
+
+
+def _without_pgbouncer_param(url: str) -> str:
+    """``url`` without ``pgbouncer=…`` (libpq refuses unknown URI query parameters)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in query if k != PGBOUNCER_PARAM]
+    if len(kept) == len(query):
+        return url
+    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 def _duration_pt(ms: int) -> str:
