@@ -25,6 +25,8 @@ from arcano_tools.domain.urls import RUNNINGHUB_FILE_HOSTS, OutputHosts
 EMULATOR_MOUNT_PATH = "/_emulator/runninghub"
 #: ``REFLEX_ENV_MODE`` of ``reflex run`` without ``--env prod`` (``make run``).
 DEV_MODE = "dev"
+#: ``REFLEX_ENV_MODE`` of ``reflex run --env prod``.
+PROD_MODE = "prod"
 #: Name of the account the plan falls back to (``job.api_account || 'arcano_main'``).
 DEFAULT_ACCOUNT_NAME = "arcano_main"
 #: Port of Supabase's pooler (Supavisor) in transaction mode; 5432 is its session mode.
@@ -97,6 +99,8 @@ class Settings(BaseSettings):
     demo: bool = Field(default=False, alias="ARCANO_DEMO")
     #: Set by ``reflex run`` for its backend: ``dev`` (``make run``) or ``prod``.
     reflex_env_mode: str = Field(default="", alias="REFLEX_ENV_MODE")
+    #: Granian workers of ``reflex run --env prod``; unset: Reflex's own count.
+    granian_workers: int | None = Field(default=None, alias="GRANIAN_WORKERS", ge=1)
     #: Credits a new user receives; default: ``STARTING_CREDITS`` in the demo, 0 otherwise.
     new_user_credits: int | None = Field(default=None, alias="ARCANO_NEW_USER_CREDITS", ge=0)
 
@@ -140,6 +144,13 @@ class Settings(BaseSettings):
         ``RUNNINGHUB_API_URL`` would silently run every job on the emulator, and generated
         secrets would change with the data directory.
         """
+        if self.emulated and self.several_workers:
+            return (
+                "refusing to start: the built-in RunningHub emulator keeps its tasks in one "
+                "process, but REFLEX_REDIS_URL in prod mode starts several workers. Run it alone "
+                "(python -m arcano_tools emulator --port 8100) and set RUNNINGHUB_API_URL to it, "
+                "or set GRANIAN_WORKERS=1."
+            )
         if self.demo_chosen:
             return None
         missing = [
@@ -158,6 +169,14 @@ class Settings(BaseSettings):
             f"refusing to start: {', '.join(missing)} not set. Production needs them "
             "(RUNNINGHUB_API_URL=https://www.runninghub.ai); for the built-in RunningHub "
             "emulator and generated secrets set ARCANO_DEMO=true."
+        )
+
+    @property
+    def several_workers(self) -> bool:
+        """``reflex run --env prod`` with Redis starts ``2 × cores + 1`` granian workers (at most
+        Reflex's cap) unless ``GRANIAN_WORKERS`` says how many; without Redis, one."""
+        return (
+            self.reflex_env_mode == PROD_MODE and bool(self.redis_url) and self.granian_workers != 1
         )
 
     @property

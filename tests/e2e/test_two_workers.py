@@ -9,9 +9,15 @@ RunningHub URL, explicit secrets, a user with a signed token (no demo).
 
 * A page on A shows a job whose webhook hit B (the update crosses over the Redis relay).
 * A is killed (SIGKILL, by its PID) while the next job runs; B finishes that job meanwhile; A
-  starts again on the same port and the page — never reloaded — reconnects, gets its state
-  back from Redis, and shows the finished job: one charge per job, no refund, every job
-  finished once, by B's webhook.
+  comes back on the same port and the page — never reloaded — reconnects and shows the
+  finished job: one charge per job, no refund, every job finished once, by B's webhook.
+
+A comes back as its backend alone (``--backend-only``), as granian respawns a worker: the
+page's code is already in the browser, and rebuilding the frontend would only cost time. The
+crash leaves Reflex's socket record of the tab in Redis, so Reflex takes the reconnect for a
+duplicated tab and hands it a fresh state: what brings the job back is the tab's own copy of
+its job id (``ToolPageState.shown_job``, sessionStorage) — without it the page showed an
+empty form.
 """
 
 from __future__ import annotations
