@@ -1,4 +1,5 @@
-"""Two backend processes of the prod app on one Redis and one PostgreSQL, as several workers run.
+"""Two backend processes of the prod app on one Redis and one PostgreSQL (reached through
+PgBouncer in transaction mode, as Supabase's pooler serves it), as several workers run.
 
 The suite cannot choose which granian worker a request reaches, so the two workers are two
 processes on two ports: A (``reflex run --env prod``, the page's frontend and backend) and B
@@ -37,6 +38,7 @@ import pytest
 from arcano_tools.services.auth import issue_user_token
 from tests.support.app_driver import AppDriver
 from tests.support.fixtures import pg_server_url  # noqa: F401  (fixtures are found by name)
+from tests.support.pgbouncer import pgbouncer, through
 from tests.support.postgres import create_database
 from tests.support.processes import ServerProcess, ServerStartError, free_port
 from tests.support.redis_server import RedisServer
@@ -69,6 +71,13 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def pooler(pg_server_url: str) -> Iterator[str]:  # noqa: F811  (the imported fixture)
+    """PgBouncer in transaction mode, as Supabase's pooler on port 6543 serves the database."""
+    with pgbouncer(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -123,15 +132,19 @@ async def test_a_page_on_one_worker_follows_a_job_finished_on_another_and_surviv
     reflex_app_factory: Callable[..., RunningApp],
     page: Page,
     pg_server_url: str,  # noqa: F811  (the imported fixture)
+    pooler: str,
     redis_server: RedisServer,
     emulator: ServerProcess,
     tmp_path: Path,
 ) -> None:
     database_url = create_database(pg_server_url)
+    # the workers reach it as on Supabase: through the pooler in transaction mode (the flag
+    # turns the store's server-side prepared statements off)
+    pooled_url = through(pooler, database_url) + "?pgbouncer=true"
     b_port = free_port()
     env = {
         "ARCANO_DATA_DIR": str(tmp_path / "data"),  # one shared volume for both
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": pooled_url,
         "REFLEX_REDIS_URL": redis_server.url,
         "GRANIAN_WORKERS": "1",  # one worker per process; the two processes are the workers
         "RUNNINGHUB_API_URL": emulator.url,
