@@ -13,7 +13,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,8 +25,15 @@ from arcano_tools.domain.urls import RUNNINGHUB_FILE_HOSTS, OutputHosts
 EMULATOR_MOUNT_PATH = "/_emulator/runninghub"
 #: ``REFLEX_ENV_MODE`` of ``reflex run`` without ``--env prod`` (``make run``).
 DEV_MODE = "dev"
+#: ``REFLEX_ENV_MODE`` of ``reflex run --env prod``.
+PROD_MODE = "prod"
 #: Name of the account the plan falls back to (``job.api_account || 'arcano_main'``).
 DEFAULT_ACCOUNT_NAME = "arcano_main"
+#: Port of Supabase's pooler (Supavisor) in transaction mode; 5432 is its session mode.
+TRANSACTION_POOLER_PORT = 6543
+#: ``DATABASE_URL`` query parameter that says "a PgBouncer in transaction mode" (Prisma's
+#: spelling); removed before the URL reaches the driver, which would refuse it.
+PGBOUNCER_PARAM = "pgbouncer"
 
 
 class Settings(BaseSettings):
@@ -36,6 +43,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".data"), alias="ARCANO_DATA_DIR")
     database_url: str = Field(default="", alias="DATABASE_URL")
+    #: PostgreSQL is reached through a pooler in transaction mode (no server-side prepared
+    #: statements). Unset: detected from ``DATABASE_URL`` (see :attr:`transaction_pooler`).
+    database_transaction_pooler: bool | None = Field(
+        default=None, alias="DATABASE_TRANSACTION_POOLER"
+    )
     runninghub_api_url: str = Field(default="", alias="RUNNINGHUB_API_URL")
     #: Key and concurrency of the default account; production may add more rows to the table.
     runninghub_api_key: str = Field(default="", alias="RUNNINGHUB_API_KEY")
@@ -87,6 +99,8 @@ class Settings(BaseSettings):
     demo: bool = Field(default=False, alias="ARCANO_DEMO")
     #: Set by ``reflex run`` for its backend: ``dev`` (``make run``) or ``prod``.
     reflex_env_mode: str = Field(default="", alias="REFLEX_ENV_MODE")
+    #: Granian workers of ``reflex run --env prod``; unset: Reflex's own count.
+    granian_workers: int | None = Field(default=None, alias="GRANIAN_WORKERS", ge=1)
     #: Credits a new user receives; default: ``STARTING_CREDITS`` in the demo, 0 otherwise.
     new_user_credits: int | None = Field(default=None, alias="ARCANO_NEW_USER_CREDITS", ge=0)
 
@@ -130,6 +144,13 @@ class Settings(BaseSettings):
         ``RUNNINGHUB_API_URL`` would silently run every job on the emulator, and generated
         secrets would change with the data directory.
         """
+        if self.emulated and self.several_workers:
+            return (
+                "refusing to start: the built-in RunningHub emulator keeps its tasks in one "
+                "process, but REFLEX_REDIS_URL in prod mode starts several workers. Run it alone "
+                "(python -m arcano_tools emulator --port 8100) and set RUNNINGHUB_API_URL to it, "
+                "or set GRANIAN_WORKERS=1."
+            )
         if self.demo_chosen:
             return None
         missing = [
@@ -148,6 +169,14 @@ class Settings(BaseSettings):
             f"refusing to start: {', '.join(missing)} not set. Production needs them "
             "(RUNNINGHUB_API_URL=https://www.runninghub.ai); for the built-in RunningHub "
             "emulator and generated secrets set ARCANO_DEMO=true."
+        )
+
+    @property
+    def several_workers(self) -> bool:
+        """``reflex run --env prod`` with Redis starts ``2 × cores + 1`` granian workers (at most
+        Reflex's cap) unless ``GRANIAN_WORKERS`` says how many; without Redis, one."""
+        return (
+            self.reflex_env_mode == PROD_MODE and bool(self.redis_url) and self.granian_workers != 1
         )
 
     @property
@@ -170,10 +199,24 @@ class Settings(BaseSettings):
             return f"sqlite+aiosqlite:///{(self.data_dir / 'arcano.db').resolve()}"
         for prefix in ("postgresql://", "postgres://"):
             if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
+                return _without_pgbouncer_param("postgresql+psycopg://" + url[len(prefix) :])
         if url.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
-        return url
+        return _without_pgbouncer_param(url)
+
+    @property
+    def transaction_pooler(self) -> bool:
+        """PostgreSQL through a pooler in transaction mode: every transaction may run on
+        another server connection, so the store prepares no statement on the server.
+        ``DATABASE_TRANSACTION_POOLER`` decides when set; otherwise yes for Supabase's
+        transaction-mode port (6543) or ``?pgbouncer=true`` in ``DATABASE_URL``."""
+        if not self.sqlalchemy_url.startswith("postgresql"):
+            return False
+        if self.database_transaction_pooler is not None:
+            return self.database_transaction_pooler
+        parts = urlsplit(self.database_url)
+        flagged = dict(parse_qsl(parts.query)).get(PGBOUNCER_PARAM, "").lower() == "true"
+        return flagged or parts.port == TRANSACTION_POOLER_PORT
 
     @cached_property
     def _generated(self) -> dict[str, str]:
@@ -210,6 +253,16 @@ class Settings(BaseSettings):
     def server_watchdog_active(self) -> bool:
         """The plan's flag turns every watchdog off at once."""
         return self.watchdog_enabled and self.server_watchdog_enabled
+
+
+def _without_pgbouncer_param(url: str) -> str:
+    """``url`` without ``pgbouncer=…`` (libpq refuses unknown URI query parameters)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in query if k != PGBOUNCER_PARAM]
+    if len(kept) == len(query):
+        return url
+    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 def _duration_pt(ms: int) -> str:

@@ -50,7 +50,9 @@ class Services:
         self.settings = settings
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, uploads
         self.tools = ToolRegistry.from_config(settings.runninghub_tools_json)
-        self.store = JobStore.from_url(settings.sqlalchemy_url)
+        self.store = JobStore.from_url(
+            settings.sqlalchemy_url, transaction_pooler=settings.transaction_pooler
+        )
         self.metrics = Metrics()
         self.client = RunningHubClient(
             settings.runninghub_base_url,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent project setup; about 0.3 s when everything is already in place.
 #   scripts/bootstrap.sh          venv + project (-e .[dev]) + bun (what `make run` needs)
-#   scripts/bootstrap.sh --test   the same, plus chromium, PostgreSQL and Redis
+#   scripts/bootstrap.sh --test   the same, plus chromium, PostgreSQL, PgBouncer and Redis
 #                                 (Debian packages, installed only if missing and we are root)
 set -euo pipefail
 
@@ -52,6 +52,8 @@ if [ "$WANT_TEST" = 1 ]; then
     pkgs=()
     [ -x /usr/bin/chromium ] || pkgs+=(chromium)
     command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+    # Debian puts it in /usr/sbin (off a non-root PATH); the contract tests run through it
+    [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || pkgs+=(pgbouncer)
     # env.sh already appended /usr/lib/postgresql/<major>/bin to PATH when it exists.
     if ! command -v initdb >/dev/null 2>&1 || ! command -v pg_ctl >/dev/null 2>&1; then
         pkgs+=(postgresql)

@@ -367,14 +367,20 @@ def result_view(tool: Tool, state: type[ToolPageState]) -> rx.Component:
             src=state.output_url, controls=True, width="100%", data_testid="result"
         )
     else:
+        # "Antes" only while this tab still holds the upload: a tab that opened a running job
+        # (a second tab, a state lost with a crashed worker) never had it
+        has_before = state.previews.contains(main.name)
         shown = rx.grid(
-            rx.vstack(
-                rx.text("Antes", size="1", color_scheme="gray"),
-                rx.image(
-                    src=rx.get_upload_url(state.previews[main.name]),
-                    alt="Antes",
-                    width="100%",
-                    border_radius="8px",
+            rx.cond(
+                has_before,
+                rx.vstack(
+                    rx.text("Antes", size="1", color_scheme="gray"),
+                    rx.image(
+                        src=rx.get_upload_url(state.previews[main.name]),
+                        alt="Antes",
+                        width="100%",
+                        border_radius="8px",
+                    ),
                 ),
             ),
             rx.vstack(
@@ -387,7 +393,7 @@ def result_view(tool: Tool, state: type[ToolPageState]) -> rx.Component:
                     data_testid="result",
                 ),
             ),
-            columns="2",
+            columns=rx.cond(has_before, "2", "1"),
             spacing="3",
             width="100%",
         )

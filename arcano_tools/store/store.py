@@ -122,8 +122,10 @@ def _private_sqlite_file(url: str) -> None:
             os.chmod(name, 0o600)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine tuned per dialect (see the module docstring)."""
+def create_engine(url: str, *, transaction_pooler: bool = False) -> AsyncEngine:
+    """An async engine tuned per dialect (see the module docstring). ``transaction_pooler``:
+    PostgreSQL is reached through a pooler in transaction mode (Supabase's port 6543,
+    PgBouncer), so no server-side prepared statements (:func:`pooled_connect_args`)."""
     if url.startswith("sqlite"):
         _private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
@@ -144,7 +146,20 @@ def create_engine(url: str) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args = pooled_connect_args() if transaction_pooler else {}
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
+    )
+
+
+def pooled_connect_args() -> dict[str, Any]:
+    """psycopg's arguments behind a pooler in transaction mode. psycopg 3 prepares a statement
+    on the server after it ran ``PREPARE_THRESHOLD`` times on one connection; behind the pooler
+    the next transaction may run on another server connection, where that statement does not
+    exist (``prepared statement "_pg3_0" does not exist``) or another one of that name does
+    (``… already exists``). ``None`` never prepares (the driver here is psycopg, not asyncpg,
+    so asyncpg's ``statement_cache_size`` has no part in it)."""
+    return {"prepare_threshold": None}
 
 
 class JobStore:
@@ -157,8 +172,10 @@ class JobStore:
         self.clock = clock
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = utcnow) -> JobStore:
-        return cls(create_engine(url), clock=clock)
+    def from_url(
+        cls, url: str, *, clock: Clock = utcnow, transaction_pooler: bool = False
+    ) -> JobStore:
+        return cls(create_engine(url, transaction_pooler=transaction_pooler), clock=clock)
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied now."""

@@ -89,6 +89,11 @@ class ToolPageState(rx.State, mixin=True):
         user_id: str
 
     job_id: str = ""
+    #: The job this tab shows, also kept in the tab's sessionStorage. With several workers the
+    #: tab's state lives in Redis, but a worker that crashes leaves its socket records there,
+    #: so Reflex takes the tab's reconnect for a duplicated tab and hands it a fresh state:
+    #: the browser's copy brings the job back (an id from the browser: checked like any).
+    shown_job: str = rx.SessionStorage("")
     status: str = ""
     error_message: str = ""
     output_url: str = ""
@@ -182,15 +187,16 @@ class ToolPageState(rx.State, mixin=True):
 
     @rx.event
     async def load(self) -> Any:
-        """On page load (after ``ensure_user``): find this user's active job and follow it."""
+        """On page load or reconnect (after ``ensure_user``): show the job this tab showed (its
+        state, else its sessionStorage copy), else the user's active job; follow it if active."""
         services = runtime.services()
         tool = self.tool()
         self.typical_s = await self._typical_duration(tool.table)
-        if self.job_id:
-            job = await services.store.get_job(tool.table, self.job_id)
-        else:
-            job = await services.store.active_job_of_user(self.user_id, tool.table)
+        remembered = self.job_id or self.shown_job
+        job = await services.store.get_job(tool.table, remembered) if remembered else None
         if job is None or job.user_id != self.user_id:
+            job = await services.store.active_job_of_user(self.user_id, tool.table)
+        if job is None:
             return None
         self._show(job)
         return type(self).follow if job.status.is_active else None
@@ -341,6 +347,7 @@ class ToolPageState(rx.State, mixin=True):
 
     def _forget_job(self) -> None:
         self.job_id = ""
+        self.shown_job = ""
         self.status = ""
         self.error_message = ""
         self.output_url = ""
@@ -357,7 +364,7 @@ class ToolPageState(rx.State, mixin=True):
         return await self._submit()
 
     def _show(self, job: Job) -> None:
-        self.job_id = job.id
+        self.job_id = self.shown_job = job.id
         self.status = job.status.value
         self.error_message = job.error_message or ""
         self.output_url = job.output_url or ""

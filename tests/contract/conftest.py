@@ -1,14 +1,15 @@
-"""The repository contract: one suite, three back-ends (in-memory, SQLite, PostgreSQL).
+"""The repository contract: one suite, four back-ends (in-memory, SQLite, PostgreSQL, and
+PostgreSQL through PgBouncer in transaction mode — Supabase's pooler on port 6543).
 
 Every test takes the ``store`` fixture and runs once per back-end; the ids in pytest's output
-say which (``[memory]``, ``[sqlite]``, ``[postgres]``), and a closing line counts the passes of
-each, so a back-end that silently stopped running shows.
+say which (``[memory]``, ``[sqlite]``, ``[postgres]``, ``[pgbouncer]``), and a closing line
+counts the passes of each, so a back-end that silently stopped running shows.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,23 @@ from arcano_tools.domain.repository import Repository
 from arcano_tools.store import JobStore
 from arcano_tools.store.memory import InMemoryStore
 from tests.support.fixtures import pg_server_url  # noqa: F401  (fixtures are found by name)
+from tests.support.pgbouncer import pgbouncer, through
 from tests.support.postgres import create_database
 
-BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+BACKENDS = [
+    "memory",
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("pgbouncer", marks=pytest.mark.postgres),
+]
 _passed: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_url(pg_server_url: str) -> Iterator[str]:  # noqa: F811  (the fixture above)
+    """PgBouncer in transaction mode in front of the session's PostgreSQL."""
+    with pgbouncer(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
@@ -32,8 +46,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         st = JobStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     else:
         server: str = request.getfixturevalue("pg_server_url")
-        url = create_database(server).replace("postgresql://", "postgresql+psycopg://")
-        st = JobStore.from_url(url)
+        url = create_database(server)
+        pooled = request.param == "pgbouncer"
+        if pooled:
+            url = through(request.getfixturevalue("pgbouncer_url"), url)
+        url = url.replace("postgresql://", "postgresql+psycopg://")
+        st = JobStore.from_url(url, transaction_pooler=pooled)
     await st.migrate()
     await st.upsert_account("acc", "k" * 32, max_concurrent=2)
     yield st

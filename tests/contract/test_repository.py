@@ -628,3 +628,53 @@ async def test_a_lease_never_holds_back_a_job_past_its_deadline(store: Repositor
 
     assert within == []  # still the dead process's to check, before the deadline
     assert [j.id for j in overdue] == [job.id]
+
+
+#: Jobs per caller in the repeated-life test: well past psycopg's prepare threshold (5
+#: executions of one statement on one connection), so a driver that prepares on the server
+#: does so here — behind a pooler in transaction mode that fails on the next transaction that
+#: lands on another server connection.
+REPEATED_LIVES = 8
+CALLERS = 4
+
+
+async def test_many_job_lives_at_once_reuse_each_statement_many_times(store: Repository) -> None:
+    """Submit, claim and finish, over and over from concurrent callers: every statement of the
+    hot path runs many times on the same pooled connections, and the books still balance."""
+
+    async def lives(caller: int) -> list[JobStatus]:
+        user = f"repeat-{caller}"
+        await store.ensure_user(user, credits=100)
+        ends = []
+        for n in range(REPEATED_LIVES):
+            job = await store.create_job(
+                NewJob(id=str(uuid.uuid4()), table=TABLE, user_id=user, cost=5, inputs={"n": n})
+            )
+            claimed = None
+            while claimed is None:  # two slots for four callers: wait for one
+                claimed = await store.claim_slot(job, "acc")
+                if claimed is None:
+                    await asyncio.sleep(0.01)
+                    job = await store.get_job(TABLE, job.id) or job
+            status = JobStatus.COMPLETED if n % 2 == 0 else JobStatus.FAILED
+            done = await store.finish(
+                TABLE, job.id, FinishRequest(status, FinishedBy.WEBHOOK, output_url="https://x/y")
+            )
+            assert done is not None
+            assert done.changed
+            ends.append(done.job.status)
+        return ends
+
+    results = await asyncio.gather(*(lives(caller) for caller in range(CALLERS)))
+
+    for caller, ends in enumerate(results):
+        assert ends == [
+            JobStatus.COMPLETED if n % 2 == 0 else JobStatus.FAILED for n in range(REPEATED_LIVES)
+        ]
+        user = await store.get_user(f"repeat-{caller}")
+        assert user is not None
+        # every job charged 5, the failed half refunded
+        assert user.credits == 100 - 5 * (REPEATED_LIVES // 2)
+    account = await store.get_account("acc")
+    assert account is not None
+    assert account.in_flight == 0

@@ -61,12 +61,22 @@ class RunningApp:
         self.server.stop()
 
 
-def start_reflex_app(env: Mapping[str, str] | None = None, *, log_dir: Path) -> RunningApp:
+def start_reflex_app(
+    env: Mapping[str, str] | None = None,
+    *,
+    log_dir: Path,
+    port: int | None = None,
+    backend_only: bool = False,
+) -> RunningApp:
     """Start the app and wait until both the frontend and Reflex's /ping answer.
+
+    ``port``: a given one (a restarted app keeps the address its pages connect to).
+    ``backend_only``: another backend process of the same app (``--backend-only``: no
+    frontend build, so the one in ``.web/`` is left alone) — a second worker of a deployment.
 
     Raises :class:`tests.support.processes.ServerStartError` (with the log) when it does not.
     """
-    port = free_port()
+    port = port or free_port()
     extra = dict(env or {})
     child_env = {
         **reflex_base_env(),
@@ -78,25 +88,24 @@ def start_reflex_app(env: Mapping[str, str] | None = None, *, log_dir: Path) -> 
         "ARCANO_DEMO": "true",
         **extra,
     }
+    if backend_only:  # Reflex refuses a frontend port when it runs no frontend
+        del child_env["REFLEX_FRONTEND_PORT"]
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     child_env["PATH"] = path
     reflex_bin = shutil.which("reflex", path=path) or "reflex"
     base = f"http://127.0.0.1:{port}"
+    mode = (
+        ["--backend-only", "--backend-port", str(port)]
+        if backend_only
+        else ["--single-port", "--frontend-port", str(port)]
+    )
     t0 = time.monotonic()
     server = start_process(
-        "reflex-app",
-        [
-            reflex_bin,
-            "run",
-            "--env",
-            "prod",
-            "--single-port",
-            "--frontend-port",
-            str(port),
-            "--backend-host",
-            "127.0.0.1",
-        ],
-        ready=http_ready(f"{base}/ping", f"{base}/"),
+        "reflex-backend" if backend_only else "reflex-app",
+        [reflex_bin, "run", "--env", "prod", *mode, "--backend-host", "127.0.0.1"],
+        ready=http_ready(f"{base}/ping")
+        if backend_only
+        else http_ready(f"{base}/ping", f"{base}/"),
         url=base,
         env=child_env,
         timeout=APP_START_TIMEOUT_S,

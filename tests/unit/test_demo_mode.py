@@ -176,3 +176,43 @@ async def test_the_emulators_controls_need_the_key_when_one_is_set(tmp_path: Pat
     assert all("service key" in r.json()["error"] for r in refused)
     assert allowed.status_code == 200
     assert allowed.json()["outcome"] == "fail"
+
+
+@pytest.mark.parametrize("workers", [None, "3"])
+def test_the_embedded_emulator_refuses_several_prod_workers(
+    env: pytest.MonkeyPatch, workers: str | None
+) -> None:
+    """Its tasks live in one process's memory: a status call reaching another worker would
+    find no task. Reflex's prod mode with Redis starts several workers unless told one."""
+    env.setenv("ARCANO_DEMO", "true")
+    env.setenv("REFLEX_ENV_MODE", "prod")
+    env.setenv("REFLEX_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if workers is not None:
+        env.setenv("GRANIAN_WORKERS", workers)
+
+    problem = Settings().startup_problem()
+
+    assert problem is not None
+    assert "GRANIAN_WORKERS=1" in problem
+    assert "RUNNINGHUB_API_URL" in problem
+    assert "\n" not in problem
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"GRANIAN_WORKERS": "1"},  # one worker: its emulator sees every call
+        {"REFLEX_ENV_MODE": "dev"},  # make run: one process
+        {"RUNNINGHUB_API_URL": "http://127.0.0.1:8100"},  # one emulator for every worker
+    ],
+    ids=["one-worker", "dev", "emulator-alone"],
+)
+def test_the_demo_with_one_emulator_for_every_worker_may_start(
+    env: pytest.MonkeyPatch, extra: dict[str, str]
+) -> None:
+    env.setenv("ARCANO_DEMO", "true")
+    env.setenv("REFLEX_ENV_MODE", "prod")
+    env.setenv("REFLEX_REDIS_URL", "redis://127.0.0.1:6379/0")
+    for name, value in extra.items():
+        env.setenv(name, value)
+    assert Settings().startup_problem() is None

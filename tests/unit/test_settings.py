@@ -150,6 +150,56 @@ def test_database_url_is_mapped_to_the_async_driver(
     assert Settings().sqlalchemy_url == expected
 
 
+@pytest.mark.parametrize(
+    ("database_url", "forced", "pooled", "driver_url"),
+    [
+        (
+            "postgres://postgres.ref:pw@aws-0-sa-east-1.pooler.supabase.com:6543/postgres",
+            None,
+            True,
+            "postgresql+psycopg://postgres.ref:pw@aws-0-sa-east-1.pooler.supabase.com:6543/postgres",
+        ),
+        (
+            "postgres://postgres.ref:pw@aws-0-sa-east-1.pooler.supabase.com:5432/postgres",
+            None,
+            False,
+            "postgresql+psycopg://postgres.ref:pw@aws-0-sa-east-1.pooler.supabase.com:5432/postgres",
+        ),
+        (
+            "postgresql://u:p@bouncer:6432/db?sslmode=require&pgbouncer=true",
+            None,
+            True,
+            "postgresql+psycopg://u:p@bouncer:6432/db?sslmode=require",
+        ),
+        (
+            "postgresql://u:p@bouncer:6432/db",
+            "true",
+            True,
+            "postgresql+psycopg://u:p@bouncer:6432/db",
+        ),
+        ("postgresql://u:p@db:6543/db", "false", False, "postgresql+psycopg://u:p@db:6543/db"),
+        ("", "true", False, None),
+    ],
+    ids=["supabase-6543", "supabase-5432", "pgbouncer-param", "forced-on", "forced-off", "sqlite"],
+)
+def test_a_transaction_pooler_is_detected_or_chosen(
+    env: pytest.MonkeyPatch,
+    database_url: str,
+    forced: str | None,
+    pooled: bool,
+    driver_url: str | None,
+) -> None:
+    """Behind a pooler in transaction mode the store must prepare nothing on the server; the
+    URL flag is for us, never handed to the driver (libpq refuses unknown parameters)."""
+    env.setenv("DATABASE_URL", database_url)
+    if forced is not None:
+        env.setenv("DATABASE_TRANSACTION_POOLER", forced)
+    settings = Settings()
+    assert settings.transaction_pooler is pooled
+    if driver_url is not None:
+        assert settings.sqlalchemy_url == driver_url
+
+
 # --- timeout message --------------------------------------------------------------------------
 
 
