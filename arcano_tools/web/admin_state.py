@@ -16,7 +16,7 @@ from arcano_tools.domain.errors import JobNotFound
 from arcano_tools.domain.records import utcnow
 from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from arcano_tools.services.auth import Principal
-from arcano_tools.services.report import finish_times, rescues
+from arcano_tools.services.report import failed_copies, finish_times, rescues
 from arcano_tools.web import runtime
 from arcano_tools.web.state import SessionState
 from arcano_tools.web.texts import STATUS_LABELS, duration_text
@@ -40,6 +40,9 @@ class AdminState(SessionState):
     at_risk: list[dict[str, str]] = []
     rescues: list[dict[str, str]] = []
     failures: list[dict[str, str]] = []
+    #: Completed jobs whose result could not be copied into our storage (they point at
+    #: RunningHub's link, which expires in about a day), and jobs being saved right now.
+    failed_copies: list[dict[str, str]] = []
     webhook_health: list[dict[str, Any]] = []
     upstream_errors: list[dict[str, Any]] = []
     finish_times: list[dict[str, Any]] = []
@@ -130,6 +133,16 @@ class AdminState(SessionState):
             for j in finished
             if j.status is JobStatus.FAILED
         ][:FAILURES_SHOWN]
+        self.failed_copies = [
+            {
+                "table": j.table,
+                "id": j.id,
+                "at": j.completed_at.strftime("%d/%m %H:%M:%S") if j.completed_at else "",
+                "tries": str(j.output_copy_tries),
+                "error": (j.output_copy_error or "")[:FAILURE_CHARS],
+            }
+            for j in failed_copies(finished)
+        ]
         self.finish_times = [
             {"path": t.path.value, "median_s": t.median_s, "jobs": t.jobs}
             for t in finish_times(finished)
