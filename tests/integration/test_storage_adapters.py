@@ -70,10 +70,19 @@ def test_missing_object_is_a_file_not_found(storage: ObjectStorage) -> None:
         storage.read("uploads/t/nope/image.png")
 
 
-@pytest.mark.parametrize("key", ["../x", "a//b", "/abs", ".hidden", "a/../b", "a b", ""])
-def test_unsafe_keys_are_refused(storage: ObjectStorage, key: str) -> None:
-    with pytest.raises(ValueError, match="not a storage key"):
-        storage.put(key, b"x", "text/plain")
+def test_unsafe_keys_are_refused(storage: ObjectStorage) -> None:
+    for key in ["../x", "a//b", "/abs", ".hidden", "a/../b", "a b", ""]:
+        with pytest.raises(ValueError, match="not a storage key"):
+            storage.put(key, b"x", "text/plain")
+
+
+def test_delete_folder_removes_that_folder_only(storage: ObjectStorage) -> None:
+    for key in ("uploads/t/j1/image.png", "uploads/t/j1/pose.png", "uploads/t/j2/image.png"):
+        storage.put(key, b"x", "image/png")
+    storage.delete_folder("uploads/t/j1")
+    with pytest.raises(ObjectNotFound):
+        storage.read("uploads/t/j1/pose.png")
+    assert storage.read("uploads/t/j2/image.png") == b"x"
 
 
 def test_supabase_signed_url_serves_an_attachment(storage_server: RunningStorage) -> None:
