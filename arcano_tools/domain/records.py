@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arcano_tools.domain.status import FinishedBy, JobStatus, OutputCopy
@@ -17,6 +17,12 @@ def utcnow() -> datetime:
 #: Where services and stores read the time: ``utcnow`` in production, a settable fake clock in
 #: unit tests (deadlines and schedules are then tested without sleeping).
 Clock = Callable[[], datetime]
+
+
+#: A job whose result is being copied needs no upstream check (RunningHub is done, its copier
+#: ends it): its next check is pushed this far, so the server watchdog does not lease it on
+#: every pass (the copy normally ends within about ten minutes).
+OUTPUT_COPY_CHECK_PAUSE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 from arcano_tools.domain.errors import InsufficientCredits
 from arcano_tools.domain.records import (
+    OUTPUT_COPY_CHECK_PAUSE,
     Account,
     Clock,
     FinishRequest,
@@ -348,7 +349,7 @@ class InMemoryStore:
             "output_copy_tries": 0,
             "output_copy_due_at": due_at,
             "output_reported_by": reported_by,
-            "next_check_at": None,
+            "next_check_at": due_at + OUTPUT_COPY_CHECK_PAUSE,
             "updated_at": now,
         }
         if current.holds_slot and current.api_account:

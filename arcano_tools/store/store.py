@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from arcano_tools.domain.errors import InsufficientCredits
 from arcano_tools.domain.records import (
+    OUTPUT_COPY_CHECK_PAUSE,
     Account,
     Clock,
     FinishRequest,
@@ -656,7 +657,7 @@ class JobStore:
                     output_copy_tries=0,
                     output_copy_due_at=due_at,
                     output_reported_by=reported_by.value,
-                    next_check_at=None,
+                    next_check_at=due_at + OUTPUT_COPY_CHECK_PAUSE,
                     updated_at=now,
                 )
             )
@@ -683,6 +684,9 @@ class JobStore:
                 t.c.output_copy_due_at <= now,
             )
             q = sa.select(t.c.id).where(due).order_by(t.c.output_copy_due_at).limit(limit)
+            async with self._read() as conn:  # every process sweeps each second: read first
+                if (await conn.execute(q.limit(1))).first() is None:
+                    continue
             if self.dialect == "postgresql":
                 q = q.with_for_update(skip_locked=True)
             async with self._write() as conn:

@@ -160,3 +160,24 @@ async def test_copy_results_are_recorded_only_on_a_saving_active_job(store: Repo
         )
         == []
     )
+
+
+async def test_the_server_watchdog_does_not_lease_a_job_that_is_saving(store: Repository) -> None:
+    """RunningHub is done with it and its copier ends it: no upstream check is due."""
+    saving = await running_job(store)
+    plain = await running_job(store, "u2")
+    await store.begin_output_copy(
+        TABLE, saving.id, upstream_url=RH_URL, reported_by=FinishedBy.WEBHOOK, due_at=utcnow()
+    )
+    now = utcnow() + timedelta(minutes=5)
+
+    leased = await store.lease_due_jobs(
+        owner="w",
+        now=now,
+        lease_for=LEASE,
+        started_before=now,
+        deadline_before=now - timedelta(days=1),
+        limit=10,
+    )
+
+    assert [j.id for j in leased] == [plain.id]
