@@ -25,6 +25,7 @@ from arcano_tools.services.downloads import sign_download
 from tests.support.fixtures import EmulatorControl
 from tests.support.processes import ServerProcess
 from tests.support.servers import (
+    RH_API_KEY,
     SERVICE_KEY,
     Backend,
     get_job,
@@ -41,6 +42,7 @@ KEEP = {
     "ARCANO_OUTPUT_COPY_LEASE_MS": "1500",
 }
 WEBHOOK_SECRET = ("webhook:" + SERVICE_KEY).encode()
+FINISH_PATH = "/functions/v1/runninghub-queue-manager/finish"
 #: How long the emulator holds an output file back while a backend is killed mid-copy.
 COPY_HANG_MS = 4000
 
@@ -145,6 +147,41 @@ def test_a_failing_copy_is_retried_then_completes_with_runninghubs_url(
         "SELECT count(*) FROM credit_ledger WHERE job_id = :id AND kind = 'refund'", id=job_id
     )
     assert (charges, refunds) == (1, 0)
+
+
+def test_a_service_finish_as_completed_copies_the_result_first(
+    keeper: Backend, client: httpx.Client, emu: EmulatorControl, user: str
+) -> None:
+    """``/finish`` is a success path too: RunningHub's URL is kept, the result copied, and the
+    job completed once, as the service."""
+    emu.set(webhook="drop")
+    job_id = submit(client, keeper, user)
+    task_id = wait_for(
+        lambda: get_job(client, keeper, user, job_id)["taskId"], timeout=15, what="the task"
+    )
+    wait_for(lambda: emu.stats()["tasks"]["succeeded"] >= 1, what="the task to end upstream")  # type: ignore[index]
+    outputs = client.post(
+        keeper.emulator_url + "/task/openapi/outputs",
+        json={"apiKey": RH_API_KEY, "taskId": task_id},
+    ).json()
+    upstream = outputs["data"][0]["fileUrl"]
+    body = {"table": "upscaler_jobs", "jobId": job_id, "status": "completed", "outputUrl": upstream}
+
+    first = client.post(keeper.url + FINISH_PATH, headers=keeper.service_headers, json=body)
+    assert first.status_code == 200, first.text
+    assert first.json()["saving"] is True
+    assert first.json()["changed"] is False
+    assert first.json()["job"]["status"] in ("running", "completed")  # the copy may be done
+    job = wait_terminal(client, keeper, user, job_id)
+
+    assert job["status"] == "completed"
+    assert job["finishedBy"] == "service"
+    assert job["outputUrl"] == f"{keeper.url}/files/results/upscaler_jobs/{job_id}.png"
+    assert copy_row(keeper, job_id)[0] == upstream
+    again = client.post(keeper.url + FINISH_PATH, headers=keeper.service_headers, json=body)
+    assert again.json()["changed"] is False
+    assert "saving" not in again.json()
+    assert again.json()["job"]["outputUrl"] == job["outputUrl"]  # a terminal job never changes
 
 
 def test_a_backend_killed_mid_copy_resumes_it_after_a_restart(
