@@ -6,6 +6,9 @@ dropped, delayed or broken (its ``files`` controls).
   deleted its original file.
 * A failed copy is retried and then falls back to RunningHub's URL, kept for ``/admin``.
 * A backend killed mid-copy: the restarted one resumes the copy once its lease has passed.
+* On Supabase Storage (the stand-in speaking Storage's wire format, its own process), inputs
+  and results live in the bucket, not on a disk; results and downloads are redirects to
+  short-lived signed URLs.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 
@@ -22,8 +26,10 @@ from PIL import Image
 
 from arcano_tools.domain.records import utcnow
 from arcano_tools.services.downloads import sign_download
+from arcano_tools.storage.supabase import SupabaseStorage
 from tests.support.fixtures import EmulatorControl
-from tests.support.processes import ServerProcess
+from tests.support.images import png_bytes
+from tests.support.processes import ServerProcess, free_port, start_process
 from tests.support.servers import (
     RH_API_KEY,
     SERVICE_KEY,
@@ -34,6 +40,7 @@ from tests.support.servers import (
     wait_for,
     wait_terminal,
 )
+from tests.support.supabase_storage_server import SERVICE_ROLE_KEY
 
 #: The copier's times shrunk (production: 40 s doubling, a 3-minute lease).
 KEEP = {
@@ -182,6 +189,86 @@ def test_a_service_finish_as_completed_copies_the_result_first(
     assert again.json()["changed"] is False
     assert "saving" not in again.json()
     assert again.json()["job"]["outputUrl"] == job["outputUrl"]  # a terminal job never changes
+
+
+BUCKET = "arcano-results"
+
+
+@pytest.fixture(scope="module")
+def supabase() -> Iterator[ServerProcess]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:  # the gateway answers 401 without an API key: it is up
+            return httpx.get(url + "/storage/v1/bucket/x", timeout=2).status_code == 401
+        except httpx.TransportError:
+            return False
+
+    server = start_process(
+        "supabase-storage",
+        [sys.executable, "-m", "tests.support.supabase_storage_server", "--port", str(port)],
+        ready=ready,
+        url=url,
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def on_supabase(
+    emulator: ServerProcess, supabase: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    env = {
+        "SUPABASE_URL": supabase.url,
+        "SUPABASE_SERVICE_ROLE_KEY": SERVICE_ROLE_KEY,
+        "SUPABASE_STORAGE_BUCKET": BUCKET,
+        "ARCANO_KEEP_RESULTS": "true",
+    }
+    b = start_backend(emulator.url, tmp_path_factory.mktemp("on-supabase"), extra_env=env)
+    yield b
+    b.api.stop()
+
+
+def test_inputs_and_results_live_in_the_bucket_and_download_by_signed_url(
+    on_supabase: Backend,
+    supabase: ServerProcess,
+    client: httpx.Client,
+    emu: EmulatorControl,
+    user: str,
+) -> None:
+    image = png_bytes((40, 30))
+    r = submit_upscale(client, on_supabase, user, image=image)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["jobId"]
+    job = wait_terminal(client, on_supabase, user, job_id)
+    assert job["status"] == "completed"
+
+    bucket = SupabaseStorage(supabase.url, SERVICE_ROLE_KEY, BUCKET)
+    try:
+        assert bucket.read(f"uploads/upscaler_jobs/{job_id}/image.png") == image
+        kept = bucket.read(f"results/upscaler_jobs/{job_id}.png")
+    finally:
+        bucket.close()
+    assert Image.open(io.BytesIO(kept)).size == (80, 60)  # the emulator's ×2
+    on_disk = {p.name for p in on_supabase.data_dir.iterdir()}
+    assert not on_disk & {"uploads", "results"}  # nothing shared on a disk
+
+    emu.set(drop_outputs=True)
+    shown = client.get(job["outputUrl"])  # the page's <img>: a redirect to a signed URL
+    assert shown.status_code == 302
+    assert shown.headers["location"].startswith(supabase.url + "/storage/v1/object/sign/")
+    assert client.get(shown.headers["location"]).content == kept
+    download = client.get(
+        f"{on_supabase.url}/api/jobs/upscaler_jobs/{job_id}/download",
+        headers=on_supabase.user_headers(user),
+    )
+    assert download.status_code == 302
+    got = client.get(download.headers["location"])
+    assert got.status_code == 200
+    assert got.content == kept
+    assert got.headers["content-disposition"].startswith('attachment; filename="arcano-upscaler-')
+    assert got.headers["content-disposition"].endswith('-2x.png"')
 
 
 def test_a_backend_killed_mid_copy_resumes_it_after_a_restart(
