@@ -349,6 +349,7 @@ class ToolPageState(rx.State, mixin=True):
         self.status = ""
         self.error_message = ""
         self.output_url = ""
+        self.saving = False
         self.elapsed_s = 0
         self.end_step = 0
         self.queue_position = 0
