@@ -56,6 +56,8 @@ OUTPUT_FETCH_TIMEOUT_S = 60.0
 OUTPUT_MAX_REDIRECTS = 3
 #: How often the sweep looks for copies that are due (retries, copies left by a crash).
 OUTPUT_COPY_SWEEP_S = 1.0
+#: A stop waits this long for the copies it cancelled to unwind.
+STOP_WAIT_S = 2.0
 #: Copies one sweep takes per table.
 OUTPUT_COPY_BATCH = 20
 
@@ -251,9 +253,12 @@ class OutputCopier:
                 await asyncio.wait_for(stop.wait(), timeout=OUTPUT_COPY_SWEEP_S)
 
     async def aclose(self) -> None:
-        """Let copies in flight end (their lease covers a stop that cuts them), then close."""
+        """A stop: cut the copies in flight (a deploy must not wait on a slow CDN; their lease
+        passes and any process resumes them, writing the same key), then close."""
+        for task in list(self._tasks):
+            task.cancel()
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self.policy.fetch_timeout_s)
+            await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_S)
         await self._http.aclose()
 
 
