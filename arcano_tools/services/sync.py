@@ -234,6 +234,8 @@ class JobSync:
     async def _apply(
         self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy, past_deadline: bool
     ) -> SyncOutcome:
+        if job.saving:  # success was reported already: a later answer (a contradicting
+            return SyncOutcome.saving_result(job)  # failure webhook) never ends it
         if outputs.state == "success" and outputs.output_url:
             if not self.output_hosts.allows(outputs.output_url):
                 return await self._untrusted_output(job, outputs.output_url, finished_by)

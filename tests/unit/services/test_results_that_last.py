@@ -23,6 +23,8 @@ from arcano_tools.api.replies import sync_reply
 from arcano_tools.domain.errors import JobNotCancellable
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import FinishedBy, JobStatus, OutputCopy, SyncReason
+from arcano_tools.emulator.tasks import oom_failure
+from arcano_tools.emulator.webhooks import webhook_body
 from arcano_tools.services.output_copy import CopyPolicy, OutputCopier
 from arcano_tools.services.output_verify import OutputLimits
 from arcano_tools.services.report import failed_copies
@@ -257,3 +259,30 @@ async def test_every_success_path_goes_through_the_copy(core: Core, tmp_path: Pa
             by,
             OutputCopy.SAVED,
         )
+
+
+async def test_a_contradicting_failure_webhook_never_ends_a_job_that_is_saving(
+    core: Core, tmp_path: Path
+) -> None:
+    """RunningHub said success (the copy began); a failure webhook arriving after it must not
+    fail the job and refund the work the user is getting."""
+    copier = attach_copier(core, tmp_path)
+    finishes = count_finishes(core)
+    job = await core.running()
+    core.control(files="error")
+    assert await webhook(core, job) is Delivery.APPLIED
+    await settle(copier)
+    task = core.task(job)
+    failure = webhook_body(task.task_id, oom_failure(task.spec))
+
+    result = await core.webhooks.receive(job.table, job.id, core.token(job), failure)
+
+    assert result.status is JobStatus.RUNNING
+    assert (await core.job(job)).saving
+    core.control(files="serve")
+    core.clock.advance(seconds=RETRY.total_seconds())
+    await copier.sweep()
+    done = await core.job(job)
+    assert (done.status, done.output_copy) == (JobStatus.COMPLETED, OutputCopy.SAVED)
+    assert finishes[(job.table, job.id)] == 1
+    assert await core.ledger_kinds() == ["grant", "charge"]
