@@ -7,6 +7,7 @@ data: every handler re-checks, not only the page.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Any
 
@@ -28,6 +29,10 @@ FINISHED_READ = 500
 #: Recent failures listed with RunningHub's reason, and how much of it.
 FAILURES_SHOWN = 20
 FAILURE_CHARS = 300
+#: "Sync now" on a job whose result is being copied waits this long for the copy to end
+#: (usually a second), polling the job, so the operator sees it completed.
+SYNC_NOW_SAVE_WAIT_S = 15.0
+SYNC_NOW_SAVE_POLL_S = 0.2
 
 
 class AdminState(SessionState):
@@ -174,8 +179,23 @@ class AdminState(SessionState):
         else:
             if outcome.synced:
                 said = outcome.status.value if outcome.status else ""
+            elif outcome.saving:  # RunningHub is done: show the job once its result is kept
+                said = await _after_saving(table, job_id)
             else:
                 said = outcome.reason.value if outcome.reason else ""
             self.message = f"Job {job_id[:8]}: {said}"
         await self._load()
         return rx.toast.info(self.message)
+
+
+async def _after_saving(table: str, job_id: str) -> str:
+    """What "sync now" found when the result is being copied: the job's status once the copy
+    ends (usually within a second), or "saving" if it takes longer than the operator waits."""
+    store = runtime.services().store
+    deadline = asyncio.get_running_loop().time() + SYNC_NOW_SAVE_WAIT_S
+    while asyncio.get_running_loop().time() < deadline:
+        job = await store.get_job(table, job_id)
+        if job is None or not job.saving:
+            return job.status.value if job else ""
+        await asyncio.sleep(SYNC_NOW_SAVE_POLL_S)
+    return "saving"
