@@ -16,6 +16,7 @@ from arcano_tools.emulator.control import TaskStats, WebhookStats
 from arcano_tools.runninghub.client import AccountStatus, CreatedTask
 from arcano_tools.services import schedule
 from arcano_tools.store.memory import InMemoryStore
+from arcano_tools.web import downloads
 
 # --- frameworks -------------------------------------------------------------------------------
 Settings.model_config  # pydantic-settings reads it (extra="ignore", populate_by_name)
@@ -39,3 +40,6 @@ AccountStatus.remain_coins  # /uc/openapi/accountStatus, checked by the client's
 AccountStatus.current_task_counts  # idem
 schedule.checks_until  # the watchdog's cost model: bench/ and tests/unit/test_check_schedule.py
 schedule.detection_delay  # idem
+
+# --- results that last: used by the pages branch's download button ------------------------------
+downloads.download_href  # web/downloads.py: the page's download link (signed, short-lived)

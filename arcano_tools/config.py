@@ -93,6 +93,18 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="", alias="REFLEX_REDIS_URL")
     supabase_url: str = Field(default="", alias="SUPABASE_URL")
     supabase_service_role_key: str = Field(default="", alias="SUPABASE_SERVICE_ROLE_KEY")
+    # --- storage and results that last (inputs and results; docs/jobs.md) ---------------------
+    #: The private Supabase Storage bucket for inputs and results (created if missing).
+    supabase_storage_bucket: str = Field(default="arcano", alias="SUPABASE_STORAGE_BUCKET")
+    #: Copy each result into our storage before completing the job (RunningHub's links last
+    #: about a day); ``false`` completes with RunningHub's URL at once.
+    keep_results: bool = Field(default=True, alias="ARCANO_KEEP_RESULTS")
+    #: Wait after a failed copy, doubled at each try (5 tries: 40+80+160+320 s = 10 minutes).
+    output_copy_retry_base_ms: int = Field(
+        default=40_000, alias="ARCANO_OUTPUT_COPY_RETRY_BASE_MS", ge=10
+    )
+    #: How long a copy may run before another process's sweep takes it over.
+    output_copy_lease_ms: int = Field(default=180_000, alias="ARCANO_OUTPUT_COPY_LEASE_MS", ge=100)
     log_format: str = Field(default="text", alias="ARCANO_LOG_FORMAT")
     #: The demo: the embedded RunningHub emulator, generated secrets and anonymous users with
     #: starting credits. ``make run`` (Reflex's dev mode) is the demo without asking.
@@ -105,6 +117,11 @@ class Settings(BaseSettings):
     new_user_credits: int | None = Field(default=None, alias="ARCANO_NEW_USER_CREDITS", ge=0)
 
     # --- derived values ---------------------------------------------------------------------
+
+    @property
+    def supabase_storage(self) -> bool:
+        """Inputs and results live in Supabase Storage (else: the local data directory)."""
+        return bool(self.supabase_url and self.supabase_service_role_key)
 
     @property
     def emulated(self) -> bool:

@@ -26,6 +26,13 @@ class Metrics:
             ["table", "status", "finished_by"],
             registry=r,
         )
+        self.output_copies = Counter(
+            "arcano_output_copies",
+            "Tries to copy a finished job's output into our storage, by outcome (saved, "
+            "retry, gave_up: the job completed with RunningHub's URL).",
+            ["outcome"],
+            registry=r,
+        )
         self.webhooks = Counter(
             "arcano_webhooks",
             "Webhooks received, by outcome (accepted, duplicate, early, rejected, malformed, "

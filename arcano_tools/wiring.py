@@ -20,12 +20,16 @@ from arcano_tools.runninghub.client import CallObserver, RunningHubClient
 from arcano_tools.services.auth import issue_user_token
 from arcano_tools.services.bus import JobBus
 from arcano_tools.services.bus_relay import RedisBusRelay
+from arcano_tools.services.output_copy import CopyPolicy, OutputCopier
 from arcano_tools.services.queue_manager import QueueManager
 from arcano_tools.services.schedule import CheckSchedule
 from arcano_tools.services.server_watchdog import ServerWatchdog
 from arcano_tools.services.sync import JobSync, SyncTimings
 from arcano_tools.services.uploads import FileStore
 from arcano_tools.services.webhooks import WebhookReceiver
+from arcano_tools.storage import ObjectStorage
+from arcano_tools.storage.local import LocalStorage
+from arcano_tools.storage.supabase import SupabaseStorage
 from arcano_tools.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,22 @@ def refuse_unsafe_start(settings: Settings) -> None:
     if problem is not None:
         log.critical(problem, extra={"action": "refuse_start"})
         raise UnsafeConfiguration(f"arcano_tools: {problem}")
+
+
+#: Where the backend serves stored results (``/files/results/<table>/<job>.<ext>``).
+RESULT_FILES_PATH = "files"
+
+
+def build_storage(settings: Settings) -> ObjectStorage:
+    """Supabase Storage when ``SUPABASE_URL`` and ``SUPABASE_SERVICE_ROLE_KEY`` are set (several
+    processes or machines, no shared disk); else the data directory (one machine)."""
+    if settings.supabase_storage:
+        return SupabaseStorage(
+            settings.supabase_url,
+            settings.supabase_service_role_key,
+            settings.supabase_storage_bucket,
+        )
+    return LocalStorage(settings.data_dir)
 
 
 class Services:
@@ -67,7 +87,9 @@ class Services:
             if settings.redis_url
             else None
         )
-        self.files = FileStore(settings.data_dir)
+        #: Inputs and results: Supabase Storage when configured, else the data directory.
+        self.storage = build_storage(settings)
+        self.files = FileStore(settings.data_dir, self.storage)
         self.timings = SyncTimings(
             initial_delay=timedelta(milliseconds=settings.watchdog_initial_delay_ms),
             poll_interval=timedelta(milliseconds=settings.watchdog_poll_interval_ms),
@@ -100,6 +122,21 @@ class Services:
             default_account=DEFAULT_ACCOUNT_NAME,
             output_hosts=settings.output_hosts,
         )
+        #: Copies each result into our storage before completing its job (results that last).
+        self.copier: OutputCopier | None = None
+        if settings.keep_results:
+            self.copier = OutputCopier(
+                store=self.store,
+                storage=self.storage,
+                queue=self.queue,
+                hosts=settings.output_hosts,
+                url_of=lambda key: f"{settings.own_base_url}/{RESULT_FILES_PATH}/{key}",
+                policy=CopyPolicy(
+                    retry_base=timedelta(milliseconds=settings.output_copy_retry_base_ms),
+                    lease=timedelta(milliseconds=settings.output_copy_lease_ms),
+                ),
+            )
+            self.sync.copier = self.copier
         self.webhooks = WebhookReceiver(
             store=self.store,
             sync=self.sync,
@@ -156,8 +193,11 @@ class Services:
         return self.settings.effective_jwt_secret
 
     async def prepare(self) -> None:
-        """Migrate and make sure the default RunningHub account exists (idempotent)."""
+        """Migrate, make sure the default RunningHub account (and the Supabase Storage
+        bucket, when configured) exists (idempotent)."""
         await self.store.migrate()
+        if isinstance(self.storage, SupabaseStorage):
+            await asyncio.to_thread(self.storage.ensure_bucket)
         existing = await self.store.get_account(DEFAULT_ACCOUNT_NAME)
         if existing is None or self.settings.runninghub_api_key or self.settings.emulated:
             await self.store.upsert_account(
@@ -185,6 +225,8 @@ class Services:
                 name="server-watchdog",
             )
         )
+        if self.copier is not None:  # retries and copies left by a stopped process
+            self._tasks.append(asyncio.create_task(self.copier.run(self._stop), name="copier"))
         log.info(
             "services started",
             extra={
@@ -205,6 +247,9 @@ class Services:
         self._tasks.clear()
         if self.relay is not None:
             await self.relay.stop()
+        if self.copier is not None:
+            await self.copier.aclose()
+        self.storage.close()
         if self.emulator_app is not None:  # a mounted app gets no lifespan of its own
             await self.emulator_app.state.emulator.shutdown()
         await self.client.aclose()

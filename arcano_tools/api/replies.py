@@ -31,6 +31,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "startedAt": _iso(job.started_at),
         "completedAt": _iso(job.completed_at),
         "finishedBy": job.finished_by.value if job.finished_by else None,
+        "saving": job.saving,
     }
 
 
@@ -58,6 +59,8 @@ def sync_reply(outcome: SyncOutcome) -> tuple[int, dict[str, Any]]:
         body["rhMsg"] = outcome.rh_msg
         if outcome.cached:
             body["cached"] = True
+        if outcome.saving:  # RunningHub is done; our copy of the result is being made
+            body["saving"] = True
     elif reason is SyncReason.API_ERROR:
         body["status"] = outcome.upstream_http_status
     return STATUS_OF_SYNC_REASON.get(reason, 200), body

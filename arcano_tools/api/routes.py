@@ -9,6 +9,7 @@ creates nothing and charges nothing (the core validates before writing).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -23,7 +24,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Message, Receive
 
@@ -32,14 +33,16 @@ from arcano_tools.api.errors import error_response, http_status_of
 from arcano_tools.api.replies import job_json, sync_reply, webhook_reply
 from arcano_tools.config import EMULATOR_MOUNT_PATH
 from arcano_tools.domain.errors import InvalidInput, JobError, JobNotFound
-from arcano_tools.domain.records import FinishRequest, Job
+from arcano_tools.domain.records import FinishRequest, Job, utcnow
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.metrics import CONTENT_TYPE_LATEST
 from arcano_tools.runninghub.client import safe_url
 from arcano_tools.services.auth import Principal, authenticate
+from arcano_tools.services.downloads import content_type_of, download_link_ok, download_name
 from arcano_tools.services.follow import follow_job
 from arcano_tools.services.uploads import Upload
 from arcano_tools.services.webhooks import Delivery, WebhookResult
+from arcano_tools.storage import ObjectNotFound, check_key
 from arcano_tools.wiring import Services
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,11 @@ MSG_OUTPUT_HOST = "outputUrl must be on one of RunningHub's file hosts (RUNNINGH
 MSG_AMBIGUOUS_LENGTH = "Envie o arquivo com Content-Length, sem Transfer-Encoding."
 MSG_BAD_FORM = "Formulário multipart inválido"
 MSG_NUL = "O texto não pode conter o caractere U+0000."
+MSG_NO_RESULT = "Resultado não disponível."
+#: A signed storage URL handed to a browser lives this long (it is made per request).
+SIGNED_URL_TTL_S = 300
+#: Bytes read from storage per chunk while streaming a result.
+STREAM_CHUNK_BYTES = 256 * 1024
 #: U+0000 is in no id we hand out, and PostgreSQL can neither store nor compare it in text (a
 #: NUL in a job id was a 503 "database down", a 500 on the sync): answered at the edge.
 NUL = "\x00"
@@ -231,6 +239,11 @@ async def finish(request: Request) -> Response:
     if error_message is not None and NUL in error_message:
         return error_response(MSG_NUL, 400)
     by = FinishedBy.WATCHDOG if body.get("syncedViaWatchdog") else FinishedBy.SERVICE
+    saving = await _finish_by_saving(
+        services, body["table"], str(body["jobId"]), status, output_url, by
+    )
+    if saving is not None:
+        return saving
     result = await services.queue.finish(
         body["table"],
         str(body["jobId"]),
@@ -246,6 +259,39 @@ async def finish(request: Request) -> Response:
             "job": job_json(result.job),
         }
     )
+
+
+async def _finish_by_saving(
+    services: Services,
+    table: str,
+    job_id: str,
+    status: JobStatus,
+    output_url: str | None,
+    by: FinishedBy,
+) -> Response | None:
+    """Results that last on ``/finish``: ``completed`` keeps RunningHub's URL and copies the
+    result first (the reply says ``saving``); a job already saving ends only by its copy.
+    ``None``: nothing to keep, finish as asked."""
+    copier = services.copier
+    if copier is None:
+        return None
+    job = await services.store.get_job(table, job_id)
+    if job is None:
+        raise JobNotFound()
+    if job.saving or (status is JobStatus.COMPLETED and job.status.is_active and output_url):
+        if not job.saving and output_url:
+            job = (await copier.begin(job, output_url, by)).job
+        if job.status.is_active:
+            return JSONResponse(
+                {
+                    "ok": True,
+                    "changed": False,
+                    "refunded": False,
+                    "saving": True,
+                    "job": job_json(job),
+                }
+            )
+    return None
 
 
 # --- jobs API ----------------------------------------------------------------------------------
@@ -375,6 +421,76 @@ async def cancel_job(request: Request) -> Response:
     return JSONResponse({**job_json(result.job), "refunded": result.refunded})
 
 
+async def download(request: Request) -> Response:
+    """``GET /api/jobs/{table}/{jobId}/download`` — the result as an attachment with a readable
+    name, for the owner's token or a short-lived signed link made by the backend for a page."""
+    services = services_of(request)
+    table, job_id = request.path_params["table"], request.path_params["job_id"]
+    signed = download_link_ok(
+        services.settings.webhook_secret,
+        table,
+        job_id,
+        request.query_params.get("expires"),
+        request.query_params.get("sig"),
+        utcnow(),
+    )
+    if signed:
+        found = None
+        if services.tools.by_table(table) is not None and NUL not in job_id:
+            found = await services.store.get_job(table, job_id)
+        if found is None:
+            raise JobNotFound()
+        job = found
+    else:
+        job = await _owned_job(request)
+    if job.status is not JobStatus.COMPLETED or not job.output_url:
+        return error_response(MSG_NO_RESULT, 404)
+    name = download_name(job)
+    if not job.output_key:  # no copy of ours (copying off, or it failed): RunningHub's link
+        return RedirectResponse(job.output_url, status_code=302)
+    return await _serve_stored(services, job.output_key, name)
+
+
+async def result_file(request: Request) -> Response:
+    """``GET /files/results/{table}/{name}`` — a stored result, what ``output_url`` points at
+    (unguessable by its job id, like RunningHub's links). Supabase: a redirect to a fresh
+    signed URL; the local folder: the file."""
+    key = f"results/{request.path_params['table']}/{request.path_params['name']}"
+    try:
+        check_key(key)
+    except ValueError:
+        raise JobNotFound() from None
+    return await _serve_stored(services_of(request), key, None)
+
+
+async def _serve_stored(services: Services, key: str, name: str | None) -> Response:
+    """A stored object: redirected to a signed URL when the storage makes them, else streamed
+    (``name``: as an attachment of that name)."""
+    storage = services.storage
+    try:
+        url = await asyncio.to_thread(
+            storage.signed_url, key, expires_in_s=SIGNED_URL_TTL_S, download_name=name
+        )
+        if url is not None:
+            return RedirectResponse(url, status_code=302)
+        stream = await asyncio.to_thread(storage.open, key)
+    except ObjectNotFound:
+        return error_response(MSG_NO_RESULT, 404)
+    headers = {"Cache-Control": "private, max-age=3600"}
+    if name is not None:
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    ext = key.rsplit(".", 1)[-1]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await asyncio.to_thread(stream.read, STREAM_CHUNK_BYTES):
+                yield chunk
+        finally:
+            stream.close()
+
+    return StreamingResponse(chunks(), media_type=content_type_of(ext), headers=headers)
+
+
 async def list_jobs(request: Request) -> Response:
     principal = await require(request, Access.CALLER)
     if principal.user_id is None:
@@ -471,6 +587,8 @@ ROUTES: list[BaseRoute] = [
     _route("/api/jobs", _by_method(GET=list_jobs, POST=submit), ["GET", "POST"]),
     _route("/api/jobs/{table}/{job_id}", get_job, ["GET"]),
     _route("/api/jobs/{table}/{job_id}/cancel", cancel_job, ["POST"]),
+    _route("/api/jobs/{table}/{job_id}/download", download, ["GET"]),
+    _route("/files/results/{table}/{name}", result_file, ["GET"]),
     _route("/api/jobs/{table}/{job_id}/events", job_events, ["GET"]),
     _route("/api/me", me, ["GET"]),
     _route("/webhooks/runninghub/{table}/{job_id}", webhook, ["POST"]),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from arcano_tools.domain.status import FinishedBy, JobStatus
+from arcano_tools.domain.status import FinishedBy, JobStatus, OutputCopy
 
 
 def utcnow() -> datetime:
@@ -17,6 +17,12 @@ def utcnow() -> datetime:
 #: Where services and stores read the time: ``utcnow`` in production, a settable fake clock in
 #: unit tests (deadlines and schedules are then tested without sleeping).
 Clock = Callable[[], datetime]
+
+
+#: A job whose result is being copied needs no upstream check (RunningHub is done, its copier
+#: ends it): its next check is pushed this far, so the server watchdog does not lease it on
+#: every pass (the copy normally ends within about ten minutes).
+OUTPUT_COPY_CHECK_PAUSE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,26 @@ class Job:
     start_lease_until: datetime | None = None
     last_upstream_code: int | None = None
     last_upstream_msg: str | None = None
+    #: RunningHub's output URL, kept the moment success is known (never lost while copying).
+    upstream_output_url: str | None = None
+    #: The copy of the result into our storage (``None``: none asked for).
+    output_copy: OutputCopy | None = None
+    #: Our copy's storage key, once stored.
+    output_key: str | None = None
+    output_copy_tries: int = 0
+    #: When the next copy try is due; also the copier's lease (a try pushes it ahead first, so
+    #: a copier that dies mid-copy leaves the job due again once it passes).
+    output_copy_due_at: datetime | None = None
+    #: Why the last copy try failed (for ``/admin``).
+    output_copy_error: str | None = None
+    #: Which path reported the success: the ``finished_by`` of the completion.
+    output_reported_by: FinishedBy | None = None
+
+    @property
+    def saving(self) -> bool:
+        """RunningHub succeeded and the result is being copied (the page: "Salvando
+        resultado"); the job is still ``running`` and no deadline or cancel applies."""
+        return self.status.is_active and self.output_copy is not None
 
     @property
     def clock_start(self) -> datetime:

@@ -31,7 +31,7 @@ from arcano_tools.domain.records import (
     NewJob,
     User,
 )
-from arcano_tools.domain.status import WebhookOutcome
+from arcano_tools.domain.status import FinishedBy, OutputCopy, WebhookOutcome
 
 
 class Repository(Protocol):
@@ -110,6 +110,44 @@ class Repository(Protocol):
 
     async def finish(self, table: str, job_id: str, req: FinishRequest) -> FinishResult | None:
         """The one guarded terminal transition (``None``: no such job)."""
+
+    # --- results that last: the copy of a job's output into our storage --------------------------
+    async def begin_output_copy(
+        self,
+        table: str,
+        job_id: str,
+        *,
+        upstream_url: str,
+        reported_by: FinishedBy,
+        due_at: datetime,
+    ) -> FinishResult | None:
+        """RunningHub reported success: keep its URL and mark the copy ``saving``, due at
+        ``due_at`` (the caller copies at once; past ``due_at`` a sweep takes over from it).
+
+        Only for an active job with no copy yet (``changed``: this caller began it); the job
+        stays ``running`` and, in the same step, gives its account slot back (RunningHub's
+        work is done). ``None``: no such job."""
+
+    async def lease_output_copies(
+        self, *, now: datetime, lease_for: timedelta, limit: int
+    ) -> list[Job]:
+        """Take up to ``limit`` jobs per table whose copy is due (active, ``output_copy`` set,
+        ``output_copy_due_at`` passed), pushing their due time ``lease_for`` ahead so no other
+        copier takes them meanwhile; a copier that dies leaves them due again after that."""
+
+    async def record_output_copy(
+        self,
+        table: str,
+        job_id: str,
+        *,
+        state: OutputCopy,
+        tries: int,
+        due_at: datetime | None = None,
+        error: str | None = None,
+        output_key: str | None = None,
+    ) -> bool:
+        """Write a copy try's result on an active job that is saving; False (nothing changed)
+        for a terminal job or one with no copy."""
 
     # --- the shared upstream schedule and the server watchdog's leases ------------------------------
     async def reserve_check(

@@ -108,3 +108,20 @@ class SyncReason(enum.StrEnum):
     STILL_PROCESSING = "still_processing"
     #: RunningHub did not answer usefully (HTTP error, network): try again later.
     API_ERROR = "api_error"
+
+
+class OutputCopy(enum.StrEnum):
+    """Where a job's result stands on its way into our storage (``output_copy``).
+
+    RunningHub's links last about a day: once it reports success the job stays ``running``
+    (the page says "Salvando resultado") while the output is copied and verified; ``None``
+    means no copy was asked for (a job that never succeeded, or copying switched off).
+    """
+
+    #: Success is known (``upstream_output_url`` kept); the copy is being made or retried.
+    SAVING = "saving"
+    #: Our copy is stored (``output_key``); only the finish as ``completed`` is left.
+    SAVED = "saved"
+    #: Every try failed: the job completes (or completed) with RunningHub's URL; ``/admin``
+    #: lists it.
+    FAILED = "failed"

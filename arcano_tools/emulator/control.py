@@ -19,6 +19,9 @@ from arcano_tools.constants import EMULATOR_DEFAULT_TASK_MS
 
 WEBHOOK_MODES = ("deliver", "drop", "early", "duplicate", "delay")
 OUTCOMES = ("success", "fail", "never")
+#: How ``GET /files/{name}`` answers (at once, for every file): the file; 404; HTTP 500; an
+#: HTML page as ``text/html``; garbage bytes as ``image/png`` (what a copier must refuse).
+FILES_MODES = ("serve", "missing", "error", "html", "corrupt")
 #: An emulated task or webhook delay longer than an hour is a typo, not a test.
 MAX_MS = 3_600_000
 
@@ -52,6 +55,10 @@ class EmulatorControl:
     #: Extra time every RunningHub API answer takes (real calls take 100–500 ms); makes the
     #: concurrency of a client's requests observable in ``max_requests_in_flight``.
     latency_ms: int = 0
+    #: How output files are served (``FILES_MODES``; applies at once, unlike the rest).
+    files: str = "serve"
+    #: Extra time every output file takes to start answering (a slow CDN; a copy in flight).
+    files_delay_ms: int = 0
 
     # -- validation ------------------------------------------------------------------------
     @staticmethod
@@ -76,7 +83,11 @@ class EmulatorControl:
             if value not in OUTCOMES:
                 raise ControlError(f"outcome must be one of {', '.join(OUTCOMES)}; got {value!r}")
             return value
-        if name in ("webhook_delay_ms", "task_ms", "latency_ms"):
+        if name == "files":
+            if value not in FILES_MODES:
+                raise ControlError(f"files must be one of {', '.join(FILES_MODES)}; got {value!r}")
+            return value
+        if name in ("webhook_delay_ms", "task_ms", "latency_ms", "files_delay_ms"):
             return need_int(0, MAX_MS)
         if name == "queue_full_next":
             return need_int(0)
@@ -102,7 +113,7 @@ class EmulatorControl:
         out: dict[str, Any] = {}
         for name, value in changes.items():
             if name not in known:
-                allowed = ", ".join(sorted([*known, "reset"]))
+                allowed = ", ".join(sorted([*known, "reset", "drop_outputs"]))
                 raise ControlError(f"unknown setting {name!r} (allowed: {allowed})")
             out[name] = self._check(name, value)
         return out
@@ -141,6 +152,8 @@ class EmulatorControl:
             "key_concurrency": int,
             "malformed_webhook": _parse_bool,
             "latency_ms": int,
+            "files": str,
+            "files_delay_ms": int,
         }
         changes: dict[str, Any] = {}
         for name, parse in parsers.items():

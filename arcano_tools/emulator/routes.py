@@ -369,12 +369,22 @@ async def account_status(request: Request) -> Response:
 
 
 async def files(request: Request) -> Response:
-    """An output file; counted, but never delayed or failed (RunningHub's CDN is not its API)."""
+    """An output file; counted, never failed by the API's fault injection (RunningHub's CDN is
+    not its API) but by its own ``files`` / ``files_delay_ms`` controls."""
     rt = runtime_of(request)
     rt.stats.count_call("files")
+    mode = rt.control.files
+    if rt.control.files_delay_ms:
+        await asyncio.sleep(rt.control.files_delay_ms / 1000)
     path = await asyncio.to_thread(rt.output_path, request.path_params["name"])
-    if path is None:
+    if path is None or mode == "missing":
         return PlainTextResponse("not found", status_code=404)
+    if mode == "error":
+        return PlainTextResponse("internal error", status_code=500)
+    if mode == "html":
+        return HTMLResponse("<html><body>Access denied</body></html>")
+    if mode == "corrupt":
+        return Response(b"\x89PNG\r\n\x1a\n" + b"not really an image" * 8, media_type="image/png")
     return FileResponse(path)
 
 

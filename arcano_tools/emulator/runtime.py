@@ -73,6 +73,9 @@ class EmulatorRuntime:
         reset = changes.pop("reset", False)
         if not isinstance(reset, bool):
             raise ControlError(f"reset must be true or false, got {reset!r}")
+        drop = changes.pop("drop_outputs", False)
+        if not isinstance(drop, bool):
+            raise ControlError(f"drop_outputs must be true or false, got {drop!r}")
         base = self._initial.copy() if reset else self.control.copy()
         base.update(changes)  # validates everything before anything changes
         if reset:
@@ -80,7 +83,19 @@ class EmulatorRuntime:
         self.control.assign(base)
         if reset or "seed" in changes:
             self.rng.reseed(self.control.seed)
+        if drop:
+            self.drop_outputs()
         return self.control.to_dict()
+
+    def drop_outputs(self) -> int:
+        """Delete every output file now, as RunningHub's CDN does after about a day; returns
+        how many. Their links then answer 404."""
+        dropped = 0
+        for path in self.outputs_dir.iterdir():
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                dropped += 1
+        return dropped
 
     def reset(self) -> None:
         """Back to a fresh emulator: settings as at creation, nothing in flight, counters zero.

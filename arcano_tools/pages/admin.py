@@ -116,6 +116,16 @@ def _dashboard() -> rx.Component:
             ],
             "failures",
         ),
+        rx.heading("Cópias de resultado que falharam (link da RunningHub, expira)", size="4"),
+        _table(
+            ["Tabela", "Job", "Quando", "Tentativas", "Motivo"],
+            AdminState.failed_copies,
+            lambda r: [
+                *[rx.table.cell(r[k]) for k in ("table", "id", "at", "tries")],
+                rx.table.cell(rx.code(r["error"], white_space="pre-wrap")),
+            ],
+            "failed-copies",
+        ),
         rx.grid(
             rx.vstack(
                 rx.heading("Saúde dos webhooks", size="4"),

@@ -615,7 +615,9 @@ class QueueManager:
         job = await self.store.get_job(table, job_id)
         if job is None or (user_id is not None and job.user_id != user_id):
             raise JobNotFound()
-        if job.status.is_terminal:
+        if job.status.is_terminal or job.saving:
+            # saving: RunningHub already made the result and it is being kept; cancelling
+            # would refund work that was done (the copy ends in minutes at most)
             raise JobNotCancellable()
         result = await self.finish(
             table,

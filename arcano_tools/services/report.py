@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from statistics import median
 
 from arcano_tools.domain.records import Job
-from arcano_tools.domain.status import FinishedBy
+from arcano_tools.domain.status import FinishedBy, JobStatus, OutputCopy
 
 #: The paths that finished a job the webhook did not: each one is a job the watchdogs saved.
 RESCUE_PATHS: frozenset[FinishedBy] = frozenset(
@@ -46,3 +46,13 @@ def finish_times(finished: Iterable[Job]) -> list[FinishTime]:
         FinishTime(path, round(median(seconds), 1), len(seconds))
         for path, seconds in sorted(by_path.items())
     ]
+
+
+def failed_copies(finished: Iterable[Job], limit: int = RESCUES_SHOWN) -> list[Job]:
+    """The newest completed jobs whose result could not be copied into our storage: they
+    point at RunningHub's link, which expires in about a day (the operator may re-run them)."""
+    return [
+        j
+        for j in finished
+        if j.status is JobStatus.COMPLETED and j.output_copy is OutputCopy.FAILED
+    ][:limit]

@@ -34,6 +34,7 @@ from arcano_tools.domain.urls import OutputHosts
 from arcano_tools.runninghub.client import RunningHubClient, TaskOutputs
 from arcano_tools.runninghub.errors import APIError, HTTPStatusError, RunningHubError, TaskNotFound
 from arcano_tools.services.auth import Principal
+from arcano_tools.services.output_copy import OutputCopier
 from arcano_tools.services.queue_manager import QueueManager
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ class SyncOutcome:
     cached: bool = False
     #: For ``api_error``: the HTTP status RunningHub answered with (``None``: no answer).
     upstream_http_status: int | None = None
+    #: RunningHub succeeded and the result is being copied into our storage (the job is still
+    #: ``running``; the reply is ``still_processing`` with ``saving: true``).
+    saving: bool = False
+    #: This sync (or webhook) is the one that reported the success and began the copy.
+    began_saving: bool = False
 
     @classmethod
     def finished(cls, job: Job) -> SyncOutcome:
@@ -84,6 +90,20 @@ class SyncOutcome:
             status=job.status,
             output_url=job.output_url,
             error_message=job.error_message,
+        )
+
+    @classmethod
+    def saving_result(cls, job: Job, *, began: bool = False) -> SyncOutcome:
+        """Success is known and the output is being kept: not finished yet, so the plan's
+        page watchdog keeps polling (``still_processing``) until the copy completes it."""
+        return cls(
+            synced=False,
+            reason=SyncReason.STILL_PROCESSING,
+            status=job.status,
+            rh_code=job.last_upstream_code,
+            rh_msg=job.last_upstream_msg,
+            saving=True,
+            began_saving=began,
         )
 
     @classmethod
@@ -130,6 +150,9 @@ class JobSync:
         self.timings = timings
         self.default_account = default_account
         self.metrics = queue.metrics
+        #: Copies results into our storage before completing (``None``: complete with
+        #: RunningHub's URL at once, as before results that last).
+        self.copier: OutputCopier | None = None
 
     def deadline(self, job: Job) -> datetime:
         return job.deadline_from + self.timings.max_timeout
@@ -158,6 +181,8 @@ class JobSync:
     ) -> SyncOutcome:
         if job.status.is_terminal:
             return SyncOutcome.already_terminal(job)
+        if job.saving:  # RunningHub is done; the copier ends it (no deadline applies)
+            return SyncOutcome.saving_result(job)
         now = self.clock()
         past_deadline = now >= self.deadline(job)
         if not job.task_id:
@@ -230,9 +255,13 @@ class JobSync:
     async def _apply(
         self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy, past_deadline: bool
     ) -> SyncOutcome:
+        if job.saving:  # success was reported already: a later answer (a contradicting
+            return SyncOutcome.saving_result(job)  # failure webhook) never ends it
         if outputs.state == "success" and outputs.output_url:
             if not self.output_hosts.allows(outputs.output_url):
                 return await self._untrusted_output(job, outputs.output_url, finished_by)
+            if self.copier is not None:
+                return await self.save_output(job, outputs.output_url, finished_by)
             result, outcome = await self._end(
                 job, FinishRequest(JobStatus.COMPLETED, finished_by, output_url=outputs.output_url)
             )
@@ -248,6 +277,14 @@ class JobSync:
         if past_deadline:
             return await self._timeout(job)
         return SyncOutcome.still_processing(outputs.code, outputs.msg)
+
+    async def save_output(self, job: Job, url: str, reported_by: FinishedBy) -> SyncOutcome:
+        """Success: keep RunningHub's URL and copy the result before completing the job."""
+        assert self.copier is not None
+        began = await self.copier.begin(job, url, reported_by)
+        if began.job.status.is_terminal:
+            return SyncOutcome.already_terminal(began.job)
+        return SyncOutcome.saving_result(began.job, began=began.changed)
 
     async def _untrusted_output(self, job: Job, url: str, finished_by: FinishedBy) -> SyncOutcome:
         """RunningHub (or whoever answered in its name) named an output on a host we do not

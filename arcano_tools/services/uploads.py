@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from PIL import Image, UnidentifiedImageError
 from arcano_tools import constants as c
 from arcano_tools.domain.errors import FileTooLarge, UnsupportedFile
 from arcano_tools.domain.tools import FileInput
+from arcano_tools.storage import ObjectStorage, check_key
+from arcano_tools.storage.local import LocalStorage
 
 _IMAGE_EXT = {
     "PNG": ("png", "image/png"),
@@ -103,7 +104,8 @@ def _check_image(spec: FileInput, name: str, content: bytes) -> CheckedFile:
     return CheckedFile(spec.name, name, content, ext, ctype, width, height)
 
 
-def _video_kind(content: bytes) -> str | None:
+def video_kind(content: bytes) -> str | None:
+    """``mp4`` (MP4/MOV: ``ftyp`` box) or ``webm`` (EBML) by the header, else ``None``."""
     if len(content) >= 12 and content[4:8] == b"ftyp":
         return "mp4"
     if content[:4] == b"\x1a\x45\xdf\xa3":
@@ -116,7 +118,7 @@ def _check_video(spec: FileInput, name: str, content: bytes) -> CheckedFile:
         raise FileTooLarge(
             f"O vídeo “{name}” tem {_mb(len(content))}; o limite é {_mb(c.MAX_UPLOAD_BYTES)}."
         )
-    kind = _video_kind(content)
+    kind = video_kind(content)
     if kind not in c.ALLOWED_VIDEO_KINDS:
         raise UnsupportedFile(f"“{name}” não é um vídeo MP4, MOV ou WEBM válido.")
     ext, ctype = _VIDEO_EXT[kind]
@@ -128,33 +130,40 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class FileStore:
-    """Local storage of inputs under the data directory (Supabase Storage would sit here)."""
+    """A job's inputs in the storage seam (``uploads/<table>/<job>/<field>.<ext>``): the
+    local folder under the data directory by default, Supabase Storage when configured — so
+    the process starting a job need not be the one that received its upload."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, storage: ObjectStorage | None = None) -> None:
         self.root = root
+        self.storage: ObjectStorage = storage or LocalStorage(root)
 
-    def _folder(self, table: str, job_id: str) -> Path:
+    def _folder(self, table: str, job_id: str) -> str:
         if not _SAFE_NAME.fullmatch(table) or not _SAFE_NAME.fullmatch(job_id):
             raise ValueError("table and job id must be plain names")
-        return self.root / "uploads" / table / job_id
+        return f"uploads/{table}/{job_id}"
 
     def save(
         self, table: str, job_id: str, files: list[CheckedFile]
     ) -> dict[str, dict[str, object]]:
         folder = self._folder(table, job_id)
-        folder.mkdir(parents=True, exist_ok=True)
         described: dict[str, dict[str, object]] = {}
         for f in files:
-            path = folder / f"{f.field}.{f.ext}"
-            path.write_bytes(f.content)
-            described[f.field] = f.describe(str(path.relative_to(self.root)))
+            key = f"{folder}/{f.field}.{f.ext}"
+            self.storage.put(key, f.content, f.content_type)
+            described[f.field] = f.describe(key)
         return described
 
     def read(self, relpath: str) -> bytes:
-        path = (self.root / relpath).resolve()
-        if not path.is_relative_to(self.root.resolve()):
-            raise ValueError("path outside the data directory")
-        return path.read_bytes()
+        """The input's bytes by its key (``FileNotFoundError`` once it is gone)."""
+        try:
+            check_key(relpath)
+        except ValueError:
+            raise ValueError(f"path outside the data directory: {relpath[:80]!r}") from None
+        try:
+            return self.storage.read(relpath)
+        except ValueError:  # a symlink out of the local folder
+            raise ValueError(f"path outside the data directory: {relpath[:80]!r}") from None
 
     def discard(self, table: str, job_id: str) -> None:
-        shutil.rmtree(self._folder(table, job_id), ignore_errors=True)
+        self.storage.delete_folder(self._folder(table, job_id))

@@ -217,7 +217,7 @@ class WebhookReceiver:
         synced = await self.sync.apply_outputs(job, outputs, FinishedBy.WEBHOOK)
         if early:
             outcome = WebhookOutcome.EARLY
-        elif synced.synced:
+        elif synced.synced or synced.began_saving:
             outcome = WebhookOutcome.ACCEPTED
         else:
             outcome = WebhookOutcome.DUPLICATE

@@ -25,6 +25,7 @@ from typing import Any
 
 from arcano_tools.domain.errors import InsufficientCredits
 from arcano_tools.domain.records import (
+    OUTPUT_COPY_CHECK_PAUSE,
     Account,
     Clock,
     FinishRequest,
@@ -36,8 +37,10 @@ from arcano_tools.domain.records import (
 )
 from arcano_tools.domain.status import (
     REFUND_STATUSES,
+    FinishedBy,
     JobStatus,
     LedgerKind,
+    OutputCopy,
     WebhookOutcome,
 )
 from arcano_tools.store.schema import job_tables
@@ -322,6 +325,82 @@ class InMemoryStore:
         job = self._put(current, **changes)
         refunded = req.status in REFUND_STATUSES and self._refund(job)
         return FinishResult(changed=True, job=job, refunded=refunded)
+
+    # --- results that last (same rules as JobStore's) ---------------------------------------------
+
+    async def begin_output_copy(
+        self,
+        table: str,
+        job_id: str,
+        *,
+        upstream_url: str,
+        reported_by: FinishedBy,
+        due_at: datetime,
+    ) -> FinishResult | None:
+        current = self._table(table).get(job_id)
+        if current is None:
+            return None
+        if not current.status.is_active or current.output_copy is not None:
+            return FinishResult(changed=False, job=current)
+        now = self.clock()
+        changes: dict[str, Any] = {
+            "upstream_output_url": upstream_url,
+            "output_copy": OutputCopy.SAVING,
+            "output_copy_tries": 0,
+            "output_copy_due_at": due_at,
+            "output_reported_by": reported_by,
+            "next_check_at": due_at + OUTPUT_COPY_CHECK_PAUSE,
+            "updated_at": now,
+        }
+        if current.holds_slot and current.api_account:
+            self._release_slot(current.api_account)
+            changes["holds_slot"] = False
+        return FinishResult(changed=True, job=self._put(current, **changes))
+
+    async def lease_output_copies(
+        self, *, now: datetime, lease_for: timedelta, limit: int
+    ) -> list[Job]:
+        leased: list[Job] = []
+        for jobs in self._jobs.values():
+            due = sorted(
+                (
+                    j
+                    for j in jobs.values()
+                    if j.output_copy is not None
+                    and j.status.is_active
+                    and j.output_copy_due_at is not None
+                    and j.output_copy_due_at <= now
+                ),
+                key=lambda j: j.output_copy_due_at or now,
+            )
+            leased += [self._put(j, output_copy_due_at=now + lease_for) for j in due[:limit]]
+        return leased
+
+    async def record_output_copy(
+        self,
+        table: str,
+        job_id: str,
+        *,
+        state: OutputCopy,
+        tries: int,
+        due_at: datetime | None = None,
+        error: str | None = None,
+        output_key: str | None = None,
+    ) -> bool:
+        current = self._table(table).get(job_id)
+        if current is None or not current.status.is_active or current.output_copy is None:
+            return False
+        changes: dict[str, Any] = {
+            "output_copy": state,
+            "output_copy_tries": tries,
+            "output_copy_due_at": due_at,
+            "output_copy_error": error[:500] if error else None,
+            "updated_at": self.clock(),
+        }
+        if output_key is not None:
+            changes["output_key"] = output_key
+        self._put(current, **changes)
+        return True
 
     def _release_slot(self, account_name: str) -> None:
         account = self._accounts.get(account_name)

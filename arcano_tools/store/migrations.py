@@ -19,6 +19,16 @@ from arcano_tools.store import schema as s
 
 #: Columns of the current job tables that later migrations add (v1 creates tables without).
 V1_LATER_COLUMNS = ("claim_id", "start_failures", "start_lease_until")
+#: Columns of migration 7 (results that last), dropped with their index from v1's tables too.
+V7_OUTPUT_COPY_COLUMNS = (
+    "upstream_output_url",
+    "output_copy",
+    "output_key",
+    "output_copy_tries",
+    "output_copy_due_at",
+    "output_copy_error",
+    "output_reported_by",
+)
 #: Indexes of the current tables that later migrations create (v1 creates tables without).
 V1_LATER_INDEXES = ("ix_webhook_events_outcome_unapplied",)
 
@@ -35,7 +45,8 @@ async def _v1_initial(conn: AsyncConnection) -> None:
     def create(sync: sa.Connection) -> None:
         s.metadata.create_all(sync, tables=tables)
         for name in JOB_TABLES:  # v1's shape: columns added by later steps come from them
-            for column in V1_LATER_COLUMNS:
+            sync.exec_driver_sql(f"DROP INDEX ix_{name}_output_copy_due")
+            for column in (*V1_LATER_COLUMNS, *V7_OUTPUT_COPY_COLUMNS):
                 sync.exec_driver_sql(f"ALTER TABLE {name} DROP COLUMN {column}")
         for index in V1_LATER_INDEXES:
             sync.exec_driver_sql(f"DROP INDEX {index}")
@@ -78,12 +89,38 @@ async def _v5_unmatched_index(conn: AsyncConnection) -> None:
     )
 
 
+async def _v7_output_copy(conn: AsyncConnection) -> None:
+    """Results that last: RunningHub's output URL is kept the moment success is known and the
+    job stays running while the output is copied into our storage (retried with backoff), so
+    a result outlives RunningHub's day-long links and a crash mid-copy resumes."""
+    ts = sa.DateTime(timezone=True).compile(dialect=conn.dialect)
+    for table in JOB_TABLES:
+        for column, kind in (
+            ("upstream_output_url", "TEXT"),
+            ("output_copy", "VARCHAR(16)"),
+            ("output_key", "TEXT"),
+            ("output_copy_tries", "INTEGER NOT NULL DEFAULT 0"),
+            ("output_copy_due_at", ts),
+            ("output_copy_error", "TEXT"),
+            ("output_reported_by", "VARCHAR(24)"),
+        ):
+            await conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+        await conn.execute(
+            sa.text(
+                f"CREATE INDEX IF NOT EXISTS ix_{table}_output_copy_due "
+                f"ON {table} (output_copy, output_copy_due_at)"
+            )
+        )
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial", _v1_initial),
     (2, "claim_id", _v2_claim_id),
     (3, "start_failures", _v3_start_failures),
     (4, "start_lease", _v4_start_lease),
     (5, "unmatched_webhooks_index", _v5_unmatched_index),
+    # 6: taken by the Supabase sign-in branch (the runner tolerates gaps)
+    (7, "output_copy", _v7_output_copy),
 ]
 
 

@@ -55,6 +55,17 @@ def _job_table(name: str) -> sa.Table:
         # The server watchdog's lease: one backend process checks a job at a time.
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_until", TS, nullable=True),
+        # Results that last (migration 7): RunningHub's URL kept when success is known, then the
+        # copy into our storage (state, tries, next try = the copier's lease, last error, our
+        # key) and the path that reported the success (the completion's finished_by).
+        sa.Column("upstream_output_url", sa.Text, nullable=True),
+        sa.Column("output_copy", sa.String(16), nullable=True),
+        sa.Column("output_key", sa.Text, nullable=True),
+        sa.Column("output_copy_tries", sa.Integer, nullable=False, default=0, server_default="0"),
+        sa.Column("output_copy_due_at", TS, nullable=True),
+        sa.Column("output_copy_error", sa.Text, nullable=True),
+        sa.Column("output_reported_by", sa.String(24), nullable=True),
+        sa.Index(f"ix_{name}_output_copy_due", "output_copy", "output_copy_due_at"),
         sa.Index(f"ix_{name}_status_created", "status", "created_at"),
         sa.Index(f"ix_{name}_user_created", "user_id", "created_at"),
         sa.Index(f"ix_{name}_task_id", "task_id"),

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from arcano_tools.domain.errors import InsufficientCredits
 from arcano_tools.domain.records import (
+    OUTPUT_COPY_CHECK_PAUSE,
     Account,
     Clock,
     FinishRequest,
@@ -45,6 +46,7 @@ from arcano_tools.domain.status import (
     FinishedBy,
     JobStatus,
     LedgerKind,
+    OutputCopy,
     WebhookOutcome,
 )
 from arcano_tools.store import schema as s
@@ -94,6 +96,15 @@ def _job_from_row(table: str, row: sa.RowMapping) -> Job:
         start_lease_until=_aware(row["start_lease_until"]),
         last_upstream_code=row["last_upstream_code"],
         last_upstream_msg=row["last_upstream_msg"],
+        upstream_output_url=row["upstream_output_url"],
+        output_copy=OutputCopy(row["output_copy"]) if row["output_copy"] else None,
+        output_key=row["output_key"],
+        output_copy_tries=row["output_copy_tries"] or 0,
+        output_copy_due_at=_aware(row["output_copy_due_at"]),
+        output_copy_error=row["output_copy_error"],
+        output_reported_by=(
+            FinishedBy(row["output_reported_by"]) if row["output_reported_by"] else None
+        ),
     )
 
 
@@ -637,6 +648,109 @@ class JobStore:
             .values(credits=s.users.c.credits + job.cost)
         )
         return True
+
+    # --- results that last ----------------------------------------------------------------------
+
+    async def begin_output_copy(
+        self,
+        table: str,
+        job_id: str,
+        *,
+        upstream_url: str,
+        reported_by: FinishedBy,
+        due_at: datetime,
+    ) -> FinishResult | None:
+        """Keep RunningHub's URL and mark the copy due, giving the account slot back — one
+        conditional update (active, no copy yet), so one caller begins it."""
+        now = self.clock()
+        t = s.job_tables[table]
+        async with self._write() as conn:
+            res = await conn.execute(
+                t.update()
+                .where(t.c.id == job_id, t.c.status.in_(_ACTIVE), t.c.output_copy.is_(None))
+                .values(
+                    upstream_output_url=upstream_url,
+                    output_copy=OutputCopy.SAVING.value,
+                    output_copy_tries=0,
+                    output_copy_due_at=due_at,
+                    output_reported_by=reported_by.value,
+                    next_check_at=due_at + OUTPUT_COPY_CHECK_PAUSE,
+                    updated_at=now,
+                )
+            )
+            job = await self._get_job(conn, table, job_id)
+            if job is None:
+                return None
+            if res.rowcount != 1:
+                return FinishResult(changed=False, job=job)
+            if job.holds_slot and job.api_account:
+                await self._release_slot(conn, job.api_account)
+                await conn.execute(t.update().where(t.c.id == job_id).values(holds_slot=False))
+                job = await self._get_job(conn, table, job_id)
+                assert job is not None
+            return FinishResult(changed=True, job=job)
+
+    async def lease_output_copies(
+        self, *, now: datetime, lease_for: timedelta, limit: int
+    ) -> list[Job]:
+        leased: list[Job] = []
+        for table, t in s.job_tables.items():
+            due = sa.and_(
+                t.c.output_copy.is_not(None),
+                t.c.status.in_(_ACTIVE),
+                t.c.output_copy_due_at <= now,
+            )
+            q = sa.select(t.c.id).where(due).order_by(t.c.output_copy_due_at).limit(limit)
+            async with self._read() as conn:  # every process sweeps each second: read first
+                if (await conn.execute(q.limit(1))).first() is None:
+                    continue
+            if self.dialect == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            async with self._write() as conn:
+                ids = [r[0] for r in await conn.execute(q)]
+                if not ids:
+                    continue
+                # the same condition again: on SQLite the write lock makes it exact, on
+                # PostgreSQL the rows are locked; either way one copier takes a job
+                taken = await conn.execute(
+                    t.update()
+                    .where(t.c.id.in_(ids), due)
+                    .values(output_copy_due_at=now + lease_for)
+                    .returning(t.c.id)
+                )
+                got = [r[0] for r in taken]
+                rows = await conn.execute(sa.select(t).where(t.c.id.in_(got)))
+                leased += [_job_from_row(table, r) for r in rows.mappings()]
+        return leased
+
+    async def record_output_copy(
+        self,
+        table: str,
+        job_id: str,
+        *,
+        state: OutputCopy,
+        tries: int,
+        due_at: datetime | None = None,
+        error: str | None = None,
+        output_key: str | None = None,
+    ) -> bool:
+        t = s.job_tables[table]
+        values: dict[str, Any] = {
+            "output_copy": state.value,
+            "output_copy_tries": tries,
+            "output_copy_due_at": due_at,
+            "output_copy_error": error[:500] if error else None,
+            "updated_at": self.clock(),
+        }
+        if output_key is not None:
+            values["output_key"] = output_key
+        async with self._write() as conn:
+            res = await conn.execute(
+                t.update()
+                .where(t.c.id == job_id, t.c.status.in_(_ACTIVE), t.c.output_copy.is_not(None))
+                .values(**values)
+            )
+            return res.rowcount == 1
 
     # --- the shared upstream schedule ----------------------------------------------------------
 

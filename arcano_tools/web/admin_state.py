@@ -7,6 +7,7 @@ data: every handler re-checks, not only the page.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Any
 
@@ -16,7 +17,7 @@ from arcano_tools.domain.errors import JobNotFound
 from arcano_tools.domain.records import utcnow
 from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from arcano_tools.services.auth import Principal
-from arcano_tools.services.report import finish_times, rescues
+from arcano_tools.services.report import failed_copies, finish_times, rescues
 from arcano_tools.web import runtime
 from arcano_tools.web.state import SessionState
 from arcano_tools.web.texts import STATUS_LABELS, duration_text
@@ -28,6 +29,10 @@ FINISHED_READ = 500
 #: Recent failures listed with RunningHub's reason, and how much of it.
 FAILURES_SHOWN = 20
 FAILURE_CHARS = 300
+#: "Sync now" on a job whose result is being copied waits this long for the copy to end
+#: (usually a second), polling the job, so the operator sees it completed.
+SYNC_NOW_SAVE_WAIT_S = 15.0
+SYNC_NOW_SAVE_POLL_S = 0.2
 
 
 class AdminState(SessionState):
@@ -40,6 +45,9 @@ class AdminState(SessionState):
     at_risk: list[dict[str, str]] = []
     rescues: list[dict[str, str]] = []
     failures: list[dict[str, str]] = []
+    #: Completed jobs whose result could not be copied into our storage (they point at
+    #: RunningHub's link, which expires in about a day), and jobs being saved right now.
+    failed_copies: list[dict[str, str]] = []
     webhook_health: list[dict[str, Any]] = []
     upstream_errors: list[dict[str, Any]] = []
     finish_times: list[dict[str, Any]] = []
@@ -130,6 +138,16 @@ class AdminState(SessionState):
             for j in finished
             if j.status is JobStatus.FAILED
         ][:FAILURES_SHOWN]
+        self.failed_copies = [
+            {
+                "table": j.table,
+                "id": j.id,
+                "at": j.completed_at.strftime("%d/%m %H:%M:%S") if j.completed_at else "",
+                "tries": str(j.output_copy_tries),
+                "error": (j.output_copy_error or "")[:FAILURE_CHARS],
+            }
+            for j in failed_copies(finished)
+        ]
         self.finish_times = [
             {"path": t.path.value, "median_s": t.median_s, "jobs": t.jobs}
             for t in finish_times(finished)
@@ -161,8 +179,23 @@ class AdminState(SessionState):
         else:
             if outcome.synced:
                 said = outcome.status.value if outcome.status else ""
+            elif outcome.saving:  # RunningHub is done: show the job once its result is kept
+                said = await _after_saving(table, job_id)
             else:
                 said = outcome.reason.value if outcome.reason else ""
             self.message = f"Job {job_id[:8]}: {said}"
         await self._load()
         return rx.toast.info(self.message)
+
+
+async def _after_saving(table: str, job_id: str) -> str:
+    """What "sync now" found when the result is being copied: the job's status once the copy
+    ends (usually within a second), or "saving" if it takes longer than the operator waits."""
+    store = runtime.services().store
+    deadline = asyncio.get_running_loop().time() + SYNC_NOW_SAVE_WAIT_S
+    while asyncio.get_running_loop().time() < deadline:
+        job = await store.get_job(table, job_id)
+        if job is None or not job.saving:
+            return job.status.value if job else ""
+        await asyncio.sleep(SYNC_NOW_SAVE_POLL_S)
+    return "saving"

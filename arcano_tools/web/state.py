@@ -33,6 +33,7 @@ from arcano_tools.web.texts import (
     MSG_GENERIC,
     MSG_MISSING_FILE,
     MSG_SIGN_IN,
+    SAVING_LABEL,
     STATUS_LABELS,
     duration_text,
     file_summary,
@@ -97,6 +98,8 @@ class ToolPageState(rx.State, mixin=True):
     status: str = ""
     error_message: str = ""
     output_url: str = ""
+    #: RunningHub finished and the result is being kept in our storage ("Salvando resultado").
+    saving: bool = False
     elapsed_s: int = 0
     #: The timeline step a failed or cancelled job had reached (1–3), 0 otherwise.
     end_step: int = 0
@@ -136,6 +139,8 @@ class ToolPageState(rx.State, mixin=True):
     @rx.var
     def status_label(self) -> str:
         label = STATUS_LABELS.get(self.status, "")
+        if self.saving and self.status == JobStatus.RUNNING.value:
+            return SAVING_LABEL
         if self.status == JobStatus.QUEUED.value and self.queue_position > 0:
             return f"{label} (posição {self.queue_position})"
         return label
@@ -351,6 +356,7 @@ class ToolPageState(rx.State, mixin=True):
         self.status = ""
         self.error_message = ""
         self.output_url = ""
+        self.saving = False
         self.elapsed_s = 0
         self.end_step = 0
         self.queue_position = 0
@@ -368,6 +374,7 @@ class ToolPageState(rx.State, mixin=True):
         self.status = job.status.value
         self.error_message = job.error_message or ""
         self.output_url = job.output_url or ""
+        self.saving = job.saving
         self.end_step = ended_step(
             job.status.value, started=job.started_at is not None, has_task=bool(job.task_id)
         )

@@ -28,6 +28,10 @@ STATUS_LABELS: dict[str, str] = {
 }
 
 
+#: Shown instead of "Processando" once RunningHub has finished and the result is being copied
+#: into our storage (the job is still running until the copy is kept).
+SAVING_LABEL = "Salvando resultado"
+
 CREDITS_ROUTE = "/creditos"
 
 

@@ -84,6 +84,8 @@ class Core:
     sync: JobSync
     webhooks: WebhookReceiver
     watchdog: ServerWatchdog
+    #: The emulator as an ASGI app (its output files, for a copier's HTTP transport).
+    emulator_app: Any = None
 
     # --- staging ---------------------------------------------------------------------------
     async def submit(self, tool: str = "upscaler", user: str = "u1", *, credits: int = 100) -> Job:
@@ -217,7 +219,9 @@ async def build_core(
         starting_stuck_after=timedelta(minutes=5),
         owner="unit",
     )
-    return Core(clock, store, emulator, client, tools, bus, queue, sync, webhooks, watchdog)
+    return Core(
+        clock, store, emulator, client, tools, bus, queue, sync, webhooks, watchdog, emulator_app
+    )
 
 
 def count_finishes(core: Core) -> Counter[tuple[str, str]]:
