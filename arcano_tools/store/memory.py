@@ -458,7 +458,7 @@ class InMemoryStore:
         for table, jobs in self._jobs.items():
 
             def wanted(j: Job) -> bool:
-                overdue = j.deadline_from <= deadline_before
+                overdue = j.deadline_from <= deadline_before and not j.saving
                 return (
                     j.status.is_active
                     and (j.clock_start <= started_before or overdue)

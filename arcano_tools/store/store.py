@@ -811,7 +811,8 @@ class JobStore:
         leased: list[Job] = []
         for table, t in s.job_tables.items():
             clock_start = sa.func.coalesce(t.c.started_at, t.c.created_at)
-            overdue = t.c.created_at <= deadline_before  # Job.deadline_from
+            # Job.deadline_from; a job saving its result is RunningHub's success, no deadline
+            overdue = sa.and_(t.c.created_at <= deadline_before, t.c.output_copy.is_(None))
             free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now, overdue)
             q = (
                 sa.select(t.c.id)

@@ -332,6 +332,21 @@ async def test_jobs_past_their_deadline_are_leased_first_whatever_their_schedule
     assert [j.id for j in first] == [old]
     assert old in {j.id for j in again}  # overdue: w1's lease does not hold it back
 
+    # RunningHub succeeded and the result is being copied: no deadline, nothing to lease
+    await store.release_lease(TABLE, old, "w1")
+    await store.release_lease(TABLE, old, "w2")
+    began = await store.begin_output_copy(
+        TABLE,
+        old,
+        upstream_url="https://rh-images.xiaoyaoyou.com/x.png",
+        reported_by=FinishedBy.WEBHOOK,
+        due_at=now + timedelta(minutes=1),
+    )
+    assert began is not None
+    assert began.changed
+    saving = await store.lease_due_jobs(owner="w3", limit=2, **args)  # type: ignore[arg-type]
+    assert old not in {j.id for j in saving}
+
 
 async def test_start_up_configuration_re_enables_a_disabled_account(store: Repository) -> None:
     await store.disable_account("acc", "RunningHub code 802")
