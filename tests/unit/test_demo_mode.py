@@ -176,3 +176,27 @@ async def test_the_emulators_controls_need_the_key_when_one_is_set(tmp_path: Pat
     assert all("service key" in r.json()["error"] for r in refused)
     assert allowed.status_code == 200
     assert allowed.json()["outcome"] == "fail"
+
+
+def test_with_supabase_auth_browsers_sign_in_instead_of_being_anonymous(
+    env: pytest.MonkeyPatch,
+) -> None:
+    """Sign-in replaces anonymous users; the demo's emulator still grants its test credits,
+    a real RunningHub grants none unless ARCANO_NEW_USER_CREDITS says so."""
+    env.setenv("ARCANO_DEMO", "true")
+    env.setenv("SUPABASE_URL", "https://abc.supabase.co/")
+    env.setenv("SUPABASE_ANON_KEY", "anon")
+    demo = Settings()
+    assert demo.supabase_auth
+    assert demo.supabase_issuer == "https://abc.supabase.co/auth/v1"
+    assert not demo.anonymous_users
+    assert demo.starting_credits == c.STARTING_CREDITS
+    for name, value in PRODUCTION.items():
+        env.setenv(name, value)
+    env.delenv("ARCANO_DEMO")
+    production = Settings()
+    assert production.supabase_auth
+    assert not production.anonymous_users
+    assert production.starting_credits == 0
+    env.delenv("SUPABASE_ANON_KEY")
+    assert not Settings().supabase_auth  # the URL alone (Storage) offers no sign-in
