@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from arcano_tools.domain.records import FinishRequest, NewJob, utcnow
 from arcano_tools.domain.status import FinishedBy, JobStatus, LedgerKind
-from arcano_tools.store import JobStore
+from arcano_tools.store import JobStore, migrations
 from arcano_tools.store import schema as s
 from tests.support.postgres import create_database
 from tests.support.tools import tool_cost
@@ -47,7 +47,7 @@ async def test_migrations_are_recorded_and_idempotent(store: JobStore) -> None:
     assert await store.migrate() == []
     async with store.engine.connect() as conn:
         versions = (await conn.execute(sa.select(s.schema_migrations.c.version))).scalars().all()
-    assert versions == [1, 2, 3, 4, 5]
+    assert versions == [v for v, _, _ in migrations.MIGRATIONS]
 
 
 async def test_the_ledger_refuses_a_second_refund_row(store: JobStore) -> None:
@@ -88,7 +88,7 @@ async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None
     await old.close()
 
     store = JobStore.from_url(url)
-    assert await store.migrate() == [2, 3, 4, 5]
+    assert await store.migrate() == [v for v, _, _ in migrations.MIGRATIONS[1:]]
     await store.upsert_account("acc", "k" * 32, max_concurrent=1)
     job_id = str(uuid.uuid4())
     job = await store.create_job(NewJob(id=job_id, table=TABLE, user_id="u", cost=COST, inputs={}))
@@ -150,7 +150,7 @@ async def test_a_version_3_database_with_a_start_in_flight_is_upgraded_in_place(
 
     store = JobStore.from_url(url)
     try:
-        assert await store.migrate() == [4, 5]
+        assert await store.migrate() == [v for v, _, _ in migrations.MIGRATIONS[3:]]
         job = await store.get_job(TABLE, "j1")
         assert job is not None
         assert (job.status, job.start_lease_until) == (JobStatus.STARTING, None)
