@@ -90,7 +90,7 @@ def _submit(text: str, test_id: str) -> rx.Component:
 def sign_in_page() -> rx.Component:
     return _card(
         "Entrar",
-        rx.form(
+        rx.el.form(
             rx.vstack(
                 _field("E-mail", "email", "email", "email"),
                 _field("Senha", "password", "password", "current-password"),
@@ -99,13 +99,13 @@ def sign_in_page() -> rx.Component:
                 width="100%",
             ),
             on_submit=AuthState.sign_in,
-            width="100%",
+            style={"width": "100%"},
         ),
         rx.hstack(
             rx.link("Criar conta", href=SIGN_UP_ROUTE),
             rx.link("Esqueci minha senha", href=RESET_ROUTE),
             justify="between",
-            width="100%",
+            style={"width": "100%"},
         ),
     )
 
@@ -113,7 +113,7 @@ def sign_in_page() -> rx.Component:
 def sign_up_page() -> rx.Component:
     return _card(
         "Criar conta",
-        rx.form(
+        rx.el.form(
             rx.vstack(
                 _field("E-mail", "email", "email", "email"),
                 _field("Senha (pelo menos 6 caracteres)", "password", "password", "new-password"),
@@ -122,7 +122,7 @@ def sign_up_page() -> rx.Component:
                 width="100%",
             ),
             on_submit=AuthState.sign_up,
-            width="100%",
+            style={"width": "100%"},
         ),
         rx.text("Já tem conta? ", rx.link("Entrar", href=SIGN_IN_ROUTE)),
     )
@@ -131,7 +131,7 @@ def sign_up_page() -> rx.Component:
 def reset_page() -> rx.Component:
     return _card(
         "Recuperar senha",
-        rx.form(
+        rx.el.form(
             rx.vstack(
                 rx.text("Enviaremos um link para você criar uma nova senha.", color_scheme="gray"),
                 _field("E-mail", "email", "email", "email"),
@@ -140,7 +140,7 @@ def reset_page() -> rx.Component:
                 width="100%",
             ),
             on_submit=AuthState.request_reset,
-            width="100%",
+            style={"width": "100%"},
         ),
         rx.link("Voltar para entrar", href=SIGN_IN_ROUTE),
     )
@@ -149,7 +149,7 @@ def reset_page() -> rx.Component:
 def new_password_page() -> rx.Component:
     return _card(
         "Nova senha",
-        rx.form(
+        rx.el.form(
             rx.vstack(
                 _field("Nova senha", "password", "password", "new-password"),
                 _field("Repita a nova senha", "password_again", "password", "new-password"),
@@ -158,6 +158,6 @@ def new_password_page() -> rx.Component:
                 width="100%",
             ),
             on_submit=AuthState.set_new_password,
-            width="100%",
+            style={"width": "100%"},
         ),
     )
