@@ -103,8 +103,12 @@ class TokenVerifier:
 
 
 def _user_of(claims: dict[str, object]) -> str | None:
+    """The user id of verified claims. Supabase's anonymous sign-ins (``is_anonymous``) are
+    refused: anyone may mint them by the thousand, and each would be a new user with credits."""
     sub = claims.get("sub")
     if claims.get("role") != SUPABASE_ROLE or not isinstance(sub, str) or not sub:
+        return None
+    if claims.get("is_anonymous") is True:
         return None
     return sub
 

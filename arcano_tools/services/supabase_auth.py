@@ -189,17 +189,22 @@ class SupabaseAuth:
     async def set_password(
         self, access_token: str, refresh_token: str, password: str
     ) -> AuthSession | AuthFailure:
-        """The recovery link's session sets a new password; returns that (signed-in) session."""
+        """The recovery link's session sets a new password; returns the signed-in session as
+        the client holds it at the end: supabase-py refreshes a session close to expiry on
+        its own, which spends the refresh token the link carried."""
         try:
             async with self._client() as sb:
-                reply = await sb.auth.set_session(access_token, refresh_token)
-                session = _session_of(reply)
-                if session is None:
+                if _session_of(await sb.auth.set_session(access_token, refresh_token)) is None:
                     return AuthFailure(AuthProblem.SESSION_EXPIRED)
                 await sb.auth.update_user({"password": password})
+                current = await sb.auth.get_session()
         except (AuthError, httpx.HTTPError) as exc:
             return self._failed("set_password", exc)
-        return session
+        if current is None:
+            return AuthFailure(AuthProblem.SESSION_EXPIRED)
+        return _session_of(AuthResponse(session=current, user=current.user)) or AuthFailure(
+            AuthProblem.SESSION_EXPIRED
+        )
 
     @staticmethod
     def _failed(action: str, exc: Exception) -> AuthFailure:

@@ -129,8 +129,11 @@ class SessionState(rx.State):
     async def sign_out(self) -> Any:
         """Revoke the session on Supabase (best effort) and forget it in this browser."""
         services = runtime.services()
-        if services.auth is not None and self.token:
-            await services.auth.sign_out(self.token)
+        if services.auth is not None and self.refresh_token:
+            # an expired access token cannot revoke anything: refresh it first if need be
+            browser = await session.resolve(services, self.token, self.refresh_token)
+            if browser.access_token:
+                await services.auth.sign_out(browser.access_token)
         self.token, self.refresh_token = "", ""
         self.user_id, self.credits, self.is_admin = "", 0, False
         return rx.redirect(SIGN_IN_ROUTE)

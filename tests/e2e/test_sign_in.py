@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from arcano_tools import constants as c
+from arcano_tools.services.supabase_auth import AuthSession, SupabaseAuth
 from tests.support.supabase_auth_server import FakeAuth, running_supabase_auth
 from tests.support.waiting import wait_for
 
@@ -98,3 +99,29 @@ async def test_sign_up_reload_refresh_sign_out_and_a_wrong_password(
     await page.get_by_label("Senha").fill(PASSWORD)
     await page.get_by_test_id("sign-in").click()
     await signed_in_as_someone(page)
+
+
+async def test_a_forgotten_password_is_reset_from_the_emailed_link(
+    reflex_app_factory: Callable[..., RunningApp], supabase: FakeAuth, page: Page
+) -> None:
+    app = reflex_app_factory({"SUPABASE_URL": supabase.url, "SUPABASE_ANON_KEY": supabase.anon_key})
+    email = "bia@exemplo.com.br"
+    made = await SupabaseAuth(supabase.url, supabase.anon_key).sign_up(email, "senha-antiga-1")
+    assert isinstance(made, AuthSession)
+
+    await page.goto(app.url + "/recuperar-senha")
+    await page.get_by_label("E-mail").fill(email)
+    await page.get_by_test_id("send-reset").click()
+    await page.get_by_test_id("auth-notice").wait_for()
+    links = [link for to, link in supabase.outbox if to == email]
+    assert len(links) == 1
+    assert links[0].startswith(app.url + "/nova-senha#")
+
+    # the e-mail's link: the page takes the recovery tokens from the address's fragment
+    await page.goto(links[0])
+    await page.get_by_label("Nova senha", exact=True).fill("senha-nova-22")
+    await page.get_by_label("Repita a nova senha", exact=True).fill("senha-nova-22")
+    await page.get_by_test_id("set-password").click()
+    await signed_in_as_someone(page)
+    assert "access_token" not in page.url
+    assert supabase.users[email].password == "senha-nova-22"

@@ -149,6 +149,9 @@ async def test_sign_out_revokes_the_refresh_token(fake: FakeAuth) -> None:
 
 
 async def test_password_reset_link_sets_a_new_password(fake: FakeAuth) -> None:
+    """With short-lived tokens too: supabase-py refreshes a session near expiry by itself,
+    so the session handed back must be the client's latest (its refresh token unspent)."""
+    fake.access_ttl_s = 8
     email = new_email()
     await adapter(fake).sign_up(email, PASSWORD)
     redirect = "http://127.0.0.1:3000/nova-senha"
@@ -163,6 +166,7 @@ async def test_password_reset_link_sets_a_new_password(fake: FakeAuth) -> None:
         fragment["access_token"][0], fragment["refresh_token"][0], "nova-senha-456"
     )
     assert isinstance(session, AuthSession)
+    assert isinstance(await adapter(fake).refresh(session.refresh_token), AuthSession)
     assert await adapter(fake).sign_in(email, PASSWORD) == AuthFailure(AuthProblem.WRONG_PASSWORD)
     assert isinstance(await adapter(fake).sign_in(email, "nova-senha-456"), AuthSession)
 

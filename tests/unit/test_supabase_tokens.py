@@ -136,6 +136,7 @@ async def test_a_failed_fetch_keeps_the_keys_already_held(project: Project) -> N
         ({"aud": "anon"}, "wrong audience"),
         ({"role": "anon"}, "not a signed-in user"),
         ({"sub": None}, "no user"),
+        ({"is_anonymous": True}, "an anonymous sign-in: free users by the thousand"),
     ],
 )
 async def test_tokens_that_must_not_pass(
