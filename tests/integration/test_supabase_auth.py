@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -21,6 +23,7 @@ from arcano_tools.services.supabase_auth import (
     ConfirmationSent,
     SupabaseAuth,
 )
+from arcano_tools.web import session
 from tests.support.images import png_bytes
 from tests.support.processes import ServerProcess
 from tests.support.servers import Backend, start_backend
@@ -239,3 +242,47 @@ async def test_the_api_ties_credits_and_jobs_to_the_supabase_user(
     assert fake.jwks_requests - before == 1
     rows = api_on_supabase.rows("SELECT user_id FROM upscaler_jobs")
     assert rows == [(alice.user_id,)]
+
+
+# --- a browser's session on a page load (web/session.py) ----------------------------------------
+
+
+def browser_services(fake: FakeAuth, auth: SupabaseAuth | None = None) -> Any:
+    """What ``session.resolve`` uses of the process's services: the verifier and the adapter."""
+    return SimpleNamespace(tokens=verifier(fake), auth=auth or adapter(fake))
+
+
+async def test_a_fresh_session_is_kept_without_calling_supabase(fake: FakeAuth) -> None:
+    s = await adapter(fake).sign_up(new_email(), PASSWORD)
+    assert isinstance(s, AuthSession)
+    calls = len(fake.requests)
+    browser = await session.resolve(browser_services(fake), s.access_token, s.refresh_token)
+    assert browser == session.BrowserSession(s.user_id, s.access_token, s.refresh_token)
+    assert len(fake.requests) == calls
+
+
+async def test_an_expired_session_is_refreshed_on_load_and_a_spent_one_signs_out(
+    fake: FakeAuth,
+) -> None:
+    fake.access_ttl_s = 2
+    s = await adapter(fake).sign_up(new_email(), PASSWORD)
+    assert isinstance(s, AuthSession)
+    wait_for(lambda: time.time() > s.expires_at + 1, timeout=5, what="the token to expire")
+    services = browser_services(fake)
+    renewed = await session.resolve(services, s.access_token, s.refresh_token)
+    assert renewed.user_id == s.user_id
+    assert renewed.refresh_token not in ("", s.refresh_token)
+    # the old pair again (another tab's stale copy): the refresh token is spent → signed out
+    assert await session.resolve(services, s.access_token, s.refresh_token) == (
+        session.BrowserSession(None, "", "")
+    )
+
+
+async def test_supabase_down_keeps_the_tokens_for_a_later_try(fake: FakeAuth) -> None:
+    fake.access_ttl_s = 2
+    s = await adapter(fake).sign_up(new_email(), PASSWORD)
+    assert isinstance(s, AuthSession)
+    wait_for(lambda: time.time() > s.expires_at + 1, timeout=5, what="the token to expire")
+    down = SupabaseAuth("http://127.0.0.1:9", fake.anon_key, timeout_s=2)
+    kept = await session.resolve(browser_services(fake, down), s.access_token, s.refresh_token)
+    assert kept == session.BrowserSession(None, s.access_token, s.refresh_token)
