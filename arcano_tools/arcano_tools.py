@@ -11,6 +11,12 @@ from arcano_tools.api.routes import create_api
 from arcano_tools.components.shell import ADMIN_ROUTE, JOBS_ROUTE, with_shell
 from arcano_tools.components.tool_page import tool_page
 from arcano_tools.domain.tools import DEFAULT_TOOLS
+from arcano_tools.pages.account import (
+    new_password_page,
+    reset_page,
+    sign_in_page,
+    sign_up_page,
+)
 from arcano_tools.pages.admin import admin_page
 from arcano_tools.pages.credits import credits_page
 from arcano_tools.pages.home import home
@@ -18,8 +24,16 @@ from arcano_tools.pages.jobs import jobs_page
 from arcano_tools.pages.not_found import not_found_page
 from arcano_tools.web import runtime
 from arcano_tools.web.admin_state import AdminState
+from arcano_tools.web.auth_state import AuthState
 from arcano_tools.web.state import TOOL_STATES, JobsState, SessionState
-from arcano_tools.web.texts import CREDITS_ROUTE, MSG_GENERIC
+from arcano_tools.web.texts import (
+    CREDITS_ROUTE,
+    MSG_GENERIC,
+    NEW_PASSWORD_ROUTE,
+    RESET_ROUTE,
+    SIGN_IN_ROUTE,
+    SIGN_UP_ROUTE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +83,24 @@ app.add_page(
     route=ADMIN_ROUTE,
     title="Operação · Arcano Tools",
     on_load=[AdminState.ensure_user, AdminState.refresh],
+)
+# Account pages (Supabase Auth): each clears the last page's message on load.
+for _route, _account_page, _title in (
+    (SIGN_IN_ROUTE, sign_in_page, "Entrar"),
+    (SIGN_UP_ROUTE, sign_up_page, "Criar conta"),
+    (RESET_ROUTE, reset_page, "Recuperar senha"),
+):
+    app.add_page(
+        with_shell(_account_page),
+        route=_route,
+        title=f"{_title} · Arcano Tools",
+        on_load=[AuthState.ensure_user, AuthState.forget_messages],
+    )
+app.add_page(
+    with_shell(new_password_page),
+    route=NEW_PASSWORD_ROUTE,
+    title="Nova senha · Arcano Tools",
+    on_load=[AuthState.ensure_user, AuthState.read_recovery_link],
 )
 for _tool in DEFAULT_TOOLS:
     _state = TOOL_STATES[_tool.name]

@@ -32,6 +32,24 @@ async def _token(user_id: str, admin: bool) -> str:
         await services.stop()
 
 
+def _supabase_sql(directory: Path | None, *, check: bool) -> int:
+    """Write (or ``--check``) the Supabase migration files generated from the app's steps."""
+    from arcano_tools.store import supabase_sql
+
+    directory = directory or supabase_sql.SUPABASE_MIGRATIONS_DIR
+    files = supabase_sql.render()
+    if check:
+        stale = supabase_sql.stale_files(directory, files)
+        for name in stale:
+            sys.stderr.write(f"out of date: {directory / name}\n")
+        if stale:
+            sys.stderr.write("run: python -m arcano_tools supabase-sql\n")
+        return 1 if stale else 0
+    for name in supabase_sql.write(directory, files):
+        sys.stdout.write(f"wrote {directory / name}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m arcano_tools", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     p_api = sub.add_parser("serve-api", help="serve the HTTP API without the Reflex pages")
     p_api.add_argument("--host", default="127.0.0.1")
     p_api.add_argument("--port", type=int, default=8000)
+    p_sql = sub.add_parser(
+        "supabase-sql",
+        help="write the app's migrations as Supabase migration files (supabase/migrations)",
+    )
+    p_sql.add_argument("--dir", type=Path, default=None, help="default: supabase/migrations")
+    p_sql.add_argument(
+        "--check", action="store_true", help="only say whether the files are up to date"
+    )
     args = parser.parse_args(argv)
 
     configure_logging(load_settings().log_format, level=logging.WARNING)
@@ -59,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         from arcano_tools.emulator.app import serve
 
         serve(args.host, args.port, args.data_dir)
+    elif args.command == "supabase-sql":
+        return _supabase_sql(args.dir, check=args.check)
     elif args.command == "serve-api":
         import uvicorn
 

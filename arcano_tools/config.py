@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     )
     #: How long a copy may run before another process's sweep takes it over.
     output_copy_lease_ms: int = Field(default=180_000, alias="ARCANO_OUTPUT_COPY_LEASE_MS", ge=100)
+    #: The project's anon (publishable) key: with ``SUPABASE_URL``, browsers sign in on Supabase.
+    supabase_anon_key: str = Field(default="", alias="SUPABASE_ANON_KEY")
     log_format: str = Field(default="text", alias="ARCANO_LOG_FORMAT")
     #: The demo: the embedded RunningHub emulator, generated secrets and anonymous users with
     #: starting credits. ``make run`` (Reflex's dev mode) is the demo without asking.
@@ -142,17 +144,33 @@ class Settings(BaseSettings):
         return self.demo or self.reflex_env_mode == DEV_MODE
 
     @property
-    def anonymous_users(self) -> bool:
-        """Browsers get an anonymous user (with starting credits) only on the demo's emulator:
-        with a real RunningHub every credit is paid for with real GPU time."""
+    def supabase_auth(self) -> bool:
+        """Browsers sign in with Supabase Auth (``SUPABASE_URL`` and ``SUPABASE_ANON_KEY``)."""
+        return bool(self.supabase_url and self.supabase_anon_key)
+
+    @property
+    def supabase_issuer(self) -> str:
+        """The ``iss`` claim of the project's access tokens."""
+        return self.supabase_url.rstrip("/") + "/auth/v1" if self.supabase_url else ""
+
+    @property
+    def demo_credits(self) -> bool:
+        """The demo's emulator runs the jobs: credits cost no real GPU time."""
         return self.emulated and self.demo_chosen
+
+    @property
+    def anonymous_users(self) -> bool:
+        """Browsers get an anonymous user (with starting credits) only on the demo's emulator
+        and only when nobody can sign in: with a real RunningHub every credit is paid for with
+        real GPU time, and with Supabase Auth every user is a signed-in person."""
+        return self.demo_credits and not self.supabase_auth
 
     @property
     def starting_credits(self) -> int:
         """Credits granted once to a new user (bounded: never more than the demo's grant)."""
         if self.new_user_credits is not None:
             return min(self.new_user_credits, constants.MAX_NEW_USER_CREDITS)
-        return constants.STARTING_CREDITS if self.anonymous_users else 0
+        return constants.STARTING_CREDITS if self.demo_credits else 0
 
     def startup_problem(self) -> str | None:
         """Why a server must not start with these settings, in one line (``None``: it may).

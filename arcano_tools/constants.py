@@ -145,6 +145,17 @@ SSE_HEARTBEAT_S: Final = 15.0
 #: User tokens minted by the CLI and for anonymous browsers live a week (Supabase: 1 h + refresh;
 #: we have no refresh flow in embedded mode, so a longer life keeps anonymous users' jobs theirs).
 USER_TOKEN_TTL_S: Final = 7 * 24 * 3600
+#: Supabase's signing keys (JWKS) are fetched once and cached; a token naming a key id we do not
+#: hold triggers a refetch (keys rotate), at most this often, so forged key ids cannot make
+#: every request a call to Supabase.
+JWKS_MIN_REFETCH_S: Final = 60.0
+#: A browser's Supabase session is refreshed this long before its access token expires (or a
+#: quarter of the token's life, if shorter: short test lifetimes).
+SESSION_REFRESH_MARGIN_S: Final = 60.0
+#: A tab's session keeper wakes at least this often (to stop once the tab is gone).
+SESSION_KEEPER_TICK_S: Final = 5.0
+#: Timeout of one call to Supabase Auth (sign-in, refresh, JWKS).
+SUPABASE_HTTP_TIMEOUT_S: Final = 10.0
 
 # --- The emulator's catalogue -------------------------------------------------------------------
 #: Ids of the AI apps the emulator knows (its stand-ins for Arcano's RunningHub apps). The tool

@@ -17,13 +17,15 @@ from arcano_tools.domain.records import User, utcnow
 from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.metrics import Metrics
 from arcano_tools.runninghub.client import CallObserver, RunningHubClient
-from arcano_tools.services.auth import issue_user_token
+from arcano_tools.services.auth import TokenVerifier, issue_user_token
 from arcano_tools.services.bus import JobBus
 from arcano_tools.services.bus_relay import RedisBusRelay
 from arcano_tools.services.output_copy import CopyPolicy, OutputCopier
 from arcano_tools.services.queue_manager import QueueManager
 from arcano_tools.services.schedule import CheckSchedule
 from arcano_tools.services.server_watchdog import ServerWatchdog
+from arcano_tools.services.signing_keys import SigningKeys
+from arcano_tools.services.supabase_auth import SupabaseAuth
 from arcano_tools.services.sync import JobSync, SyncTimings
 from arcano_tools.services.uploads import FileStore
 from arcano_tools.services.webhooks import WebhookReceiver
@@ -90,6 +92,18 @@ class Services:
         #: Inputs and results: Supabase Storage when configured, else the data directory.
         self.storage = build_storage(settings)
         self.files = FileStore(settings.data_dir, self.storage)
+        #: Verifies user access tokens locally (ours, and Supabase's when configured).
+        self.tokens = TokenVerifier(
+            settings.effective_jwt_secret,
+            SigningKeys.from_supabase(settings.supabase_url) if settings.supabase_url else None,
+            issuer=settings.supabase_issuer,
+        )
+        #: Sign-up / sign-in pages talk to Supabase Auth (``SUPABASE_URL`` + anon key).
+        self.auth = (
+            SupabaseAuth(settings.supabase_url, settings.supabase_anon_key)
+            if settings.supabase_auth
+            else None
+        )
         self.timings = SyncTimings(
             initial_delay=timedelta(milliseconds=settings.watchdog_initial_delay_ms),
             poll_interval=timedelta(milliseconds=settings.watchdog_poll_interval_ms),

@@ -115,10 +115,10 @@ async def require(request: Request, access: Access, **refusal_extra: Any) -> Pri
     ``refusal_extra`` adds fields to the 401 body (the sync endpoint's ``synced: false``).
     """
     services = services_of(request)
-    principal = authenticate(
+    principal = await authenticate(
         request.headers.get("authorization"),
         service_key=services.service_key,
-        jwt_secret=services.jwt_secret,
+        tokens=services.tokens,
     )
     if principal is not None and await _has_access(services, principal, access):
         return principal

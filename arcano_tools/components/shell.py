@@ -8,7 +8,7 @@ import reflex as rx
 
 from arcano_tools.domain.tools import DEFAULT_TOOLS
 from arcano_tools.web.state import SessionState
-from arcano_tools.web.texts import CREDITS_ROUTE, DEMO_BANNER
+from arcano_tools.web.texts import CREDITS_ROUTE, DEMO_BANNER, SIGN_IN_ROUTE
 
 JOBS_ROUTE = "/meus-trabalhos"
 ADMIN_ROUTE = "/admin"
@@ -31,6 +31,27 @@ def _menu(**props: object) -> rx.Component:
         ),
         aria_label="Menu principal",
         **props,
+    )
+
+
+def _account_entry() -> rx.Component:
+    """ "Entrar" or "Sair", when Supabase Auth is configured (nothing otherwise)."""
+    return rx.cond(
+        SessionState.sign_in_enabled,
+        rx.cond(
+            SessionState.user_id != "",
+            rx.button(
+                "Sair",
+                on_click=SessionState.sign_out,
+                size="2",
+                variant="soft",
+                color_scheme="gray",
+                data_testid="sign-out",
+            ),
+            rx.link(
+                "Entrar", href=SIGN_IN_ROUTE, size="2", weight="medium", data_testid="sign-in-link"
+            ),
+        ),
     )
 
 
@@ -60,6 +81,7 @@ def navbar() -> rx.Component:
                 title="O que são créditos?",
                 data_testid="credits-badge",
             ),
+            _account_entry(),
             rx.color_mode.button(
                 size="2", variant="ghost", aria_label="Alternar tema claro/escuro"
             ),

@@ -1,8 +1,10 @@
-"""Who is calling: user access tokens (HS256, Supabase's format) and the service key.
+"""Who is calling: user access tokens (Supabase's format) and the service key.
 
-A Supabase access token is an HS256 JWT signed with the project's JWT secret, with ``sub`` =
-the user id, ``role`` = ``authenticated`` and ``aud`` = ``authenticated``. We mint the same
-tokens in embedded mode (the CLI, anonymous browsers) and accept Supabase's in production.
+A Supabase access token is a JWT with ``sub`` = the user id, ``role`` = ``authenticated`` and
+``aud`` = ``authenticated``, signed either with the project's JWT secret (HS256, legacy) or
+with the project's signing keys (ES256/RS256, public keys in its JWKS). We mint the HS256 kind
+ourselves (the CLI, anonymous demo browsers) and accept Supabase's in production. Every token
+is verified here, locally: the JWKS is fetched once and cached (``signing_keys.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import jwt
 
 from arcano_tools import constants as c
+from arcano_tools.services.signing_keys import ASYMMETRIC_ALGORITHMS, SigningKeys
 
 SUPABASE_AUDIENCE = "authenticated"
 SUPABASE_ROLE = "authenticated"
@@ -55,13 +58,63 @@ def verify_user_token(secret: str, token: str) -> str | None:
         )
     except jwt.PyJWTError:
         return None
-    if claims.get("role") != SUPABASE_ROLE or not isinstance(claims.get("sub"), str):
+    return _user_of(claims)
+
+
+class TokenVerifier:
+    """Verifies user access tokens locally: HS256 with the JWT secret, and — when Supabase is
+    configured — ES256/RS256 with the project's signing keys, whose ``iss`` must be the
+    project's Auth URL (a token from another project signed by a key we hold is refused)."""
+
+    def __init__(
+        self, secret: str, signing_keys: SigningKeys | None = None, issuer: str = ""
+    ) -> None:
+        self._secret = secret
+        self._signing_keys = signing_keys
+        self._issuer = issuer
+
+    async def user_id(self, token: str) -> str | None:
+        """The user id of a valid token, else ``None``."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        alg = header.get("alg")
+        if alg == "HS256":
+            return verify_user_token(self._secret, token)
+        kid = header.get("kid")
+        if alg not in ASYMMETRIC_ALGORITHMS or self._signing_keys is None or not kid:
+            return None
+        key = await self._signing_keys.key_for(str(kid))
+        if key is None or key.algorithm_name != alg:
+            return None
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=SUPABASE_AUDIENCE,
+                issuer=self._issuer,
+                options={"require": ["sub", "exp", "iss"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        return _user_of(claims)
+
+
+def _user_of(claims: dict[str, object]) -> str | None:
+    """The user id of verified claims. Supabase's anonymous sign-ins (``is_anonymous``) are
+    refused: anyone may mint them by the thousand, and each would be a new user with credits."""
+    sub = claims.get("sub")
+    if claims.get("role") != SUPABASE_ROLE or not isinstance(sub, str) or not sub:
         return None
-    return str(claims["sub"])
+    if claims.get("is_anonymous") is True:
+        return None
+    return sub
 
 
-def authenticate(
-    authorization: str | None, *, service_key: str, jwt_secret: str
+async def authenticate(
+    authorization: str | None, *, service_key: str, tokens: TokenVerifier
 ) -> Principal | None:
     """Resolve an ``Authorization: Bearer …`` header to a principal, or ``None``."""
     if not authorization or not authorization.lower().startswith("bearer "):
@@ -71,5 +124,5 @@ def authenticate(
         return None
     if hmac.compare_digest(token.encode(), service_key.encode()):
         return Principal(is_service=True)
-    user_id = verify_user_token(jwt_secret, token)
+    user_id = await tokens.user_id(token)
     return Principal(user_id=user_id) if user_id else None

@@ -113,14 +113,55 @@ async def _v7_output_copy(conn: AsyncConnection) -> None:
         )
 
 
+#: Row-level security (migration 8): the tables a signed-in user may read their own rows of,
+#: and the column naming the owner. Every other table is readable by no API role at all.
+OWN_ROWS = {**dict.fromkeys(JOB_TABLES, "user_id"), "users": "id", "credit_ledger": "user_id"}
+
+
+def _rls_sql() -> str:
+    """PostgreSQL: RLS on every table of the schema; on Supabase (its ``authenticated`` role
+    and ``auth.uid()`` exist) a policy letting a signed-in user read only their own rows.
+
+    This app connects as the tables' owner, which RLS does not restrict; the policies are for
+    Supabase's Data API (PostgREST as ``anon``/``authenticated``), whose default privileges
+    grant every new table to those roles — without RLS they could read RunningHub's API keys.
+    No ``%`` in the SQL: the driver would read it as a parameter.
+    """
+    policies = "\n".join(
+        f"    CREATE POLICY own_rows_read ON {table} FOR SELECT TO authenticated"
+        f" USING ({owner} = CAST((SELECT auth.uid()) AS text));"
+        for table, owner in OWN_ROWS.items()
+    )
+    return f"""DO $rls$
+DECLARE
+  t text;
+BEGIN
+  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP
+    EXECUTE 'ALTER TABLE ' || quote_ident(t) || ' ENABLE ROW LEVEL SECURITY';
+  END LOOP;
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated')
+     AND to_regprocedure('auth.uid()') IS NOT NULL THEN
+{policies}
+  END IF;
+END
+$rls$"""
+
+
+async def _v8_row_level_security(conn: AsyncConnection) -> None:
+    """Supabase's layout (issue 11): a user reads only their own jobs through Supabase's
+    client libraries. SQLite has no roles: nothing to do there."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text(_rls_sql()))
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial", _v1_initial),
     (2, "claim_id", _v2_claim_id),
     (3, "start_failures", _v3_start_failures),
     (4, "start_lease", _v4_start_lease),
     (5, "unmatched_webhooks_index", _v5_unmatched_index),
-    # 6: taken by the Supabase sign-in branch (the runner tolerates gaps)
     (7, "output_copy", _v7_output_copy),
+    (8, "row_level_security", _v8_row_level_security),
 ]
 
 

@@ -1,8 +1,9 @@
 """Page states. Thin callers of the job core: every decision lives in :mod:`arcano_tools.services`.
 
-* :class:`SessionState` — who the browser is. In embedded mode each browser gets an anonymous
-  user (with starting credits) whose access token is kept in the browser's localStorage, so a
-  reload or a new tab is the same user with the same jobs.
+* :class:`SessionState` — who the browser is. With Supabase Auth, the signed-in person (their
+  access and refresh tokens in localStorage, refreshed before they expire: ``web/session.py``);
+  in the demo without Supabase, an anonymous user (with starting credits). Either way a reload
+  or a new tab is the same user with the same jobs.
 * :class:`ToolPageState` — one implementation for the four tool pages (a state mixin; each
   page gets its own concrete state so two tool pages never share a job): upload with checks,
   submit (at most one job per click), live status, the watchdog as a background event, cancel.
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -23,17 +25,17 @@ from arcano_tools.domain.errors import JobError
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import ACTIVE_STATUSES, JobStatus
 from arcano_tools.domain.tools import Tool
-from arcano_tools.services.auth import verify_user_token
 from arcano_tools.services.follow import follow_job
 from arcano_tools.services.progress import progress_percent, timeline_step, typical_duration_s
 from arcano_tools.services.uploads import Upload, check_file
-from arcano_tools.web import runtime
+from arcano_tools.web import runtime, session
 from arcano_tools.web.failures import ended_step, failure_reason, refund_text, timeline_marks
 from arcano_tools.web.texts import (
     MSG_GENERIC,
     MSG_MISSING_FILE,
     MSG_SIGN_IN,
     SAVING_LABEL,
+    SIGN_IN_ROUTE,
     STATUS_LABELS,
     duration_text,
     file_summary,
@@ -41,6 +43,9 @@ from arcano_tools.web.texts import (
     rejected_message,
     success_toast,
 )
+
+#: Tabs of this process whose Supabase session a ``keep_fresh`` background event refreshes.
+_session_keepers: set[str] = set()
 
 #: Status values in which a job may still change (the page's own spelling of the enum).
 ACTIVE_STATUS_VALUES = tuple(sorted(st.value for st in ACTIVE_STATUSES))
@@ -50,31 +55,89 @@ class SessionState(rx.State):
     """The browser's user and credit balance (shown in the shell of every page)."""
 
     token: str = rx.LocalStorage("", name="arcano_token", sync=True)
+    #: Supabase's single-use refresh token (empty without Supabase Auth).
+    refresh_token: str = rx.LocalStorage("", name="arcano_refresh", sync=True)
     user_id: str = ""
     credits: int = 0
     is_admin: bool = False
     #: The demo runs (the built-in RunningHub emulator): every page says so.
     demo: bool = False
+    #: Supabase Auth is configured: the menu offers "Entrar" / "Sair".
+    sign_in_enabled: bool = False
 
     @rx.event
-    async def ensure_user(self) -> None:
-        """Reuse the browser's token, or — in the demo only — create an anonymous user with
-        starting credits. With a real RunningHub a browser without a valid token stays
-        signed out: free anonymous credits would be paid for with real GPU time."""
+    async def ensure_user(self) -> Any:
+        """Reuse the browser's session (refreshed if it is about to expire), or — in the demo
+        without Supabase only — create an anonymous user with starting credits. With a real
+        RunningHub a browser without a valid token stays signed out: free anonymous credits
+        would be paid for with real GPU time."""
         services = runtime.services()
         settings = services.settings
         self.demo = settings.emulated
-        user_id = verify_user_token(services.jwt_secret, self.token) if self.token else None
-        if user_id is None:
+        self.sign_in_enabled = services.auth is not None
+        browser = await session.resolve(services, self.token, self.refresh_token)
+        if (browser.access_token, browser.refresh_token) != (self.token, self.refresh_token):
+            self.token, self.refresh_token = browser.access_token, browser.refresh_token
+        if browser.user_id is None:
             if not settings.anonymous_users:
                 self.user_id, self.credits, self.is_admin = "", 0, False
-                return
+                return None
             user, self.token = await services.user_token("anon-" + uuid.uuid4().hex, anonymous=True)
         else:
-            user = await services.store.ensure_user(user_id, credits=settings.starting_credits)
+            user = await services.store.ensure_user(
+                browser.user_id, credits=settings.starting_credits
+            )
         self.user_id = user.id
         self.credits = user.credits
         self.is_admin = user.is_admin
+        return SessionState.keep_fresh if self.refresh_token else None
+
+    @rx.event(background=True)
+    async def keep_fresh(self) -> None:
+        """Refresh the Supabase session shortly before its access token expires, while this
+        tab is open (one keeper per tab, however often it is fired)."""
+        async with self:
+            client_token = self.router.session.client_token
+        if client_token in _session_keepers:
+            return
+        _session_keepers.add(client_token)
+        services = runtime.services()
+        try:
+            while runtime.client_connected(client_token):
+                async with self:
+                    access, refresh = self.token, self.refresh_token
+                if not refresh:
+                    return
+                due_in = session.refresh_in(access)
+                if due_in > 0:
+                    await asyncio.sleep(min(due_in, c.SESSION_KEEPER_TICK_S))
+                    continue
+                browser = await session.resolve(services, access, refresh)
+                if browser.refresh_token == refresh:  # Supabase unreachable: try again later
+                    await asyncio.sleep(c.SESSION_KEEPER_TICK_S)
+                    continue
+                async with self:
+                    if self.refresh_token != refresh:  # another tab refreshed meanwhile
+                        continue
+                    self.token, self.refresh_token = browser.access_token, browser.refresh_token
+                    if browser.user_id is None:  # refused: signed out elsewhere, revoked
+                        self.user_id, self.credits, self.is_admin = "", 0, False
+                        return
+        finally:
+            _session_keepers.discard(client_token)
+
+    @rx.event
+    async def sign_out(self) -> Any:
+        """Revoke the session on Supabase (best effort) and forget it in this browser."""
+        services = runtime.services()
+        if services.auth is not None and self.refresh_token:
+            # an expired access token cannot revoke anything: refresh it first if need be
+            browser = await session.resolve(services, self.token, self.refresh_token)
+            if browser.access_token:
+                await services.auth.sign_out(browser.access_token)
+        self.token, self.refresh_token = "", ""
+        self.user_id, self.credits, self.is_admin = "", 0, False
+        return rx.redirect(SIGN_IN_ROUTE)
 
     async def refresh_credits(self) -> None:
         user = await runtime.services().store.get_user(self.user_id) if self.user_id else None

@@ -33,6 +33,10 @@ STATUS_LABELS: dict[str, str] = {
 SAVING_LABEL = "Salvando resultado"
 
 CREDITS_ROUTE = "/creditos"
+SIGN_IN_ROUTE = "/entrar"
+SIGN_UP_ROUTE = "/criar-conta"
+RESET_ROUTE = "/recuperar-senha"
+NEW_PASSWORD_ROUTE = "/nova-senha"
 
 
 def not_enough_credits(have: int, cost: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import jwt
@@ -12,6 +13,7 @@ from arcano_tools.services.auth import (
     SUPABASE_AUDIENCE,
     SUPABASE_ROLE,
     Principal,
+    TokenVerifier,
     authenticate,
     issue_user_token,
     verify_user_token,
@@ -40,7 +42,7 @@ def token_with(**claims: object) -> str:
 
 
 def auth(header: str | None) -> Principal | None:
-    return authenticate(header, service_key=SERVICE_KEY, jwt_secret=SECRET)
+    return asyncio.run(authenticate(header, service_key=SERVICE_KEY, tokens=TokenVerifier(SECRET)))
 
 
 # --- issue / verify ---------------------------------------------------------------------------
@@ -199,7 +201,8 @@ def test_a_missing_garbage_or_non_bearer_header_is_refused(header: str | None) -
 
 
 def test_an_empty_service_key_never_matches() -> None:
-    assert authenticate("Bearer x", service_key="", jwt_secret=SECRET) is None
+    verifier = TokenVerifier(SECRET)
+    assert asyncio.run(authenticate("Bearer x", service_key="", tokens=verifier)) is None
 
 
 # --- Principal.may_access ---------------------------------------------------------------------

@@ -216,3 +216,27 @@ def test_the_demo_with_one_emulator_for_every_worker_may_start(
     for name, value in extra.items():
         env.setenv(name, value)
     assert Settings().startup_problem() is None
+
+
+def test_with_supabase_auth_browsers_sign_in_instead_of_being_anonymous(
+    env: pytest.MonkeyPatch,
+) -> None:
+    """Sign-in replaces anonymous users; the demo's emulator still grants its test credits,
+    a real RunningHub grants none unless ARCANO_NEW_USER_CREDITS says so."""
+    env.setenv("ARCANO_DEMO", "true")
+    env.setenv("SUPABASE_URL", "https://abc.supabase.co/")
+    env.setenv("SUPABASE_ANON_KEY", "anon")
+    demo = Settings()
+    assert demo.supabase_auth
+    assert demo.supabase_issuer == "https://abc.supabase.co/auth/v1"
+    assert not demo.anonymous_users
+    assert demo.starting_credits == c.STARTING_CREDITS
+    for name, value in PRODUCTION.items():
+        env.setenv(name, value)
+    env.delenv("ARCANO_DEMO")
+    production = Settings()
+    assert production.supabase_auth
+    assert not production.anonymous_users
+    assert production.starting_credits == 0
+    env.delenv("SUPABASE_ANON_KEY")
+    assert not Settings().supabase_auth  # the URL alone (Storage) offers no sign-in
