@@ -27,6 +27,7 @@ from arcano_tools.services.sync import JobSync, SyncTimings
 from arcano_tools.services.uploads import FileStore
 from arcano_tools.services.webhooks import WebhookReceiver
 from arcano_tools.store import JobStore
+from arcano_tools.store.query_count import count_queries, counting_enabled
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class Services:
         self.tools = ToolRegistry.from_config(settings.runninghub_tools_json)
         self.store = JobStore.from_url(settings.sqlalchemy_url)
         self.metrics = Metrics()
+        if counting_enabled():
+            count_queries(self.store.engine, self.metrics.db_queries.inc)
         self.client = RunningHubClient(
             settings.runninghub_base_url,
             observer=observer or self._count_upstream,
