@@ -48,15 +48,7 @@ class Followed:
 
 @dataclass
 class WatchdogPlan:
-    """When the next watchdog sync of a job is due (pure arithmetic, unit-tested).
-
-    The job's shared schedule (``next_check_at``, written by whoever checked last: this page,
-    another tab, the server watchdog) decides when a sync can ask RunningHub. A page that
-    only counted from its own last sync would, behind another caller's check, sync while the
-    check is not due (a cached answer) and ask one interval later: up to twice the interval
-    between real checks. Without a schedule newer than its own last sync the page counts from
-    that sync.
-    """
+    """When the next watchdog sync of a job is due (pure arithmetic, unit-tested)."""
 
     timings: SyncTimings
     last_sync: datetime | None = None
@@ -64,13 +56,11 @@ class WatchdogPlan:
     def next_sync(self, job: Job) -> datetime:
         first = job.clock_start + self.timings.initial_delay
         deadline = job.clock_start + self.timings.max_timeout
-        shared = job.next_check_at
-        if shared is not None and (self.last_sync is None or shared > self.last_sync):
-            due = max(first, shared)
-        elif self.last_sync is None:
-            due = first
-        else:
-            due = max(first, self.last_sync + self.timings.poll_interval)
+        due = (
+            first
+            if self.last_sync is None
+            else max(first, self.last_sync + self.timings.poll_interval)
+        )
         return min(due, deadline)
 
 

@@ -170,6 +170,8 @@ class Simulation:
             starting_stuck_after=timedelta(minutes=5),
             owner="simulation",
         )
+        #: How often the server watchdog ticks: ``ServerWatchdog.run``'s half poll interval.
+        self.server_tick_s = TIMINGS.poll_interval.total_seconds() / 2
         self._events: list[tuple[float, int, Callable[[], Awaitable[None]]]] = []
         self._seq = itertools.count()
         self._png = _png()
@@ -185,7 +187,7 @@ class Simulation:
         if not self.specs:
             return []
         end = max(s.submit_at for s in self.specs) + TAIL_S
-        tick = TIMINGS.poll_interval.total_seconds() / 2  # the server watchdog's own tick
+        tick = self.server_tick_s
         for k in range(int(self.specs[0].submit_at / tick), int(end / tick) + 1):
             self.at(k * tick, self._watchdog_tick)
         with _quiet():

@@ -76,25 +76,3 @@ def test_page_watchdog_plan_counts_from_the_database_start_not_from_now() -> Non
     plan.last_sync = start + timedelta(minutes=11, seconds=58)
     # the deadline comes before the next poll: the last sync is at the deadline itself
     assert plan.next_sync(job_record(start)) == start + timedelta(minutes=12)
-
-
-def test_page_watchdog_follows_the_shared_schedule_another_caller_moved() -> None:
-    timings = SyncTimings(
-        initial_delay=timedelta(seconds=30),
-        poll_interval=timedelta(seconds=15),
-        max_timeout=timedelta(minutes=12),
-        timeout_message="x",
-    )
-    start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    plan = WatchdogPlan(timings)
-    # a learned first check at 70 s: no point syncing at 30 s for a cached answer
-    learned = job_record(start, next_check_at=start + timedelta(seconds=70))
-    assert plan.next_sync(learned) == start + timedelta(seconds=70)
-    # this page synced at 70 s (cached: the server watchdog had checked at 67 s, next due at
-    # 82 s): its next sync is when the check is due, not 15 s after its own
-    plan.last_sync = start + timedelta(seconds=70)
-    behind = job_record(start, next_check_at=start + timedelta(seconds=82))
-    assert plan.next_sync(behind) == start + timedelta(seconds=82)
-    # a schedule not newer than its own sync (nothing reserved): 15 s after the sync
-    stale = job_record(start, next_check_at=start + timedelta(seconds=60))
-    assert plan.next_sync(stale) == start + timedelta(seconds=85)
