@@ -26,8 +26,11 @@ TOAST_FAILURE_DEFAULT: Final = "Erro no processamento"
 PAGE_WATCHDOG_GRACE_MS: Final = 15_000
 
 #: A page following a job re-reads it when the job bus reports a change; with no change it
-#: still re-reads this often, in case an update was lost on the way (the bus is only a hint).
-FOLLOW_REREAD_QUIET_S: Final = 15.0
+#: still re-reads about this often (jittered ±20 %), in case an update was lost on the way
+#: (the bus is only a hint: the Redis relay may drop one). A minute keeps a thousand open
+#: pages at ~17 reads/s (issue 9: ≤ 50 queries/s); with the watchdog on, a page past the
+#: initial delay re-reads after each sync anyway.
+FOLLOW_REREAD_QUIET_S: Final = 60.0
 
 # --- What the tool pages show while a job runs ------------------------------------------------
 #: A queued job's bar shows a sliver, so the page visibly took the job.

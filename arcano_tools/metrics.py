@@ -20,6 +20,12 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.db_queries = Counter(
+            "arcano_db_queries",
+            "SQL statements sent to the database; counted only with ARCANO_COUNT_QUERIES=1 "
+            "(a benchmark's probe: issue 9's idle cost of open pages).",
+            registry=r,
+        )
         self.jobs_finished = Counter(
             "arcano_jobs_finished",
             "Jobs that reached a terminal status, by status and by the path that finished them.",

@@ -33,6 +33,7 @@ from arcano_tools.storage import ObjectStorage
 from arcano_tools.storage.local import LocalStorage
 from arcano_tools.storage.supabase import SupabaseStorage
 from arcano_tools.store import JobStore
+from arcano_tools.store.query_count import count_queries, counting_enabled
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class Services:
             settings.sqlalchemy_url, transaction_pooler=settings.transaction_pooler
         )
         self.metrics = Metrics()
+        if counting_enabled():
+            count_queries(self.store.engine, self.metrics.db_queries.inc)
         self.client = RunningHubClient(
             settings.runninghub_base_url,
             observer=observer or self._count_upstream,

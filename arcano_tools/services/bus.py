@@ -46,6 +46,9 @@ class JobUpdate:
 class JobBus:
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[JobUpdate]] = set()
+        #: Subscribers of one job only: a page follows one job, and with a thousand pages
+        #: open a burst of updates must not wake every page for every job.
+        self._by_job: dict[str, set[asyncio.Queue[JobUpdate]]] = {}
         #: False while updates made in other processes may not reach this bus (the Redis
         #: relay is configured but not connected): followers then re-read their job every
         #: tick instead of waiting for an update. A bus with no relay serves one process.
@@ -62,16 +65,21 @@ class JobBus:
 
     def deliver(self, update: JobUpdate) -> None:
         """Hand an update to this process's subscribers only (the relay's incoming side)."""
-        for queue in list(self._subscribers):
+        for queue in [*self._subscribers, *self._by_job.get(update.job_id, ())]:
             if queue.full():
                 queue.get_nowait()
             queue.put_nowait(update)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[JobUpdate]]:
+    async def subscribe(self, job_id: str | None = None) -> AsyncIterator[asyncio.Queue[JobUpdate]]:
+        """A queue of every update, or only of ``job_id``'s (the oldest dropped when full:
+        for one job the newest update, the one that matters, is always kept)."""
         queue: asyncio.Queue[JobUpdate] = asyncio.Queue(maxsize=SUBSCRIBER_BUFFER)
-        self._subscribers.add(queue)
+        group = self._subscribers if job_id is None else self._by_job.setdefault(job_id, set())
+        group.add(queue)
         try:
             yield queue
         finally:
-            self._subscribers.discard(queue)
+            group.discard(queue)
+            if job_id is not None and not group:
+                self._by_job.pop(job_id, None)

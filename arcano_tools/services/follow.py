@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +32,9 @@ from arcano_tools.services.sync import JobSync, SyncTimings
 
 #: How often a following page refreshes its elapsed-time display when nothing happens.
 TICK = timedelta(seconds=1)
+#: Each follower's quiet re-read period is ``FOLLOW_REREAD_QUIET_S`` times a factor drawn in
+#: ``1 ± QUIET_JITTER``.
+QUIET_JITTER = 0.2
 
 
 @dataclass(frozen=True)
@@ -74,14 +78,18 @@ async def follow_job(
     """Yield the job now, on every change, on every tick, until it is terminal or the page left.
 
     The job is re-read from the store only when something may have changed it: an update on
-    the bus, a watchdog sync, or — while the bus may miss updates (the Redis relay is down) —
-    every tick. A quiet re-read every ``FOLLOW_REREAD_QUIET_S`` guards against an update lost
-    on the way (the bus is a hint, the database the truth).
+    the bus (this job's only), a watchdog sync, or — while the bus may miss updates (the Redis
+    relay is down) — every tick. A quiet re-read every ``FOLLOW_REREAD_QUIET_S`` (jittered,
+    so pages opened together do not re-read together) guards against an update lost on the
+    way (the bus is a hint, the database the truth): with a thousand pages open that is
+    about 17 reads a second, not one per page per tick.
     """
     plan = WatchdogPlan(sync.timings)
     clock = sync.clock
-    quiet_reread = timedelta(seconds=c.FOLLOW_REREAD_QUIET_S)
-    async with bus.subscribe() as updates:
+    quiet_reread = timedelta(
+        seconds=c.FOLLOW_REREAD_QUIET_S * random.uniform(1 - QUIET_JITTER, 1 + QUIET_JITTER)
+    )
+    async with bus.subscribe(job_id) as updates:
         job = await store.get_job(table, job_id)
         if job is None:
             return

@@ -7,7 +7,8 @@ and says "usual duration" only once the tool has a little history.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from arcano_tools import constants as c
 from arcano_tools.domain.status import JobStatus
@@ -46,3 +47,30 @@ def typical_duration_s(durations_s: Sequence[float]) -> int:
     if len(durations_s) < c.TYPICAL_DURATION_MIN_HISTORY:
         return 0
     return max(1, round(quantile(durations_s, 0.5)))
+
+
+#: A tool's typical duration is re-read at most this often per process: every page load
+#: asks for it, and a thousand pages opening together must not send a thousand reads.
+TYPICAL_DURATION_CACHE_S = 60.0
+
+
+class TypicalDurations:
+    """Each tool's typical duration, read through ``read(table)`` (its recent durations) at
+    most once per ``TYPICAL_DURATION_CACHE_S`` of ``now()`` (monotonic seconds)."""
+
+    def __init__(
+        self,
+        read: Callable[[str], Awaitable[Sequence[float]]],
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._now = now
+        self._cache: dict[str, tuple[float, int]] = {}
+
+    async def of(self, table: str) -> int:
+        cached = self._cache.get(table)
+        if cached is not None and self._now() - cached[0] < TYPICAL_DURATION_CACHE_S:
+            return cached[1]
+        value = typical_duration_s(await self._read(table))
+        self._cache[table] = (self._now(), value)
+        return value

@@ -336,7 +336,9 @@ class QueueManager:
         """The learned delay before a job's first upstream check (cached per tool a minute)."""
         if self.schedule is None:
             return None
-        now = asyncio.get_running_loop().time()
+        # the service clock, not the event loop's: a simulation on a virtual clock (and a
+        # test's fake clock) sees the history refreshed on its own time
+        now = self.clock().timestamp()
         cached = self._first_check.get(table)
         if cached is None or now - cached[0] > FIRST_CHECK_CACHE_S:
             durations = await self.store.recent_durations(table)

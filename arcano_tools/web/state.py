@@ -26,7 +26,11 @@ from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import ACTIVE_STATUSES, JobStatus
 from arcano_tools.domain.tools import Tool
 from arcano_tools.services.follow import follow_job
-from arcano_tools.services.progress import progress_percent, timeline_step, typical_duration_s
+from arcano_tools.services.progress import (
+    TypicalDurations,
+    progress_percent,
+    timeline_step,
+)
 from arcano_tools.services.uploads import Upload, check_file
 from arcano_tools.web import runtime, session
 from arcano_tools.web.failures import ended_step, failure_reason, refund_text, timeline_marks
@@ -49,6 +53,22 @@ _session_keepers: set[str] = set()
 
 #: Status values in which a job may still change (the page's own spelling of the enum).
 ACTIVE_STATUS_VALUES = tuple(sorted(st.value for st in ACTIVE_STATUSES))
+
+
+_TYPICAL: list[TypicalDurations] = []
+
+
+def _typical_durations() -> TypicalDurations:
+    """One per process (a page load reads a tool's history at most once a minute)."""
+    if not _TYPICAL:
+
+        async def read(table: str) -> list[float]:
+            return await runtime.services().store.recent_durations(
+                table, limit=c.TYPICAL_DURATION_WINDOW
+            )
+
+        _TYPICAL.append(TypicalDurations(read))
+    return _TYPICAL[0]
 
 
 class SessionState(rx.State):
@@ -270,10 +290,7 @@ class ToolPageState(rx.State, mixin=True):
         return type(self).follow if job.status.is_active else None
 
     async def _typical_duration(self, table: str) -> int:
-        durations = await runtime.services().store.recent_durations(
-            table, limit=c.TYPICAL_DURATION_WINDOW
-        )
-        return typical_duration_s(durations)
+        return await _typical_durations().of(table)
 
     # --- inputs -------------------------------------------------------------------------------
 

@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 from arcano_tools import constants as c
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
-from arcano_tools.services.progress import progress_percent, timeline_step, typical_duration_s
+from arcano_tools.services.progress import (
+    TYPICAL_DURATION_CACHE_S,
+    TypicalDurations,
+    progress_percent,
+    timeline_step,
+    typical_duration_s,
+)
 from arcano_tools.services.report import RESCUES_SHOWN, finish_times, rescues
 from tests.support.records import job_record
 
@@ -77,3 +83,19 @@ def test_finish_times_are_medians_per_path() -> None:
     ]
     rows = [(t.path, t.median_s, t.jobs) for t in finish_times(jobs)]
     assert rows == [(FinishedBy.SERVER_WATCHDOG, 40.0, 1), (FinishedBy.WEBHOOK, 5.0, 3)]
+
+
+async def test_a_tools_typical_duration_is_read_once_a_minute_per_process() -> None:
+    reads: list[str] = []
+    clock = [0.0]
+
+    async def read(table: str) -> list[float]:
+        reads.append(table)
+        return [40.0] * 10
+
+    typical = TypicalDurations(read, now=lambda: clock[0])
+    assert [await typical.of("upscaler_jobs") for _ in range(3)] == [40, 40, 40]
+    assert reads == ["upscaler_jobs"]  # a thousand page loads, one read
+    clock[0] = TYPICAL_DURATION_CACHE_S
+    await typical.of("upscaler_jobs")
+    assert reads == ["upscaler_jobs"] * 2

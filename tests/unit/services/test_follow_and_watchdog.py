@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from arcano_tools import constants as c
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
-from arcano_tools.services.follow import Followed, follow_job
+from arcano_tools.services.follow import QUIET_JITTER, Followed, follow_job
 from arcano_tools.store.memory import InMemoryStore
 from tests.support.core import ACCOUNT, TIMINGS, Core
 from tests.support.stores import force_in_flight
@@ -161,3 +162,44 @@ async def test_the_server_watchdog_recounts_a_drifted_slot_counter(core: Core) -
     await core.dispatch()
 
     assert (await core.job(job)).status is JobStatus.RUNNING
+
+
+async def test_a_follower_is_woken_by_its_own_jobs_updates_only(core: Core) -> None:
+    mine, other = await core.running(), await core.running()
+    async with core.bus.subscribe(mine.id) as updates, core.bus.subscribe() as everything:
+        await core.fail(other)
+        await core.fail(mine)
+
+        assert [updates.get_nowait().job_id] == [mine.id]
+        assert updates.empty()
+        assert [everything.get_nowait().job_id for _ in range(2)] == [other.id, mine.id]
+
+
+async def test_a_quiet_follower_re_reads_its_job_about_once_a_minute(core: Core) -> None:
+    counting = CountingStore(clock=core.clock)
+    await counting.upsert_account(ACCOUNT, "k" * 32, 2)
+    core.store = counting
+    core.queue.store = counting
+    core.sync.store = counting
+    job = await core.running()
+    counting.reads = 0
+    steps = follow_job(
+        store=counting,
+        bus=core.bus,
+        sync=core.sync,
+        table=job.table,
+        job_id=job.id,
+        watchdog_enabled=False,
+        tick=TICK,
+    )
+    await anext(steps)
+    low = c.FOLLOW_REREAD_QUIET_S * (1 - QUIET_JITTER)
+    high = c.FOLLOW_REREAD_QUIET_S * (1 + QUIET_JITTER)
+
+    core.clock.advance(seconds=low - 1)
+    await anext(steps)
+    assert counting.reads == 1  # before the shortest guard: nothing re-read
+    core.clock.advance(seconds=high - low + 1)
+    await anext(steps)
+    assert counting.reads == 2  # past the longest: re-read once
+    await steps.aclose()

@@ -9,9 +9,18 @@ import pytest
 
 from arcano_tools.constants import QUEUE_RETRY_MAX_S
 from arcano_tools.domain.errors import InsufficientCredits, InvalidInput, JobNotCancellable
+from arcano_tools.domain.records import FinishRequest
 from arcano_tools.domain.status import FinishedBy, JobStatus
-from arcano_tools.services.queue_manager import MAX_START_FAILURES, MSG_INPUT_MISSING, MSG_REJECTED
+from arcano_tools.services.queue_manager import (
+    FIRST_CHECK_CACHE_S,
+    MAX_START_FAILURES,
+    MSG_INPUT_MISSING,
+    MSG_REJECTED,
+)
+from arcano_tools.services.schedule import MIN_HISTORY
 from tests.support.core import ACCOUNT, Core
+
+OUTPUT_URL = "https://rh-images.xiaoyaoyou.com/out.png"
 
 
 async def test_a_submit_charges_the_tool_price_and_queues_the_job(core: Core) -> None:
@@ -156,3 +165,20 @@ async def test_a_stuck_start_is_requeued_and_a_late_answer_changes_nothing(core:
         claimed, retry_at=core.clock() + timedelta(seconds=1), reason="late"
     )
     assert (await core.job(job)).task_id == current.task_id
+
+
+async def test_the_learned_first_check_is_refreshed_on_the_service_clock(core: Core) -> None:
+    """The cache of a tool's learned first-check delay ages on the services' clock (a virtual
+    one in the simulation), not the event loop's: history gathered in virtual time is used."""
+    assert await core.queue.first_check_delay("upscaler_jobs") is None  # no history yet
+    for _ in range(MIN_HISTORY):
+        job = await core.running()
+        core.clock.advance(seconds=90)
+        await core.queue.finish(
+            job.table,
+            job.id,
+            FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url=OUTPUT_URL),
+        )
+    core.clock.advance(seconds=FIRST_CHECK_CACHE_S + 1)
+
+    assert await core.queue.first_check_delay("upscaler_jobs") == timedelta(seconds=90)

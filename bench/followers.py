@@ -1,0 +1,306 @@
+"""Target 4 of issue 9: a thousand open pages on one prod worker.
+
+``python -m bench.followers [--pages N] [--idle-s S]``. Starts the real app (``reflex run
+--env prod --single-port``, one worker, SQLite, the built-in RunningHub emulator with tasks
+that never end and no webhooks), submits one upscale per user through ``POST /api/jobs``,
+then opens one page per job with Reflex's own websocket protocol (python-socketio: the
+``hydrate_and_load`` boot event in the CONNECT packet, as ``.web/utils/state.js`` sends it),
+each page following its job (the tool page's ``load`` → ``follow``).
+
+1. **Idle**: with every page open and the jobs inside ``WATCHDOG_INITIAL_DELAY_MS``, the SQL
+   statements of the server over ``idle_s`` seconds (``ARCANO_COUNT_QUERIES=1``: a cursor
+   hook, read from ``/metrics``) → ``followers_idle_qps`` (≤ 50).
+2. **Burst**: RunningHub's TASK_END webhooks for every job at 200 per second, to each job's
+   own webhook URL (its token names the claim, read from the database); every page must see
+   its job ``completed``; webhook sent → page's delta received, p95 → ``followers_p95_ms``
+   (≤ 250 ms). Both clocks are this process's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import io
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import socketio
+from PIL import Image
+
+from arcano_tools.emulator.tasks import envelope
+from arcano_tools.emulator.webhooks import webhook_body
+from arcano_tools.services.auth import issue_user_token
+from arcano_tools.services.queue_manager import webhook_token
+from tests.support.reflex_app import start_reflex_app
+
+PAGES = 1000
+IDLE_S = 60.0
+WEBHOOKS_PER_S = 200.0
+#: Connections the webhook sender may open at once (RunningHub's retries are many senders).
+SENDER_CONNECTIONS = 256
+P95_BUDGET_MS = 250.0
+IDLE_QPS_BUDGET = 50.0
+JWT_SECRET = "bench-jwt-secret-" + "j" * 32
+SERVICE_KEY = "bench-service-key-" + "k" * 32
+OUTPUT_HOST = "files.bench.test"
+TABLE = "upscaler_jobs"
+ROUTE = "/upscaler"
+#: Reflex serves socket.io at this path and namespace (the frontend's ``io(".../_event")``).
+NAMESPACE = "/_event"
+#: Reflex's names for the boot event and the session token in local storage (0.10.1).
+HYDRATE = "reflex___state____state.hydrate_and_load"
+TOKEN_VAR = "reflex___state____state.arcano_tools___web___state____session_state.token_rx_state_"
+STATUS_VAR = "status_rx_state_"
+#: Pages opened at once, and the seconds a wave has to show its jobs running.
+WAVE = 50
+WAVE_READY_S = 60.0
+#: Seconds allowed, after the last webhook, for every page to show its job completed.
+ENDS_SEEN_S = 60.0
+
+
+@dataclass
+class Page:
+    """One browser tab: a socket.io client following one job."""
+
+    user: str
+    token: str
+    job_id: str = ""
+    status: str = ""
+    completed_at: float | None = None
+    running: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    sio: socketio.AsyncClient | None = None
+
+    def on_update(self, update: Any) -> None:
+        delta = update.get("delta") if isinstance(update, dict) else None
+        for values in (delta or {}).values():
+            if isinstance(values, dict) and STATUS_VAR in values:
+                self.status = str(values[STATUS_VAR])
+                if self.status == "running":
+                    self.running.set()
+                elif self.status == "completed" and self.completed_at is None:
+                    self.completed_at = time.time()
+                    self.ended.set()
+
+
+def _progress(message: str) -> None:
+    """A minute-long run says where it is (stderr: the figures stay on stdout)."""
+    print(f"  followers: {message}", file=sys.stderr, flush=True)
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    return {
+        "ARCANO_DATA_DIR": str(data_dir),
+        "ARCANO_JWT_SECRET": JWT_SECRET,
+        "ARCANO_SERVICE_KEY": SERVICE_KEY,
+        "ARCANO_COUNT_QUERIES": "1",
+        "ARCANO_NEW_USER_CREDITS": "1000",
+        "RUNNINGHUB_MAX_CONCURRENT": str(PAGES * 2),
+        "RUNNINGHUB_OUTPUT_HOSTS": OUTPUT_HOST,
+        "UPSTREAM_MAX_RPS": "2000",
+        "UPSTREAM_MAX_CONCURRENCY": "64",
+        # the jobs stay inside the initial delay for the whole run: pages wait on the bus
+        "WATCHDOG_INITIAL_DELAY_MS": str(3_600_000),
+        "WATCHDOG_MAX_TIMEOUT_MS": str(7_200_000),
+        "EMULATOR_OUTCOME": "never",
+        "EMULATOR_WEBHOOK": "drop",
+    }
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 24), (90, 40, 160)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _submit_all(url: str, pages: list[Page]) -> None:
+    image = _png()
+
+    def one(page: Page) -> None:
+        with httpx.Client(timeout=60) as http:
+            r = http.post(
+                url + "/api/jobs",
+                headers={"Authorization": f"Bearer {page.token}"},
+                data={"tool": "upscaler", "scale": "2"},
+                files={"image": ("foto.png", image, "image/png")},
+            )
+            r.raise_for_status()
+            page.job_id = str(r.json()["jobId"])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, pages))
+
+
+async def _open(url: str, page: Page) -> None:
+    sio = socketio.AsyncClient(reconnection=False)
+    sio.on("event", page.on_update, namespace=NAMESPACE)
+    boot = {
+        "name": HYDRATE,
+        "payload": {"vars": {TOKEN_VAR: page.token}},
+        "router_data": {"pathname": ROUTE, "asPath": ROUTE},
+    }
+    await sio.connect(
+        f"{url}?token={uuid.uuid4()}",
+        socketio_path=NAMESPACE,
+        transports=["websocket"],
+        namespaces=[NAMESPACE],
+        auth={"event": boot},
+        wait_timeout=60,
+    )
+    page.sio = sio
+
+
+def _queries(http: httpx.Client, url: str) -> float:
+    r = http.get(url + "/metrics", headers={"Authorization": f"Bearer {SERVICE_KEY}"})
+    r.raise_for_status()
+    for line in r.text.splitlines():
+        if line.startswith("arcano_db_queries_total"):
+            return float(line.split()[-1])
+    raise RuntimeError("no arcano_db_queries_total on /metrics: is ARCANO_COUNT_QUERIES on?")
+
+
+def _webhook_targets(data_dir: Path) -> dict[str, tuple[str, str]]:
+    """job id → (task id, claim id), read from the server's database."""
+    with sqlite3.connect(f"file:{data_dir / 'arcano.db'}?mode=ro", uri=True) as db:
+        rows = db.execute(f"SELECT id, task_id, claim_id FROM {TABLE}").fetchall()
+    return {job_id: (task_id, claim_id) for job_id, task_id, claim_id in rows}
+
+
+async def _burst(base: str, pages: list[Page], data_dir: Path) -> dict[str, float]:
+    targets = _webhook_targets(data_dir)
+    secret = ("webhook:" + SERVICE_KEY).encode()
+    sent: dict[str, float] = {}
+    result = envelope(
+        0,
+        "success",
+        [
+            {
+                "fileUrl": f"https://{OUTPUT_HOST}/out.png",
+                "fileType": "png",
+                "taskCostTime": 1.0,
+                "nodeId": "9",
+            }
+        ],
+    )
+    errors: list[str] = []
+    # no pool timeout: a webhook waits for a connection rather than failing the run; the
+    # latency counts from when it was due, so a server that falls behind is measured as such
+    timeout = httpx.Timeout(60.0, pool=None)
+    limits = httpx.Limits(max_connections=SENDER_CONNECTIONS)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+
+        async def send(page: Page, at: float) -> None:
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            task_id, claim_id = targets[page.job_id]
+            token = webhook_token(secret, TABLE, page.job_id, claim_id)
+            url = f"{base}/webhooks/runninghub/{TABLE}/{page.job_id}?token={token}"
+            sent[page.job_id] = time.time()
+            try:
+                r = await http.post(url, content=webhook_body(task_id, result))
+                r.raise_for_status()
+            except httpx.HTTPError as exc:
+                errors.append(type(exc).__name__)
+
+        start = time.monotonic() + 0.5
+        await asyncio.gather(*(send(p, start + i / WEBHOOKS_PER_S) for i, p in enumerate(pages)))
+    try:
+        async with asyncio.timeout(ENDS_SEEN_S):
+            await asyncio.gather(*(p.ended.wait() for p in pages))
+    except TimeoutError:
+        pass
+    lat = sorted(
+        (p.completed_at - sent[p.job_id]) * 1000 for p in pages if p.completed_at is not None
+    )
+    seen = len(lat)
+    p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else float("inf")
+    p50 = lat[len(lat) // 2] if lat else float("inf")
+    return {"seen": seen, "p50": p50, "p95": p95, "errors": len(errors)}
+
+
+async def _measure(url: str, data_dir: Path, n: int, idle_s: float) -> dict[str, object]:
+    pages = [Page(f"bench{i}", issue_user_token(JWT_SECRET, f"bench{i}")) for i in range(n)]
+    _progress(f"submitting {n} jobs")
+    await asyncio.to_thread(_submit_all, url, pages)
+    _progress("opening the pages")
+    opened = time.monotonic()
+    for first in range(0, n, WAVE):  # tabs open in waves, each wave following before the next
+        wave = pages[first : first + WAVE]
+        await asyncio.gather(*(_open(url, p) for p in wave))
+        try:
+            async with asyncio.timeout(WAVE_READY_S):
+                await asyncio.gather(*(p.running.wait() for p in wave))
+        except TimeoutError:
+            pass
+    following = sum(p.running.is_set() for p in pages)
+    _progress(f"{following}/{n} pages follow a running job; idle for {idle_s:g} s")
+    open_s = time.monotonic() - opened
+    with httpx.Client(timeout=30) as http:
+        await asyncio.sleep(5)  # let the page loads settle
+        before = _queries(http, url)
+        await asyncio.sleep(idle_s)
+        idle_qps = (_queries(http, url) - before) / idle_s
+    _progress(f"idle: {idle_qps:.1f} queries/s")
+    _progress(f"webhooks at {WEBHOOKS_PER_S:g}/s")
+    burst = await _burst(url, pages, data_dir)
+    await asyncio.gather(
+        *(p.sio.disconnect() for p in pages if p.sio is not None), return_exceptions=True
+    )
+    return {
+        "followers_pages": n,
+        "followers_following": following,
+        "followers_open_s": round(open_s, 1),
+        "followers_idle_qps": round(idle_qps, 2),
+        "followers_seen_end": int(burst["seen"]),
+        "followers_webhook_errors": int(burst["errors"]),
+        "followers_p50_ms": round(burst["p50"], 1),
+        "followers_p95_ms": round(burst["p95"], 1),
+    }
+
+
+def run(pages: int = PAGES, idle_s: float = IDLE_S, *, verbose: bool = True) -> dict[str, object]:
+    """Open ``pages`` pages on one worker, measure idle queries and the webhook burst."""
+    with tempfile.TemporaryDirectory(prefix="arcano-followers-") as tmp:
+        data_dir = Path(tmp) / "data"
+        app = start_reflex_app(_env(data_dir), log_dir=Path(tmp))
+        _progress(f"app up in {app.start_seconds:.1f} s")
+        try:
+            result = asyncio.run(_measure(app.url, data_dir, pages, idle_s))
+        finally:
+            app.stop()
+    checks = {
+        f"every page saw its end ({result['followers_seen_end']}/{pages})": result[
+            "followers_seen_end"
+        ]
+        == pages,
+        f"p95 webhook -> page <= {P95_BUDGET_MS:g} ms": float(str(result["followers_p95_ms"]))
+        <= P95_BUDGET_MS,
+        f"idle queries/s <= {IDLE_QPS_BUDGET:g}": float(str(result["followers_idle_qps"]))
+        <= IDLE_QPS_BUDGET,
+    }
+    if verbose:
+        print(f"followers: {json.dumps(result)}")
+        for name, ok in checks.items():
+            print(f"  {'PASS' if ok else 'FALLS SHORT':11} {name}")
+    result["followers_pass"] = all(checks.values())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pages", type=int, default=PAGES)
+    parser.add_argument("--idle-s", type=float, default=IDLE_S)
+    args = parser.parse_args()
+    run(args.pages, args.idle_s)
+
+
+if __name__ == "__main__":
+    main()
