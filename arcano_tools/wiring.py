@@ -196,7 +196,7 @@ class Services:
         """The process's counters plus database gauges read now (same for every process)."""
         active = await self.store.active_jobs(limit=10_000)
         self.metrics.active_jobs.set(len(active))
-        oldest = min((j.clock_start for j in active), default=None)
+        oldest = min((j.deadline_from for j in active), default=None)
         age = (utcnow() - oldest).total_seconds() if oldest else 0.0
         self.metrics.oldest_active_age.set(age)
         return self.metrics.render()

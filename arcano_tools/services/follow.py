@@ -55,7 +55,7 @@ class WatchdogPlan:
 
     def next_sync(self, job: Job) -> datetime:
         first = job.clock_start + self.timings.initial_delay
-        deadline = job.clock_start + self.timings.max_timeout
+        deadline = job.deadline_from + self.timings.max_timeout
         due = (
             first
             if self.last_sync is None
