@@ -39,5 +39,9 @@ def connection_banner() -> rx.Component:
             "bottom": "1em",
             "zIndex": 1000,
             "width": "min(36em, calc(100% - 2em))",
+            # the callout's colours are translucent: a solid page colour under them
+            "background": "var(--color-background)",
+            "borderRadius": "var(--radius-4)",
+            "boxShadow": "var(--shadow-4)",
         },
     )
