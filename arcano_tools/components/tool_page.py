@@ -459,6 +459,9 @@ def result_view(tool: Tool, state: type[ToolPageState]) -> rx.Component:
                 href=state.download_url,
                 download=state.download_file,
                 data_testid="download",
+                # Reflex renders <a> as React Router's Link, which would route the click
+                # in-app; the browser itself must follow it for `download` to save the file
+                custom_attrs={"reloadDocument": True},
             ),
             as_child=True,
             size="3",

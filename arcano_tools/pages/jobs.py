@@ -111,6 +111,8 @@ def _row(job: rx.Var[dict[str, str]]) -> rx.Component:
                                 "Baixar",
                                 href=job["download_url"],
                                 download=job["download_file"],
+                                # a plain browser link (not React Router's): `download` works
+                                custom_attrs={"reloadDocument": True},
                             ),
                             as_child=True,
                             size="2",

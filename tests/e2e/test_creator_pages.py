@@ -304,22 +304,23 @@ async def test_a_sample_result_is_compared_zoomed_measured_downloaded_and_announ
     resolution and size, and a download with a readable name."""
     await on.page.add_init_script(FAKE_NOTIFICATIONS)
     await on.page.set_viewport_size(LAPTOP)  # type: ignore[arg-type]
-    await on.emulator(task_ms=5000)
+    await on.emulator(task_ms=6000, webhook_delay_ms=200)  # ends well before the 9 s deadline
     await on.open_tool()
     title = await on.page.title()
 
     await on.page.get_by_test_id("try-sample").click()
     await on.page.get_by_text("240×160 px").wait_for()  # the sample landscape, as if uploaded
     await on.page.get_by_test_id("submit").click()
+    assert await on.page.evaluate("window.__notifications.asked()") == 0  # not on load
+    await on.page.get_by_test_id("notify").click()
+    await on.page.get_by_text("Você será avisado quando terminar.").wait_for()
+    assert await on.page.evaluate("window.__notifications.asked()") == 1
+    await set_tab_visible(on, False)
     estimate = on.page.get_by_test_id("estimate")
     await estimate.filter(has_text="estimativa").wait_for()
     bar = on.page.get_by_role("progressbar")
     assert await bar.get_attribute("aria-label") in ("Progresso estimado", "Processando")
     assert await on.blocking_a11y_violations() == []  # the tool page while processing
-    await on.page.get_by_test_id("notify").click()
-    await on.page.get_by_text("Você será avisado quando terminar.").wait_for()
-    assert await on.page.evaluate("window.__notifications.asked()") == 1
-    await set_tab_visible(on, False)
 
     await on.page.wait_for_function("document.title.startsWith('✓ Pronto')")
     icon = await on.page.get_attribute("link[rel~='icon']", "href")
@@ -359,16 +360,13 @@ async def test_a_sample_result_is_compared_zoomed_measured_downloaded_and_announ
     assert await on.page.evaluate("document.querySelector('[data-compare-view]').scrollLeft") > 0
 
     # the download: the result's bytes under a name a person can read
-    # the download: the result's bytes under a name a person can read. Headless Chromium
-    # here opens a same-origin `download` link instead of saving it, so the test reads the
-    # link; the store branch's /download route answers `Content-Disposition: attachment`.
-    link = on.page.get_by_test_id("download")
-    name = await link.get_attribute("download")
-    assert name is not None
+    # the download: the result's bytes, saved under a name a person can read
+    async with on.page.expect_download() as info:
+        await on.page.get_by_test_id("download").click()
+    download = await info.value
+    name = download.suggested_filename
     assert re.fullmatch(r"arcano-upscaler-2x-\d{4}-\d{2}-\d{2}-\d{4}\.png", name), name
-    href = await link.get_attribute("href")
-    assert href is not None
-    assert await on.fetch(href) == output
+    assert (await download.path()).read_bytes() == output
     assert await on.blocking_a11y_violations() == []
     await on.shots("upscaler-compare")
 
