@@ -120,13 +120,14 @@ async def test_reload_resumes_the_job_and_keeps_the_original_deadline(on: AppDri
     await on.emulator(outcome="never")
     await on.open_tool()
     job_id = await on.submit_image()
-    # the page's clock counts from the click (the queue included), the deadline from the
-    # start: 5 s leaves a reload on a busy machine time before the 9 s deadline
+    # the page's clock counts from the click (the queue included), the deadline from the start
     await on.processing_for(RELOAD_AFTER_S)
 
     await on.page.reload()
     await on.page.get_by_test_id("status-label").wait_for()
-    assert "Processando" in await on.page.get_by_test_id("status-label").inner_text()
+    # the job is shown again; a reload that takes seconds on a busy machine may already
+    # find it ended by the original deadline (which is what this test is about)
+    assert await on.page.get_by_test_id("status-label").inner_text() in ("Processando", "Falhou")
     elapsed = await on.page.get_by_test_id("elapsed").inner_text()
     assert int(elapsed.split()[0]) >= RELOAD_AFTER_S  # the clock did not restart
     await on.page.get_by_text("Timeout: processamento excedeu o tempo limite").first.wait_for(
