@@ -8,6 +8,7 @@ list short. Never imported or run; ``ruff`` checks it like any module.
 
 import sqlite3
 
+from arcano_tools.components.compare import LoadedImg, LoadedVideo
 from arcano_tools.config import Settings
 from arcano_tools.domain.records import Account
 from arcano_tools.domain.repository import Repository
@@ -25,6 +26,8 @@ WebhookStats.sent  # the emulator's /_stats: serialised by dataclasses.asdict
 WebhookStats.dropped  # idem
 WebhookStats.duplicates  # idem
 TaskStats.succeeded  # idem
+LoadedImg.on_load  # a Reflex event trigger: declared as a field, set by keyword (on_load=…)
+LoadedVideo.on_loaded_metadata  # idem
 
 # --- the design's contract --------------------------------------------------------------------
 Settings.supabase_url  # SUPABASE_URL: the production (Supabase) deployment reads it

@@ -8,6 +8,7 @@ import reflex as rx
 from reflex.event import EventSpec
 
 from arcano_tools.api.routes import create_api
+from arcano_tools.components.connection import connection_banner
 from arcano_tools.components.shell import ADMIN_ROUTE, JOBS_ROUTE, with_shell
 from arcano_tools.components.tool_page import tool_page
 from arcano_tools.domain.tools import DEFAULT_TOOLS
@@ -36,6 +37,8 @@ from arcano_tools.web.texts import (
 )
 
 log = logging.getLogger(__name__)
+#: Reflex's key for the overlay in ``App.app_wraps`` (its connection toaster and pulser).
+OVERLAY_WRAP = (5, "Overlay")
 
 services = runtime.services()
 
@@ -52,8 +55,16 @@ app = rx.App(
     # every page is Brazilian Portuguese (screen readers, translation, hyphenation)
     html_lang="pt-BR",
     backend_exception_handler=backend_error,
-    # sonner's light-mode toast text, darkened to WCAG AA contrast
-    stylesheets=["/toasts.css"],
+    # sonner's light-mode toast text, darkened to WCAG AA contrast; the pages' own styles
+    stylesheets=["/toasts.css", "/pages.css"],
+    # before/after slider, background-tab title, notifications, connection watch
+    head_components=[rx.script(src="/arcano.js")],
+    # at the top: on a phone a toast at the bottom covered "Processar"
+    toaster=rx.toast.provider(position="top-center", close_button=True),
+)
+# the connection state in Portuguese, in Reflex's overlay slot (its default: an English toast)
+app.app_wraps[OVERLAY_WRAP] = lambda stateful: (
+    rx.fragment(connection_banner()) if stateful else None
 )
 app.register_lifespan_task(runtime.lifespan)
 runtime.reflex_app = app
@@ -113,5 +124,5 @@ for _tool in DEFAULT_TOOLS:
         with_shell(_page),
         route=_tool.route,
         title=f"{_tool.title} · Arcano Tools",
-        on_load=[_state.ensure_user, _state.load],
+        on_load=[_state.ensure_user, _state.load, _state.ask_notify_state],
     )

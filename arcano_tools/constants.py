@@ -33,18 +33,15 @@ PAGE_WATCHDOG_GRACE_MS: Final = 15_000
 FOLLOW_REREAD_QUIET_S: Final = 60.0
 
 # --- What the tool pages show while a job runs ------------------------------------------------
-#: A queued job's bar shows a sliver, so the page visibly took the job.
+#: The least an estimated bar shows, so the page visibly took the job.
 PROGRESS_QUEUED_PCT: Final = 5
-#: Where the bar starts once RunningHub has the job…
-PROGRESS_STARTED_PCT: Final = 10
-#: …and where it stops until the result exists (it never claims to be done before it is).
+#: Where the bar stops until the result exists (it never claims to be done before it is).
 PROGRESS_MAX_ACTIVE_PCT: Final = 95
-#: The duration assumed while a tool has no history (a small upscale takes about this long).
-PROGRESS_DEFAULT_EXPECTED_S: Final = 30
-#: Completed jobs of a tool needed before a page says "normalmente cerca de …". A person is
-#: helped by a rough median early; the learned check schedule (``services/schedule.py``,
-#: ``MIN_HISTORY``) needs far more, since a wrong quantile costs lost-webhook detection time.
-TYPICAL_DURATION_MIN_HISTORY: Final = 3
+#: Completed jobs of a tool needed before a page estimates the time left. One is enough for
+#: a person (the page says it is an estimate; with none it says so and shows no percentage);
+#: the learned check schedule (``services/schedule.py``, ``MIN_HISTORY``) needs far more,
+#: since a wrong quantile costs lost-webhook detection time.
+TYPICAL_DURATION_MIN_HISTORY: Final = 1
 #: The most recent completed jobs that median is taken over.
 TYPICAL_DURATION_WINDOW: Final = 50
 

@@ -14,15 +14,22 @@ import reflex as rx
 from reflex.vars import ArrayVar, ObjectVar, Var
 
 from arcano_tools import constants as c
+from arcano_tools.components.compare import LoadedVideo, compare_view
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.tools import FileInput, Tool
 from arcano_tools.web import failures
-from arcano_tools.web.state import SessionState, ToolPageState
+from arcano_tools.web.samples import has_samples
+from arcano_tools.web.state import STATUS_CARD_ID, SessionState, ToolPageState
 from arcano_tools.web.texts import CREDITS_ROUTE, accept_hint, again_label
 
 IMAGE_ACCEPT = {"image/png": [".png"], "image/jpeg": [".jpg", ".jpeg"], "image/webp": [".webp"]}
 VIDEO_ACCEPT = {"video/mp4": [".mp4", ".mov"], "video/webm": [".webm"], "video/quicktime": [".mov"]}
 TIMELINE = ("Na fila", "Iniciando", "Processando", "Concluído")
+#: Reads the shown result's natural size ("4096x3072") for ``ToolPageState.set_resolution``.
+READ_RESOLUTION = (
+    "(() => { const i = document.querySelector('[data-testid=result]');"
+    " return i && i.naturalWidth ? i.naturalWidth + 'x' + i.naturalHeight : ''; })()"
+)
 
 
 def _upload_id(tool: Tool, spec: FileInput) -> str:
@@ -139,7 +146,31 @@ def drop_zone(tool: Tool, state: type[ToolPageState], index: int) -> rx.Componen
 
 
 def inputs_column(tool: Tool, state: type[ToolPageState]) -> rx.Component:
-    parts: list[rx.Component] = [drop_zone(tool, state, i) for i in range(len(tool.files))]
+    zones = [drop_zone(tool, state, i) for i in range(len(tool.files))]
+    # Two inputs sit side by side from a tablet's width up, so "Processar" stays in view on a
+    # laptop (stacked, it fell below the fold while the right column stood empty).
+    parts: list[rx.Component] = [
+        rx.grid(
+            *zones,
+            columns=rx.breakpoints(initial="1", sm=str(len(zones))),
+            spacing="3",
+            width="100%",
+            data_testid="inputs",
+        )
+    ]
+    if has_samples(tool.name):
+        parts.append(
+            rx.button(
+                rx.icon("sparkles"),
+                "Experimente com um exemplo",
+                variant="soft",
+                size="2",
+                on_click=state.try_sample,
+                disabled=state.is_active,
+                data_testid="try-sample",
+                data_server_action="",
+            )
+        )
     if tool.scales:
         parts.append(
             rx.vstack(
@@ -171,6 +202,7 @@ def inputs_column(tool: Tool, state: type[ToolPageState]) -> rx.Component:
             disabled=~state.ready | state.submitting | state.is_active | short,
             aria_describedby=rx.cond(short, "credits-short", ""),
             data_testid="submit",
+            data_server_action="",
         )
     )
     parts.append(
@@ -282,23 +314,32 @@ def status_panel(tool: Tool, state: type[ToolPageState]) -> rx.Component:
         rx.cond(
             state.is_active,
             rx.vstack(
-                rx.progress(
-                    value=state.progress,
-                    width="100%",
-                    aria_label="Progresso estimado",
-                    data_testid="progress",
-                ),
                 rx.cond(
-                    state.typical_text != "",
-                    rx.text(state.typical_text, size="1", color_scheme="gray"),
+                    state.progress >= 0,
+                    rx.progress(
+                        value=state.progress,
+                        width="100%",
+                        aria_label="Progresso estimado",
+                        data_testid="progress",
+                    ),
+                    # no history to estimate from: a bar that only says it is working
+                    rx.progress(width="100%", aria_label="Processando", data_testid="progress"),
                 ),
-                rx.button(
-                    rx.icon("x"),
-                    "Cancelar",
-                    variant="soft",
-                    color_scheme="gray",
-                    on_click=state.cancel,
-                    data_testid="cancel",
+                rx.text(state.typical_text, size="1", color_scheme="gray", data_testid="estimate"),
+                rx.hstack(
+                    rx.button(
+                        rx.icon("x"),
+                        "Cancelar",
+                        variant="soft",
+                        color_scheme="gray",
+                        on_click=state.cancel,
+                        data_testid="cancel",
+                        data_server_action="",
+                    ),
+                    notify_offer(state),
+                    spacing="3",
+                    wrap="wrap",
+                    align="center",
                 ),
                 width="100%",
                 spacing="3",
@@ -342,6 +383,7 @@ def status_panel(tool: Tool, state: type[ToolPageState]) -> rx.Component:
                         on_click=state.retry,
                         disabled=SessionState.credits < tool.cost,
                         data_testid="retry",
+                        data_server_action="",
                     ),
                 ),
                 rx.button(
@@ -350,6 +392,7 @@ def status_panel(tool: Tool, state: type[ToolPageState]) -> rx.Component:
                     variant="outline",
                     on_click=state.start_over,
                     data_testid="start-over",
+                    data_server_action="",
                 ),
                 spacing="3",
                 wrap="wrap",
@@ -360,50 +403,81 @@ def status_panel(tool: Tool, state: type[ToolPageState]) -> rx.Component:
     )
 
 
+def notify_offer(state: type[ToolPageState]) -> rx.Component:
+    """ "Avisar quando terminar": the only place the page asks for notifications (on a click,
+    never on load); once answered it says what it will do."""
+    return rx.match(
+        state.notify,
+        (
+            "default",
+            rx.button(
+                rx.icon("bell"),
+                "Avisar quando terminar",
+                variant="ghost",
+                size="2",
+                on_click=rx.call_script("window.arcano.askNotify()", callback=state.set_notify),
+                data_testid="notify",
+            ),
+        ),
+        (
+            "granted",
+            rx.text("Você será avisado quando terminar.", size="1", color_scheme="gray"),
+        ),
+        rx.fragment(),
+    )
+
+
 def result_view(tool: Tool, state: type[ToolPageState]) -> rx.Component:
     main = tool.files[0]
+    read_size = rx.call_script(READ_RESOLUTION, callback=state.set_resolution)
     if main.kind == "video":
-        shown: rx.Component = rx.el.video(
-            src=state.output_url, controls=True, width="100%", data_testid="result"
+        shown: rx.Component = LoadedVideo.create(
+            src=state.output_url,
+            controls=True,
+            width="100%",
+            data_testid="result",
+            on_loaded_metadata=rx.call_script(
+                "(() => { const v = document.querySelector('[data-testid=result]');"
+                " return v && v.videoWidth ? v.videoWidth + 'x' + v.videoHeight : ''; })()",
+                callback=state.set_resolution,
+            ),
         )
     else:
-        # "Antes" only while this tab still holds the upload: a tab that opened a running job
-        # (a second tab, a state lost with a crashed worker) never had it
-        has_before = state.previews.contains(main.name)
-        shown = rx.grid(
-            rx.cond(
-                has_before,
-                rx.vstack(
-                    rx.text("Antes", size="1", color_scheme="gray"),
-                    rx.image(
-                        src=rx.get_upload_url(state.previews[main.name]),
-                        alt="Antes",
-                        width="100%",
-                        border_radius="8px",
-                    ),
-                ),
+        # the before/after only while this tab holds the input (its stored copy can be gone):
+        # never an "Antes" that asks /_upload/undefined
+        shown = rx.cond(
+            state.previews.contains(main.name),
+            compare_view(
+                rx.get_upload_url(state.previews[main.name]),
+                state.output_url,
+                data_testid="result",
+                on_load=read_size,
             ),
-            rx.vstack(
-                rx.text("Depois", size="1", color_scheme="gray"),
-                rx.image(
-                    src=state.output_url,
-                    alt="Resultado",
-                    width="100%",
-                    border_radius="8px",
-                    data_testid="result",
-                ),
+            rx.image(
+                src=state.output_url,
+                alt="Resultado",
+                width="100%",
+                border_radius="8px",
+                data_testid="result",
+                on_load=read_size,
             ),
-            columns=rx.cond(has_before, "2", "1"),
-            spacing="3",
-            width="100%",
         )
     return rx.vstack(
         shown,
-        rx.link(
-            rx.button(rx.icon("download"), "Baixar resultado", size="3"),
-            href=state.output_url,
-            is_external=True,
-            download=True,
+        rx.text(state.result_facts, size="2", color_scheme="gray", data_testid="result-facts"),
+        rx.button(
+            rx.el.a(
+                rx.icon("download"),
+                "Baixar resultado",
+                href=state.download_url,
+                download=state.download_file,
+                data_testid="download",
+                # Reflex renders <a> as React Router's Link, which would route the click
+                # in-app; the browser itself must follow it for `download` to save the file
+                custom_attrs={"reloadDocument": True},
+            ),
+            as_child=True,
+            size="3",
         ),
         width="100%",
         spacing="3",
@@ -455,6 +529,9 @@ def tool_page(tool: Tool, state: type[ToolPageState]) -> rx.Component:
             rx.card(
                 rx.cond(state.has_job, status_panel(tool, state), intro_panel(tool)),
                 width="100%",
+                id=STATUS_CARD_ID,
+                data_following=rx.cond(state.is_active, "true", "false"),
+                style={"scrollMarginTop": "1em"},
             ),
             columns=rx.breakpoints(initial="1", md="2"),
             spacing="5",

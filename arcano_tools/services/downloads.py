@@ -68,11 +68,14 @@ def content_type_of(ext: str) -> str:
 
 
 def download_name(job: Job) -> str:
-    """A readable file name: tool, date, scale — ``arcano-upscaler-2026-11-29-4x.png``."""
+    """``arcano-upscaler-4x-2026-11-29-1432.png``: the tool, the scale when it has one, when
+    the result was made (UTC) and its own extension — readable in a Downloads folder, sorted by
+    date, and never RunningHub's ``4268416926968341620_c2b6c428.png``."""
     tool = job.table.removesuffix("_jobs").replace("_", "-")
-    day = (job.completed_at or job.created_at).date().isoformat()
+    parts = ["arcano", tool]
     scale = job.inputs.get("scale")
-    parts = ["arcano", tool, day]
-    if isinstance(scale, int):
+    if isinstance(scale, int) and not isinstance(scale, bool) and scale > 0:
         parts.append(f"{scale}x")
-    return "-".join(parts) + f".{result_ext(job)}"
+    parts.append((job.completed_at or job.created_at).strftime("%Y-%m-%d-%H%M"))
+    ext = result_ext(job)
+    return "-".join(parts) + "." + ("jpg" if ext == "jpeg" else ext)

@@ -1,8 +1,10 @@
 """What a page shows of a job's progress, as plain arithmetic (no Reflex, unit-tested).
 
-RunningHub reports no progress for an AI app, so the bar is an estimate from the tool's usual
-duration: it moves steadily while the job runs, never reaches 100 % before the result exists,
-and says "usual duration" only once the tool has a little history.
+RunningHub reports no progress for an AI app, so the bar is an estimate: the time since the
+person clicked "Processar" (a queued wait included, so a job leaving the queue never restarts the
+clock) over that plus an estimate of the time left from the tool's history (the queue ahead
+included). It never reaches 100 % before the result exists, and with no history at all there
+is no percentage to show (``-1``: the page draws a bar that only says it is working).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from arcano_tools import constants as c
+from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.services.schedule import quantile
 
@@ -28,18 +31,38 @@ def timeline_step(status: str) -> int:
     return STEP_OF_STATUS.get(status, STEP_ENDED)
 
 
-def progress_percent(status: str, elapsed_s: int, typical_s: int) -> int:
-    """0–100 for the progress bar: full only when completed, empty once the job ended badly."""
+#: No estimate: the tool has no history yet.
+UNKNOWN = -1
+
+
+def elapsed_since_submission(job: Job, now: float) -> int:
+    """Whole seconds from the click to the end (or ``now``), the queue included."""
+    end = job.completed_at.timestamp() if job.completed_at else now
+    return max(0, int(end - job.created_at.timestamp()))
+
+
+def left_estimate_s(status: str, run_s: int, typical_s: int, *, queue_ahead: int = 0) -> int:
+    """Seconds probably left: the tool's usual run minus what it has run, plus — while queued —
+    one usual run per job ahead in the queue (``queue_ahead`` is the job's 1-based position).
+    0 once the usual run is over; :data:`UNKNOWN` without history or after the end."""
+    if typical_s <= 0 or status not in STEP_OF_STATUS:
+        return UNKNOWN
+    if STEP_OF_STATUS[status] == 1:
+        return typical_s * (1 + max(0, queue_ahead - 1))
+    return max(0, typical_s - run_s)
+
+
+def progress_percent(status: str, elapsed_s: int, left_s: int) -> int:
+    """0–100 for the bar: full only when completed, empty once the job ended badly,
+    :data:`UNKNOWN` while active with nothing to estimate from."""
     if status == JobStatus.COMPLETED.value:
         return 100
     if status not in STEP_OF_STATUS:
         return 0
-    if STEP_OF_STATUS[status] == 1:
-        return c.PROGRESS_QUEUED_PCT
-    expected = typical_s or c.PROGRESS_DEFAULT_EXPECTED_S
-    span = c.PROGRESS_MAX_ACTIVE_PCT - c.PROGRESS_STARTED_PCT
-    done = c.PROGRESS_STARTED_PCT + int(span * elapsed_s / max(expected, 1))
-    return min(c.PROGRESS_MAX_ACTIVE_PCT, done)
+    if left_s < 0:
+        return UNKNOWN
+    done = round(100 * elapsed_s / max(1, elapsed_s + left_s))
+    return max(c.PROGRESS_QUEUED_PCT, min(c.PROGRESS_MAX_ACTIVE_PCT, done))
 
 
 def typical_duration_s(durations_s: Sequence[float]) -> int:

@@ -28,12 +28,17 @@ from arcano_tools.domain.tools import Tool
 from arcano_tools.services.follow import follow_job
 from arcano_tools.services.progress import (
     TypicalDurations,
+    elapsed_since_submission,
+    left_estimate_s,
     progress_percent,
     timeline_step,
 )
 from arcano_tools.services.uploads import Upload, check_file
 from arcano_tools.web import runtime, session
+from arcano_tools.web.downloads import download_href, download_name
 from arcano_tools.web.failures import ended_step, failure_reason, refund_text, timeline_marks
+from arcano_tools.web.result_size import output_bytes
+from arcano_tools.web.samples import sample_files
 from arcano_tools.web.texts import (
     MSG_GENERIC,
     MSG_MISSING_FILE,
@@ -45,6 +50,8 @@ from arcano_tools.web.texts import (
     file_summary,
     not_enough_credits,
     rejected_message,
+    size_text,
+    stored_summary,
     success_toast,
 )
 
@@ -53,6 +60,25 @@ _session_keepers: set[str] = set()
 
 #: Status values in which a job may still change (the page's own spelling of the enum).
 ACTIVE_STATUS_VALUES = tuple(sorted(st.value for st in ACTIVE_STATUSES))
+#: ``/upscaler?job=<id>``: "Meus trabalhos" reopens that job's before/after.
+REOPEN_PARAM = "job"
+#: Notification.permission's values ("unsupported": the browser has no notifications).
+NOTIFY_STATES = ("default", "granted", "denied", "unsupported")
+#: The id of the tool page's status card (brought into view when a job starts and ends).
+STATUS_CARD_ID = "job-status"
+
+
+def reveal_status() -> Any:
+    """Scroll the status card into view only if it is not (a phone: it is below the inputs)."""
+    return rx.call_script(f"window.arcano && window.arcano.reveal({STATUS_CARD_ID!r})")
+
+
+def job_ended(ok: bool, title: str) -> Any:
+    """Tell a tab in the background: its title, its icon and (if allowed) a notification."""
+    said = "Pronto" if ok else "Não concluído"
+    return rx.call_script(
+        f"window.arcano && window.arcano.jobEnded({str(ok).lower()}, {said!r}, {title!r})"
+    )
 
 
 _TYPICAL: list[TypicalDurations] = []
@@ -183,13 +209,24 @@ class ToolPageState(rx.State, mixin=True):
     output_url: str = ""
     #: RunningHub finished and the result is being kept in our storage ("Salvando resultado").
     saving: bool = False
+    #: The "Baixar" button: its address (``downloads.download_href``) and the file's name.
+    download_url: str = ""
+    download_file: str = ""
+    #: "4096×3072 px" (read from the loaded image by the browser) and "6,1 MB" (a HEAD).
+    output_resolution: str = ""
+    output_size: str = ""
+    #: Seconds since the job was submitted (a queued job's wait included: never restarts).
     elapsed_s: int = 0
     #: The timeline step a failed or cancelled job had reached (1–3), 0 otherwise.
     end_step: int = 0
     queue_position: int = 0
     typical_s: int = 0
+    #: Seconds since the job left the queue (what the tool's history of durations measures).
+    run_s: int = 0
     submitting: bool = False
     scale: str = "2"
+    #: The browser's notification permission ("default" offers "Avisar quando terminar").
+    notify: str = ""
     #: Uploaded inputs (field → path under Reflex's upload dir) and their descriptions.
     previews: dict[str, str] = {}
     infos: dict[str, str] = {}
@@ -197,7 +234,6 @@ class ToolPageState(rx.State, mixin=True):
     form_error: str = ""
 
     _files: dict[str, str] = {}
-    _clock_start: float = 0.0
 
     # --- derived ------------------------------------------------------------------------
 
@@ -254,9 +290,17 @@ class ToolPageState(rx.State, mixin=True):
         return ""
 
     @rx.var
+    def left_s(self) -> int:
+        """Estimated seconds left (the queue included); -1 while the tool has no history."""
+        return left_estimate_s(
+            self.status, self.run_s, self.typical_s, queue_ahead=self.queue_position
+        )
+
+    @rx.var
     def progress(self) -> int:
-        """A progress estimate from the usual duration (never 100 before the job is done)."""
-        return progress_percent(self.status, self.elapsed_s, self.typical_s)
+        """Elapsed over elapsed + estimated left (never 100 before the job is done); -1 when
+        there is nothing to estimate from (the bar then only says that it is working)."""
+        return progress_percent(self.status, self.elapsed_s, self.left_s)
 
     @rx.var
     def elapsed_text(self) -> str:
@@ -264,7 +308,18 @@ class ToolPageState(rx.State, mixin=True):
 
     @rx.var
     def typical_text(self) -> str:
-        return f"normalmente cerca de {duration_text(self.typical_s)}" if self.typical_s else ""
+        """Said as an estimate, with what it is based on."""
+        if not self.is_active:
+            return ""
+        if self.left_s < 0:
+            return "Sem estimativa ainda: é um dos primeiros trabalhos desta ferramenta."
+        left = "menos de 5 s" if self.left_s < 5 else f"cerca de {duration_text(self.left_s)}"
+        return f"Faltam {left} (estimativa pelos últimos trabalhos, fila incluída)."
+
+    @rx.var
+    def result_facts(self) -> str:
+        """``4096×3072 px · 6,1 MB``: what is known of the result, in one line."""
+        return " · ".join(x for x in (self.output_resolution, self.output_size) if x)
 
     @rx.var
     def ready(self) -> bool:
@@ -280,14 +335,80 @@ class ToolPageState(rx.State, mixin=True):
         services = runtime.services()
         tool = self.tool()
         self.typical_s = await self._typical_duration(tool.table)
-        remembered = self.job_id or self.shown_job
+        asked = self.router.url.query_parameters.get(REOPEN_PARAM, "")
+        remembered = asked or self.job_id or self.shown_job  # ?job=<id>: "Meus trabalhos"
         job = await services.store.get_job(tool.table, remembered) if remembered else None
         if job is None or job.user_id != self.user_id:
             job = await services.store.active_job_of_user(self.user_id, tool.table)
         if job is None:
             return None
+        if job.id != self.job_id:
+            self.output_resolution = self.output_size = ""
         self._show(job)
+        self._take_inputs_of(job)
+        if job.status is JobStatus.COMPLETED:
+            await self._measure_output()
         return type(self).follow if job.status.is_active else None
+
+    @rx.event
+    def ask_notify_state(self) -> Any:
+        """On load: read (never request) the notification permission."""
+        return rx.call_script(
+            "window.arcano ? window.arcano.notifyState() : ''", callback=type(self).set_notify
+        )
+
+    def _take_inputs_of(self, job: Job) -> None:
+        """Show the job's own stored inputs (a second tab, a reopened job, a new device): the
+        files this tab uploaded may be others or none. Copied into this tab's upload folder,
+        the only place the browser can load a preview from."""
+        files = runtime.services().files
+        described = job.inputs.get("files")
+        if not isinstance(described, dict):
+            return
+        for spec in self.tool().files:
+            stored = described.get(spec.name)
+            if not isinstance(stored, dict) or not isinstance(stored.get("path"), str):
+                continue
+            ext = Path(stored["path"]).suffix
+            name = f"{type(self).TOOL}-{spec.name}-job-{job.id[:16]}{ext}"
+            path = self._upload_dir() / name
+            if not path.exists():
+                try:
+                    path.write_bytes(files.read(stored["path"]))
+                except (OSError, ValueError):
+                    continue  # the input is gone: the box stays empty, as before
+            self._files[spec.name] = str(path)
+            self.previews[spec.name] = f"{self._upload_folder()}/{name}"
+            self.infos[spec.name] = stored_summary(stored)
+            self.errors = {k: v for k, v in self.errors.items() if k != spec.name}
+
+    async def _measure_output(self) -> None:
+        """The result's size, asked of its host (only a host trusted for outputs)."""
+        if not self.output_url:
+            return
+        hosts = runtime.services().settings.output_hosts
+        size = await output_bytes(self.output_url, hosts)
+        self.output_size = size_text(size) if size else ""
+
+    @rx.event
+    def set_notify(self, value: str) -> None:
+        """What the browser answered about notifications (asked only from a click)."""
+        self.notify = value if value in NOTIFY_STATES else ""
+
+    @rx.event
+    async def try_sample(self) -> None:
+        """ "Experimente com um exemplo": the project's sample files, as if uploaded."""
+        if self.is_active:
+            return
+        for index, (filename, content) in enumerate(sample_files(type(self).TOOL)):
+            await self._take_bytes(index, filename, content)
+
+    @rx.event
+    def set_resolution(self, value: str) -> None:
+        """The browser read the loaded result's natural size (``4096×3072``)."""
+        width, _, height = str(value).partition("x")
+        if width.isdigit() and height.isdigit() and int(width) and int(height):
+            self.output_resolution = f"{int(width)}×{int(height)} px"
 
     async def _typical_duration(self, table: str) -> int:
         return await _typical_durations().of(table)
@@ -306,16 +427,20 @@ class ToolPageState(rx.State, mixin=True):
         return folder
 
     async def _take_upload(self, index: int, files: list[rx.UploadFile]) -> None:
+        if not files:
+            return
+        upload = files[0]
+        await self._take_bytes(index, upload.name or "", await upload.read())
+
+    async def _take_bytes(self, index: int, filename: str, content: bytes) -> None:
         tool = self.tool()
-        if index >= len(tool.files) or not files:
+        if index >= len(tool.files):
             return
         spec = tool.files[index]
-        upload = files[0]
-        content = await upload.read()
         self.errors = {k: v for k, v in self.errors.items() if k != spec.name}
         self.form_error = ""
         try:
-            checked = check_file(spec, Upload(upload.name or spec.name, content))
+            checked = check_file(spec, Upload(filename or spec.name, content))
         except JobError as exc:
             self.errors[spec.name] = exc.message
             self.previews = {k: v for k, v in self.previews.items() if k != spec.name}
@@ -403,8 +528,9 @@ class ToolPageState(rx.State, mixin=True):
         finally:
             self.submitting = False
         self._show(job)
+        self.output_resolution = self.output_size = ""
         await self._refresh_credits()
-        return type(self).follow
+        return [type(self).follow, reveal_status()]
 
     async def _refresh_credits(self) -> None:
         session = await self.get_state(SessionState)
@@ -437,7 +563,10 @@ class ToolPageState(rx.State, mixin=True):
         self.error_message = ""
         self.output_url = ""
         self.saving = False
+        self.download_url = self.download_file = ""
+        self.output_resolution = self.output_size = ""
         self.elapsed_s = 0
+        self.run_s = 0
         self.end_step = 0
         self.queue_position = 0
 
@@ -455,12 +584,15 @@ class ToolPageState(rx.State, mixin=True):
         self.error_message = job.error_message or ""
         self.output_url = job.output_url or ""
         self.saving = job.saving
+        self.download_url = download_href(job) if job.output_url else ""
+        self.download_file = download_name(job) if job.output_url else ""
         self.end_step = ended_step(
             job.status.value, started=job.started_at is not None, has_task=bool(job.task_id)
         )
-        self._clock_start = job.clock_start.timestamp()
-        end = job.completed_at.timestamp() if job.completed_at else time.time()
-        self.elapsed_s = max(0, int(end - self._clock_start))
+        now = time.time()
+        self.elapsed_s = elapsed_since_submission(job, now)
+        end = job.completed_at.timestamp() if job.completed_at else now
+        self.run_s = max(0, int(end - job.clock_start.timestamp())) if job.started_at else 0
 
     # --- following the job: push updates + the plan's watchdog ----------------------------------
 
@@ -500,13 +632,20 @@ class ToolPageState(rx.State, mixin=True):
             ):
                 job = step.job
                 position = await services.store.queue_position(job)
+                size = None
+                if job.status is JobStatus.COMPLETED and job.output_url:
+                    size = await output_bytes(job.output_url, services.settings.output_hosts)
                 async with self:
                     if self.job_id != job_id:
                         return
                     self._show(job)
                     self.queue_position = position
                     if job.status.is_terminal:
+                        self.output_size = size_text(size) if size else ""
                         await self._refresh_credits()
+                if job.status.is_terminal:
+                    yield reveal_status()
+                    yield job_ended(job.status is JobStatus.COMPLETED, tool.title)
                 if job.status is JobStatus.COMPLETED:
                     yield rx.toast.success(success_toast(tool.output_kind))
                 elif job.status is JobStatus.FAILED:
@@ -552,46 +691,89 @@ TOOL_STATES: dict[str, type[ToolPageState]] = {
 
 
 class JobsState(SessionState):
-    """ "Meus trabalhos": the user's jobs across the tools, newest first."""
+    """ "Meus trabalhos": the user's jobs across the tools, newest first, kept live."""
 
     jobs: list[dict[str, str]] = []
 
     @rx.event
-    async def load_jobs(self) -> None:
+    async def load_jobs(self) -> Any:
+        await self._read_jobs()
+        return JobsState.follow_jobs
+
+    async def _read_jobs(self) -> None:
         services = runtime.services()
-        rows = []
-        for job in await services.store.list_user_jobs(self.user_id, limit=100):
-            tool = services.tools.by_table(job.table)
-            took = (
-                duration_text(int((job.completed_at - job.clock_start).total_seconds()))
-                if job.completed_at
-                else ""
-            )
-            rows.append(
-                {
-                    "id": job.id,
-                    "tool": tool.title if tool else job.table,
-                    "route": tool.route if tool else "/",
-                    "kind": tool.output_kind if tool else "image",
-                    "status": job.status.value,
-                    "created": job.created_at.strftime("%d/%m %H:%M"),
-                    "took": took,
-                    "output_url": job.output_url or "",
-                    # what happened in Portuguese; RunningHub's text stays on /admin and the API
-                    "error": (
-                        failure_reason(
-                            job.error_message,
-                            tool.output_kind if tool else "image",
-                            scalable=bool(tool and tool.scales),
+        self.jobs = [
+            job_row(job, services.tools.by_table(job.table))
+            for job in await services.store.list_user_jobs(self.user_id, limit=100)
+        ]
+
+    @rx.event(background=True)
+    async def follow_jobs(self) -> Any:
+        """While the tab shows "Meus trabalhos": re-read the list when the job bus says one of
+        this user's jobs changed or was created (and every ``FOLLOW_REREAD_QUIET_S``: the bus
+        is a hint), as a tool page follows its job. Ends when the tab left the page or closed."""
+        async with self:
+            user_id = self.user_id
+            client_token = self.router.session.client_token
+        follower = (client_token, JOBS_FOLLOWER)
+        if not user_id or follower in runtime.followers:
+            return
+        runtime.followers.add(follower)
+        services = runtime.services()
+        try:
+            async with services.bus.subscribe() as updates:
+                while runtime.client_connected(client_token):
+                    try:
+                        update = await asyncio.wait_for(
+                            updates.get(), timeout=c.FOLLOW_REREAD_QUIET_S
                         )
-                        if job.status is JobStatus.FAILED
-                        else ""
-                    ),
-                    "refund": (
-                        refund_text(job.cost)
-                        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
-                        else ""
-                    ),
-                }
-            )
-        self.jobs = rows
+                    except TimeoutError:
+                        update = None
+                    if update is not None and update.user_id != user_id:
+                        continue
+                    async with self:
+                        on_page = self.router.url.path.rstrip("/") == JOBS_PAGE
+                        if self.user_id != user_id or not on_page:
+                            return
+                        await self._read_jobs()
+        finally:
+            runtime.followers.discard(follower)
+
+
+#: The follower key of a "Meus trabalhos" tab (tool pages use the job's id), and its address.
+JOBS_FOLLOWER = "meus-trabalhos"
+JOBS_PAGE = "/meus-trabalhos"
+
+
+def job_row(job: Job, tool: Tool | None) -> dict[str, str]:
+    """One job as "Meus trabalhos" shows it (strings only: it is a page var)."""
+    kind = tool.output_kind if tool else "image"
+    took = (
+        duration_text(int((job.completed_at - job.created_at).total_seconds()))
+        if job.completed_at
+        else ""
+    )
+    route = tool.route if tool else "/"
+    return {
+        "id": job.id,
+        "tool": tool.title if tool else job.table,
+        "route": route,
+        # reopens the job's before/after (or its status) on its tool page
+        "reopen": f"{route}?{REOPEN_PARAM}={job.id}",
+        "kind": kind,
+        "status": job.status.value,
+        "created": job.created_at.strftime("%d/%m %H:%M"),
+        "took": took,
+        "output_url": job.output_url or "",
+        "download_url": download_href(job),
+        "download_file": download_name(job) if job.output_url else "",
+        # what happened in Portuguese; RunningHub's text stays on /admin and the API
+        "error": (
+            failure_reason(job.error_message, kind, scalable=bool(tool and tool.scales))
+            if job.status is JobStatus.FAILED
+            else ""
+        ),
+        "refund": (
+            refund_text(job.cost) if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else ""
+        ),
+    }

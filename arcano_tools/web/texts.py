@@ -68,6 +68,18 @@ def file_summary(f: CheckedFile) -> str:
     return f"{short_name(f.filename)} · {size}"
 
 
+def stored_summary(stored: dict[str, Any]) -> str:
+    """:func:`file_summary` of a job's stored input (its row keeps name, size and pixels)."""
+    size = stored.get("size")
+    size_part = size_text(size) if isinstance(size, int) and size > 0 else ""
+    width, height = stored.get("width"), stored.get("height")
+    if isinstance(width, int) and isinstance(height, int) and width and height:
+        first = f"{width}×{height} px"
+    else:
+        first = short_name(str(stored.get("name") or "arquivo"))
+    return f"{first} · {size_part}" if size_part else first
+
+
 def short_name(name: str, limit: int = 40) -> str:
     """A file name that fits one line: ``um-nome-muito-…-final.mov``."""
     if len(name) <= limit:

@@ -28,6 +28,8 @@ from tests.support.tools import tool_cost
 from tests.support.waiting import seconds_between, wait_for_async
 
 pytestmark = pytest.mark.e2e
+#: How long a job has been processing when the reload test reloads the page.
+RELOAD_AFTER_S = 5
 
 
 # --- watchdog on --------------------------------------------------------------------------------
@@ -118,13 +120,16 @@ async def test_reload_resumes_the_job_and_keeps_the_original_deadline(on: AppDri
     await on.emulator(outcome="never")
     await on.open_tool()
     job_id = await on.submit_image()
-    await on.processing_for(6)
+    # the page's clock counts from the click (the queue included), the deadline from the start
+    await on.processing_for(RELOAD_AFTER_S)
 
     await on.page.reload()
     await on.page.get_by_test_id("status-label").wait_for()
-    assert "Processando" in await on.page.get_by_test_id("status-label").inner_text()
+    # the job is shown again; a reload that takes seconds on a busy machine may already
+    # find it ended by the original deadline (which is what this test is about)
+    assert await on.page.get_by_test_id("status-label").inner_text() in ("Processando", "Falhou")
     elapsed = await on.page.get_by_test_id("elapsed").inner_text()
-    assert int(elapsed.split()[0]) >= 6  # the clock did not restart
+    assert int(elapsed.split()[0]) >= RELOAD_AFTER_S  # the clock did not restart
     await on.page.get_by_text("Timeout: processamento excedeu o tempo limite").first.wait_for(
         timeout=60_000
     )
@@ -132,8 +137,8 @@ async def test_reload_resumes_the_job_and_keeps_the_original_deadline(on: AppDri
     job = await on.job(job_id)
     took = seconds_between(job["startedAt"], job["completedAt"])
     assert took >= TIMEOUT_MS / 1000
-    # had the reload restarted the clock, the timeout would have come ≥ 6 s later
-    assert took < TIMEOUT_MS / 1000 + 5
+    # had the reload restarted the clock, the timeout would have come ≥ RELOAD_AFTER_S later
+    assert took < TIMEOUT_MS / 1000 + RELOAD_AFTER_S - 1
 
 
 async def test_the_page_watchdog_stops_when_the_browser_goes_away(on: AppDriver) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import sys
 import time
@@ -97,9 +98,10 @@ def test_a_completed_jobs_result_still_downloads_after_the_emulator_deleted_its_
     )
     assert r.status_code == 200, r.text
     day = utcnow().date().isoformat()
-    assert r.headers["content-disposition"] == (
-        f'attachment; filename="arcano-upscaler-{day}-2x.png"'
-    )
+    assert re.fullmatch(
+        rf'attachment; filename="arcano-upscaler-2x-{day}-\d{{4}}\.png"',
+        r.headers["content-disposition"],
+    ), r.headers["content-disposition"]
     assert r.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(r.content)).format == "PNG"
     assert r.content == (keeper.data_dir / key).read_bytes()  # type: ignore[operator]

@@ -14,6 +14,7 @@ from arcano_tools.services.output_verify import OutputLimits, OutputRefused, ver
 from tests.support.images import png_bytes
 
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
+HHMM = "1500"  # NOW as the download name writes it
 SECRET = b"download-test-secret"
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 32
 
@@ -37,18 +38,21 @@ def job(table: str = "upscaler_jobs", **fields: object) -> Job:
 @pytest.mark.parametrize(
     ("the_job", "name"),
     [
-        (job(output_key="results/upscaler_jobs/x.png"), "arcano-upscaler-2026-11-29-4x.png"),
+        (
+            job(output_key="results/upscaler_jobs/x.png"),
+            f"arcano-upscaler-4x-2026-11-29-{HHMM}.png",
+        ),
         (
             job(
                 "pose_changer_jobs",
                 inputs={},
                 output_url="https://rh-images.xiaoyaoyou.com/a/b.jpg",
             ),
-            "arcano-pose-changer-2026-11-29.jpg",
+            f"arcano-pose-changer-2026-11-29-{HHMM}.jpg",
         ),
         (
             job("video_upscaler_jobs", inputs={"scale": 2}, output_url="https://h/p?sig=1"),
-            "arcano-video-upscaler-2026-11-29-2x.mp4",
+            f"arcano-video-upscaler-2x-2026-11-29-{HHMM}.mp4",
         ),
     ],
 )

@@ -11,7 +11,10 @@ from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.services.progress import (
     TYPICAL_DURATION_CACHE_S,
+    UNKNOWN,
     TypicalDurations,
+    elapsed_since_submission,
+    left_estimate_s,
     progress_percent,
     timeline_step,
     typical_duration_s,
@@ -40,24 +43,45 @@ def test_progress_is_full_only_when_completed_and_empty_after_a_failure() -> Non
     assert progress_percent("completed", 10, 30) == 100
     assert progress_percent("failed", 10, 30) == 0
     assert progress_percent("cancelled", 10, 30) == 0
-    assert progress_percent("queued", 500, 30) == c.PROGRESS_QUEUED_PCT
 
 
 def test_progress_grows_with_time_and_never_claims_to_be_done() -> None:
-    values = [progress_percent("running", s, 40) for s in (0, 10, 20, 40, 400)]
+    typical = 8
+    values = [
+        progress_percent("running", s, left_estimate_s("running", s, typical)) for s in range(12)
+    ]
     assert values == sorted(values)
-    assert values[0] == c.PROGRESS_STARTED_PCT
     assert values[-1] == c.PROGRESS_MAX_ACTIVE_PCT
-    # with no history the page assumes the default duration
-    assert progress_percent("running", c.PROGRESS_DEFAULT_EXPECTED_S, 0) == (
-        c.PROGRESS_MAX_ACTIVE_PCT
-    )
+    # an 8 s job is nearly full by its 7th second (the old bar stood at ~35 % and jumped)
+    assert values[7] >= 80
+
+
+def test_without_history_there_is_no_percentage_only_an_honest_bar() -> None:
+    assert left_estimate_s("running", 3, 0) == UNKNOWN
+    assert progress_percent("running", 3, UNKNOWN) == UNKNOWN
+
+
+def test_the_estimate_includes_the_queue_ahead() -> None:
+    assert left_estimate_s("queued", 0, 10, queue_ahead=1) == 10
+    assert left_estimate_s("queued", 0, 10, queue_ahead=3) == 30
+    assert left_estimate_s("running", 4, 10) == 6
+    assert left_estimate_s("running", 40, 10) == 0  # over the usual time: "menos de 5 s"
+    # 20 s queued + 5 s run of a 10 s tool: 25 of 30 s
+    assert progress_percent("running", 25, left_estimate_s("running", 5, 10)) == 83
+
+
+def test_elapsed_counts_from_the_click_not_from_the_start() -> None:
+    queued_20s = job_record(T0, started_at=T0 + timedelta(seconds=20))
+    now = (T0 + timedelta(seconds=25)).timestamp()
+    assert elapsed_since_submission(queued_20s, now) == 25
+    ended = dataclasses.replace(queued_20s, completed_at=T0 + timedelta(seconds=30))
+    assert elapsed_since_submission(ended, now + 100) == 30
 
 
 def test_the_usual_duration_needs_a_little_history() -> None:
-    few = [10.0] * (c.TYPICAL_DURATION_MIN_HISTORY - 1)
-    assert typical_duration_s(few) == 0
-    assert typical_duration_s([*few, 40.0]) == 10
+    assert typical_duration_s([]) == 0
+    assert typical_duration_s([10.0] * c.TYPICAL_DURATION_MIN_HISTORY) == 10
+    assert typical_duration_s([10.0, 10.0, 40.0]) == 10
     assert typical_duration_s([0.2] * 5) == 1  # never "about 0 s"
 
 
