@@ -15,6 +15,7 @@ from arcano_tools.domain.status import JobStatus
 from arcano_tools.emulator.control import TaskStats, WebhookStats
 from arcano_tools.runninghub.client import AccountStatus, CreatedTask
 from arcano_tools.services import schedule
+from arcano_tools.store.group_commit import GroupCommit
 from arcano_tools.store.memory import InMemoryStore
 
 # --- frameworks -------------------------------------------------------------------------------
@@ -39,3 +40,4 @@ AccountStatus.remain_coins  # /uc/openapi/accountStatus, checked by the client's
 AccountStatus.current_task_counts  # idem
 schedule.checks_until  # the watchdog's cost model: bench/ and tests/unit/test_check_schedule.py
 schedule.detection_delay  # idem
+GroupCommit.transactions  # tests/integration/test_group_commit.py: writes share transactions

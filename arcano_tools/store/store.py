@@ -8,19 +8,28 @@ Two rules keep them correct under concurrency:
   ``rowcount == 0`` and read the new state;
 * on SQLite every write transaction is ``BEGIN IMMEDIATE`` so a read-then-write transaction never
   fails to upgrade its lock, and the busy timeout turns contention into waiting, not errors.
+
+Speed (issue 9, see BENCHMARKS.md): the small writes of the hot paths (a finish, a webhook
+event, a check reserved or recorded, a lease released, a job created) go through one writer
+per process that commits the writes of concurrent requests together (``group_commit.py``); on
+SQLite every write transaction of the process also waits its turn behind one lock, so this
+process's connections never sleep in SQLite's busy handler fighting each other for the file's
+one write lock (other processes still meet the busy timeout).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -48,6 +57,7 @@ from arcano_tools.domain.status import (
     WebhookOutcome,
 )
 from arcano_tools.store import schema as s
+from arcano_tools.store.group_commit import GroupCommit
 from arcano_tools.store.migrations import run_migrations
 
 log = logging.getLogger(__name__)
@@ -56,6 +66,7 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 30
 _ACTIVE = [st.value for st in ACTIVE_STATUSES]
 _WRITE_OPTION = "arcano_write"
+_T = TypeVar("_T")
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -155,6 +166,10 @@ class JobStore:
         self.dialect = engine.dialect.name
         #: Time of every timestamp the store writes (injectable, like the services' clock).
         self.clock = clock
+        #: The group-commit writer and (SQLite) the write lock, of the loop that uses them.
+        self._group: GroupCommit | None = None
+        self._write_lock: asyncio.Lock | None = None
+        self._write_lock_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = utcnow) -> JobStore:
@@ -166,16 +181,39 @@ class JobStore:
             return await run_migrations(conn)
 
     async def close(self) -> None:
+        if self._group is not None and self._group.loop is asyncio.get_running_loop():
+            await self._group.idle()
         await self.engine.dispose()
 
     # --- transactions ---------------------------------------------------------------------
 
+    def _sqlite_write_lock(self) -> asyncio.Lock | None:
+        """SQLite has one write lock per file: this process's writers take turns for it here
+        (an asyncio lock costs nothing; SQLite's busy handler sleeps up to 100 ms a try)."""
+        if self.dialect != "sqlite":
+            return None
+        loop = asyncio.get_running_loop()
+        if self._write_lock is None or self._write_lock_loop is not loop:
+            self._write_lock, self._write_lock_loop = asyncio.Lock(), loop
+        return self._write_lock
+
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        lock = self._sqlite_write_lock()
+        async with contextlib.AsyncExitStack() as stack:
+            if lock is not None:
+                await stack.enter_async_context(lock)
+            conn = await stack.enter_async_context(self.engine.connect())
             await conn.execution_options(**{_WRITE_OPTION: True})
             async with conn.begin():
                 yield conn
+
+    async def _grouped(self, write: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """Run ``write`` in the transaction of the process's next group commit."""
+        loop = asyncio.get_running_loop()
+        if self._group is None or self._group.loop is not loop:
+            self._group = GroupCommit(self._write)
+        return await self._group.run(write)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -249,14 +287,15 @@ class JobStore:
         """Charge the credits and write the job as ``queued``, in one transaction."""
         now = self.clock()
         t = s.job_tables[new.table]
-        async with self._write() as conn:
+
+        async def write(conn: AsyncConnection) -> Job | None:
             charged = await conn.execute(
                 s.users.update()
                 .where(s.users.c.id == new.user_id, s.users.c.credits >= new.cost)
                 .values(credits=s.users.c.credits - new.cost)
             )
             if charged.rowcount != 1:
-                raise InsufficientCredits()
+                return None  # raised below: an expected answer must not undo the others' batch
             await conn.execute(
                 t.insert().values(
                     id=new.id,
@@ -281,7 +320,12 @@ class JobStore:
                     created_at=now,
                 )
             )
-            return await self._get_job(conn, new.table, new.id)  # type: ignore[return-value]
+            return await self._get_job(conn, new.table, new.id)
+
+        job = await self._grouped(write)
+        if job is None:
+            raise InsufficientCredits()
+        return job
 
     async def _get_job(self, conn: AsyncConnection, table: str, job_id: str) -> Job | None:
         t = s.job_tables[table]
@@ -571,24 +615,29 @@ class JobStore:
         }
         if req.output_url is not None:
             values["output_url"] = req.output_url
-        async with self._write() as conn:
-            res = await conn.execute(
-                t.update().where(t.c.id == job_id, t.c.status.in_(_ACTIVE)).values(**values)
-            )
-            job = await self._get_job(conn, table, job_id)
-            if job is None:
-                return None
-            if res.rowcount != 1:
-                return FinishResult(changed=False, job=job)
+        guarded = (
+            t.update()
+            .where(t.c.id == job_id, t.c.status.in_(_ACTIVE))
+            .values(**values)
+            .returning(*t.c)
+        )
+
+        async def write(conn: AsyncConnection) -> FinishResult | None:
+            row = (await conn.execute(guarded)).mappings().first()
+            if row is None:  # ended before (or no such job): a read, nothing changed
+                job = await self._get_job(conn, table, job_id)
+                return None if job is None else FinishResult(changed=False, job=job)
+            job = _job_from_row(table, row)
             if job.holds_slot and job.api_account:
                 await self._release_slot(conn, job.api_account)
                 await conn.execute(t.update().where(t.c.id == job_id).values(holds_slot=False))
+                job = dataclasses.replace(job, holds_slot=False)
             refunded = False
             if req.status in REFUND_STATUSES:
                 refunded = await self._refund(conn, job, now)
-            job = await self._get_job(conn, table, job_id)
-            assert job is not None
             return FinishResult(changed=True, job=job, refunded=refunded)
+
+        return await self._grouped(write)
 
     async def _release_slot(self, conn: AsyncConnection, account_name: str) -> None:
         a = s.runninghub_accounts
@@ -632,7 +681,8 @@ class JobStore:
         conditional update, so concurrent callers cause one upstream call per interval.
         """
         t = s.job_tables[table]
-        async with self._write() as conn:
+
+        async def write(conn: AsyncConnection) -> bool:
             res = await conn.execute(
                 t.update()
                 .where(
@@ -648,15 +698,20 @@ class JobStore:
             )
             return res.rowcount == 1
 
+        return await self._grouped(write)
+
     async def record_check_result(self, table: str, job_id: str, code: int, msg: str) -> None:
         """Remember RunningHub's last answer, for syncs that arrive before the next check."""
         t = s.job_tables[table]
-        async with self._write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             await conn.execute(
                 t.update()
                 .where(t.c.id == job_id)
                 .values(last_upstream_code=code, last_upstream_msg=msg[:500])
             )
+
+        await self._grouped(write)
 
     async def lease_due_jobs(
         self,
@@ -706,12 +761,15 @@ class JobStore:
 
     async def release_lease(self, table: str, job_id: str, owner: str) -> None:
         t = s.job_tables[table]
-        async with self._write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             await conn.execute(
                 t.update()
                 .where(t.c.id == job_id, t.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+        await self._grouped(write)
 
     async def lease_stalled_starts(
         self,
@@ -839,7 +897,8 @@ class JobStore:
         applied: bool = False,
     ) -> None:
         now = self.clock()
-        async with self._write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             await conn.execute(
                 s.webhook_events.insert().values(
                     received_at=now,
@@ -852,6 +911,8 @@ class JobStore:
                     applied_at=now if applied else None,
                 )
             )
+
+        await self._grouped(write)
 
     async def reconcile_slots(self) -> list[tuple[str, int, int]]:
         """Set each account's ``in_flight`` to the number of jobs holding one of its slots.
@@ -948,12 +1009,14 @@ class JobStore:
     async def record_upstream_error(
         self, endpoint: str, code: str, table: str | None = None, job_id: str | None = None
     ) -> None:
-        async with self._write() as conn:
+        async def write(conn: AsyncConnection) -> None:
             await conn.execute(
                 s.upstream_errors.insert().values(
                     at=self.clock(), endpoint=endpoint, code=code, job_table=table, job_id=job_id
                 )
             )
+
+        await self._grouped(write)
 
     async def upstream_error_counts(self) -> list[tuple[str, str, int]]:
         """``(endpoint, code, n)`` of recorded RunningHub errors, most frequent first."""
