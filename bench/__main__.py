@@ -148,7 +148,12 @@ def _show(figures: dict[str, Any], verdicts: dict[str, str]) -> None:
             f"  {target.label:44s} {target.key:28s} {shown:>8s} {target.bound:>7s}  "
             f"{verdicts[target.key]}{beside}\n"
         )
-    for key in ("sweep_checks_per_s", "sweep_10k_s_extrapolated", "sweep_env"):
+    for key in (
+        "sweep_checks_per_s",
+        "sweep_checks_per_busy_s",
+        "sweep_10k_s_extrapolated",
+        "sweep_env",
+    ):
         if figures.get(key) is not None:
             out.write(f"  {key} = {figures[key]}\n")
 

@@ -10,6 +10,7 @@ with the rate it reached.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from datetime import timedelta
@@ -53,6 +54,31 @@ def _progress(database_url: str, data_dir: Path) -> tuple[int, float | None]:
     return int(checked), span
 
 
+#: Checks further apart than this belong to different ticks of the watchdog.
+TICK_GAP_S = 1.0
+
+
+def _busy_rate(database_url: str, data_dir: Path) -> float:
+    """Checks per second while the watchdog was checking (the waits between its ticks left
+    out): what the checking itself costs, apart from how often a tick comes."""
+    t = s.job_tables[staging.TABLE]
+    with staging.connect(database_url, data_dir) as conn:
+        times = sorted(
+            r[0]
+            for r in conn.execute(
+                sa.select(t.c.last_checked_at).where(t.c.last_checked_at.is_not(None))
+            )
+        )
+    if len(times) < 2:
+        return 0.0
+    busy = sum(
+        gap
+        for gap in ((b - a).total_seconds() for a, b in itertools.pairwise(times))
+        if gap <= TICK_GAP_S
+    )
+    return len(times) / busy if busy else 0.0
+
+
 def run_sweep(
     stub_url: str, database_url: str, work: Path, jobs: int = SWEEP_JOBS
 ) -> dict[str, Any]:
@@ -72,6 +98,7 @@ def run_sweep(
                 break
             time.sleep(POLL_S)
         rss = server.vm_hwm_mb()
+        busy = _busy_rate(database_url, data)
     finally:
         server.stop()
     done = checked >= jobs
@@ -84,6 +111,7 @@ def run_sweep(
         "sweep_10k_s": span if done else None,
         "sweep_10k_s_extrapolated": None if done or not rate else jobs / rate,
         "sweep_checks_per_s": rate,
+        "sweep_checks_per_busy_s": busy,
         "sweep_rss_mb": rss,
         "sweep_env": {k: SWEEP_ENV[k] for k in ("UPSTREAM_MAX_CONCURRENCY", "UPSTREAM_MAX_RPS")},
     }

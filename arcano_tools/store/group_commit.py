@@ -3,9 +3,11 @@
 Under load the hot paths (a webhook finishing its job and recording the event, a check
 reserved and its answer recorded, a lease released) each wrote in their own transaction, and
 on SQLite the connection threads then spent most of their time asleep in SQLite's busy handler
-waiting for the one write lock (see BENCHMARKS.md). Here one writer task per process and event
-loop runs every write queued meanwhile, in order, in one transaction; each caller awaits the
-result of its own write.
+waiting for the one write lock, and the event loop spent much of its time handing statements
+to those threads (see BENCHMARKS.md). Here one writer task per process and event loop runs
+every write queued meanwhile, in order, in one transaction done whole in a worker thread (one
+hand-off per batch, not several per statement); each caller awaits the result of its own
+write.
 
 Semantics are those of running the writes one after the other: each write is a function of
 the connection with its own conditional statements (the guarded finish still changes a row
@@ -19,17 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-#: A write: statements on the connection of an open transaction; its result is the caller's.
-Write = Callable[[AsyncConnection], Awaitable[T]]
+#: A write: blocking statements on the connection of an open transaction (run in a worker
+#: thread); its result is the caller's.
+Write = Callable[[sa.Connection], T]
+#: Runs writes in order in one transaction (in the calling thread); their results.
+Transaction = Callable[[list[Write[Any]]], list[Any]]
 #: Writes run in one transaction at most (bounds how long a batch holds the write lock).
 MAX_BATCH = 128
 
@@ -38,9 +43,11 @@ class GroupCommit:
     """The writer of one event loop (futures and tasks belong to a loop)."""
 
     def __init__(
-        self, transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+        self, transaction: Transaction, turn: Callable[[], AbstractAsyncContextManager[None]]
     ) -> None:
         self._transaction = transaction
+        #: Waits for this process's turn to write (SQLite's one writer).
+        self._turn = turn
         self._loop = asyncio.get_running_loop()
         self._pending: list[tuple[Write[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -81,8 +88,8 @@ class GroupCommit:
                     future.set_result(result)
 
     async def _together(self, batch: list[tuple[Write[Any], asyncio.Future[Any]]]) -> list[Any]:
-        async with self._transaction() as conn:
-            results = [await write(conn) for write, _ in batch]
+        async with self._turn():
+            results = await asyncio.to_thread(self._transaction, [write for write, _ in batch])
         self.transactions += 1
         return results
 
@@ -91,8 +98,8 @@ class GroupCommit:
             log.info("group commit fell back to one transaction per write", extra={"n": len(batch)})
         for write, future in batch:
             try:
-                async with self._transaction() as conn:
-                    result = await write(conn)
+                async with self._turn():
+                    (result,) = await asyncio.to_thread(self._transaction, [write])
             except Exception as exc:
                 if not future.done():
                     future.set_exception(exc)

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 30
 _ACTIVE = [st.value for st in ACTIVE_STATUSES]
 _WRITE_OPTION = "arcano_write"
+#: PostgreSQL connections of the blocking engine (the worker threads' reads and commits).
+THREAD_POOL_SIZE = 5
 _T = TypeVar("_T")
 
 
@@ -133,29 +135,49 @@ def _private_sqlite_file(url: str) -> None:
             os.chmod(name, 0o600)
 
 
+def _tune_sqlite(engine: sa.Engine) -> None:
+    """WAL, the busy timeout, foreign keys; and our own ``BEGIN`` (``IMMEDIATE`` to write)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine tuned per dialect (see the module docstring)."""
     if url.startswith("sqlite"):
         _private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn: sa.Connection) -> None:
-            immediate = conn.get_execution_options().get(_WRITE_OPTION)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
+        _tune_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def create_thread_engine(async_url: sa.URL) -> sa.Engine:
+    """The blocking engine on the same database, for work run whole in a worker thread (the
+    hot paths' reads and group commits): one thread hop per unit of work instead of several
+    per statement through aiosqlite (see BENCHMARKS.md)."""
+    if async_url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(
+            async_url.set(drivername="sqlite"),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        )
+        _tune_sqlite(engine)
+        return engine
+    return sa.create_engine(
+        async_url, pool_pre_ping=True, pool_size=THREAD_POOL_SIZE, max_overflow=THREAD_POOL_SIZE
+    )
 
 
 class JobStore:
@@ -168,6 +190,8 @@ class JobStore:
         self.clock = clock
         #: The group-commit writer and (SQLite) the write lock, of the loop that uses them.
         self._group: GroupCommit | None = None
+        #: The same database through a blocking driver, for work done whole in a thread.
+        self._thread_engine = create_thread_engine(engine.url)
         self._write_lock: asyncio.Lock | None = None
         self._write_lock_loop: asyncio.AbstractEventLoop | None = None
 
@@ -184,6 +208,7 @@ class JobStore:
         if self._group is not None and self._group.loop is asyncio.get_running_loop():
             await self._group.idle()
         await self.engine.dispose()
+        await asyncio.to_thread(self._thread_engine.dispose)
 
     # --- transactions ---------------------------------------------------------------------
 
@@ -198,22 +223,44 @@ class JobStore:
         return self._write_lock
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def _write_turn(self) -> AsyncIterator[None]:
+        """This process's turn to write (SQLite: one writer at a time; PostgreSQL: at once)."""
         lock = self._sqlite_write_lock()
-        async with contextlib.AsyncExitStack() as stack:
-            if lock is not None:
-                await stack.enter_async_context(lock)
-            conn = await stack.enter_async_context(self.engine.connect())
+        if lock is None:
+            yield
+            return
+        async with lock:
+            yield
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._write_turn(), self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE_OPTION: True})
             async with conn.begin():
                 yield conn
 
-    async def _grouped(self, write: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
-        """Run ``write`` in the transaction of the process's next group commit."""
+    def _write_in_thread(self, writes: list[Callable[[sa.Connection], Any]]) -> list[Any]:
+        """(In a worker thread.) Run ``writes`` in order in one transaction; their results."""
+        with self._thread_engine.connect() as conn:
+            conn = conn.execution_options(**{_WRITE_OPTION: True})
+            with conn.begin():
+                return [write(conn) for write in writes]
+
+    async def _grouped(self, write: Callable[[sa.Connection], _T]) -> _T:
+        """Run ``write`` (blocking statements on a connection) in the transaction of the
+        process's next group commit."""
         loop = asyncio.get_running_loop()
         if self._group is None or self._group.loop is not loop:
-            self._group = GroupCommit(self._write)
+            self._group = GroupCommit(self._write_in_thread, self._write_turn)
         return await self._group.run(write)
+
+    def _read_in_thread(self, read: Callable[[sa.Connection], _T]) -> _T:
+        with self._thread_engine.connect() as conn, conn.begin():
+            return read(conn)
+
+    async def _thread_read(self, read: Callable[[sa.Connection], _T]) -> _T:
+        """A hot path's read, done whole in a worker thread (one hop, see create_thread_engine)."""
+        return await asyncio.to_thread(self._read_in_thread, read)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -262,12 +309,8 @@ class JobStore:
         return _user_from_row(row)
 
     async def get_user(self, user_id: str) -> User | None:
-        async with self._read() as conn:
-            row = (
-                (await conn.execute(sa.select(s.users).where(s.users.c.id == user_id)))
-                .mappings()
-                .first()
-            )
+        query = sa.select(s.users).where(s.users.c.id == user_id)
+        row = await self._thread_read(lambda conn: conn.execute(query).mappings().first())
         return _user_from_row(row) if row else None
 
     async def ledger(self, user_id: str) -> list[dict[str, Any]]:
@@ -288,15 +331,15 @@ class JobStore:
         now = self.clock()
         t = s.job_tables[new.table]
 
-        async def write(conn: AsyncConnection) -> Job | None:
-            charged = await conn.execute(
+        def write(conn: sa.Connection) -> Job | None:
+            charged = conn.execute(
                 s.users.update()
                 .where(s.users.c.id == new.user_id, s.users.c.credits >= new.cost)
                 .values(credits=s.users.c.credits - new.cost)
             )
             if charged.rowcount != 1:
                 return None  # raised below: an expected answer must not undo the others' batch
-            await conn.execute(
+            conn.execute(
                 t.insert().values(
                     id=new.id,
                     user_id=new.user_id,
@@ -310,7 +353,7 @@ class JobStore:
                     check_count=0,
                 )
             )
-            await conn.execute(
+            conn.execute(
                 s.credit_ledger.insert().values(
                     user_id=new.user_id,
                     amount=-new.cost,
@@ -320,7 +363,7 @@ class JobStore:
                     created_at=now,
                 )
             )
-            return await self._get_job(conn, new.table, new.id)
+            return self._get_job_sync(conn, new.table, new.id)
 
         job = await self._grouped(write)
         if job is None:
@@ -332,9 +375,13 @@ class JobStore:
         row = (await conn.execute(sa.select(t).where(t.c.id == job_id))).mappings().first()
         return _job_from_row(table, row) if row else None
 
+    def _get_job_sync(self, conn: sa.Connection, table: str, job_id: str) -> Job | None:
+        t = s.job_tables[table]
+        row = conn.execute(sa.select(t).where(t.c.id == job_id)).mappings().first()
+        return _job_from_row(table, row) if row else None
+
     async def get_job(self, table: str, job_id: str) -> Job | None:
-        async with self._read() as conn:
-            return await self._get_job(conn, table, job_id)
+        return await self._thread_read(lambda conn: self._get_job_sync(conn, table, job_id))
 
     async def find_job_by_task_id(self, task_id: str) -> Job | None:
         async with self._read() as conn:
@@ -622,33 +669,41 @@ class JobStore:
             .returning(*t.c)
         )
 
-        async def write(conn: AsyncConnection) -> FinishResult | None:
-            row = (await conn.execute(guarded)).mappings().first()
+        def write(conn: sa.Connection) -> FinishResult | None:
+            row = conn.execute(guarded).mappings().first()
             if row is None:  # ended before (or no such job): a read, nothing changed
-                job = await self._get_job(conn, table, job_id)
+                job = self._get_job_sync(conn, table, job_id)
                 return None if job is None else FinishResult(changed=False, job=job)
             job = _job_from_row(table, row)
             if job.holds_slot and job.api_account:
-                await self._release_slot(conn, job.api_account)
-                await conn.execute(t.update().where(t.c.id == job_id).values(holds_slot=False))
+                self._release_slot_sync(conn, job.api_account)
+                conn.execute(t.update().where(t.c.id == job_id).values(holds_slot=False))
                 job = dataclasses.replace(job, holds_slot=False)
             refunded = False
             if req.status in REFUND_STATUSES:
-                refunded = await self._refund(conn, job, now)
+                refunded = self._refund_sync(conn, job, now)
             return FinishResult(changed=True, job=job, refunded=refunded)
 
         return await self._grouped(write)
 
-    async def _release_slot(self, conn: AsyncConnection, account_name: str) -> None:
+    def _release_slot_stmt(self, account_name: str) -> Any:
         a = s.runninghub_accounts
-        await conn.execute(
+        return (
             a.update()
             .where(a.c.account_name == account_name, a.c.in_flight > 0)
             .values(in_flight=a.c.in_flight - 1, updated_at=self.clock())
         )
 
-    async def _refund(self, conn: AsyncConnection, job: Job, now: datetime) -> bool:
-        ins = await conn.execute(
+    async def _release_slot(self, conn: AsyncConnection, account_name: str) -> None:
+        await conn.execute(self._release_slot_stmt(account_name))
+
+    def _release_slot_sync(self, conn: sa.Connection, account_name: str) -> None:
+        conn.execute(self._release_slot_stmt(account_name))
+
+    def _refund_stmts(self, job: Job, now: datetime) -> tuple[Any, Any]:
+        """The refund's ledger row (at most one per job, the database sees to it) and, if that
+        row was written, the credit."""
+        ledger_row = (
             self._insert(s.credit_ledger)
             .values(
                 user_id=job.user_id,
@@ -661,13 +716,25 @@ class JobStore:
             .on_conflict_do_nothing(index_elements=["job_table", "job_id", "kind"])
             .returning(s.credit_ledger.c.id)
         )
-        if ins.first() is None:
-            return False
-        await conn.execute(
+        credit = (
             s.users.update()
             .where(s.users.c.id == job.user_id)
             .values(credits=s.users.c.credits + job.cost)
         )
+        return ledger_row, credit
+
+    async def _refund(self, conn: AsyncConnection, job: Job, now: datetime) -> bool:
+        ledger_row, credit = self._refund_stmts(job, now)
+        if (await conn.execute(ledger_row)).first() is None:
+            return False
+        await conn.execute(credit)
+        return True
+
+    def _refund_sync(self, conn: sa.Connection, job: Job, now: datetime) -> bool:
+        ledger_row, credit = self._refund_stmts(job, now)
+        if conn.execute(ledger_row).first() is None:
+            return False
+        conn.execute(credit)
         return True
 
     # --- the shared upstream schedule ----------------------------------------------------------
@@ -682,8 +749,8 @@ class JobStore:
         """
         t = s.job_tables[table]
 
-        async def write(conn: AsyncConnection) -> bool:
-            res = await conn.execute(
+        def write(conn: sa.Connection) -> bool:
+            res = conn.execute(
                 t.update()
                 .where(
                     t.c.id == job_id,
@@ -704,8 +771,8 @@ class JobStore:
         """Remember RunningHub's last answer, for syncs that arrive before the next check."""
         t = s.job_tables[table]
 
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
+        def write(conn: sa.Connection) -> None:
+            conn.execute(
                 t.update()
                 .where(t.c.id == job_id)
                 .values(last_upstream_code=code, last_upstream_msg=msg[:500])
@@ -762,8 +829,8 @@ class JobStore:
     async def release_lease(self, table: str, job_id: str, owner: str) -> None:
         t = s.job_tables[table]
 
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
+        def write(conn: sa.Connection) -> None:
+            conn.execute(
                 t.update()
                 .where(t.c.id == job_id, t.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
@@ -856,12 +923,8 @@ class JobStore:
 
     async def get_account(self, name: str) -> Account | None:
         a = s.runninghub_accounts
-        async with self._read() as conn:
-            row = (
-                (await conn.execute(sa.select(a).where(a.c.account_name == name)))
-                .mappings()
-                .first()
-            )
+        query = sa.select(a).where(a.c.account_name == name)
+        row = await self._thread_read(lambda conn: conn.execute(query).mappings().first())
         return _account_from_row(row) if row else None
 
     async def accounts_with_free_slots(self) -> list[Account]:
@@ -898,8 +961,8 @@ class JobStore:
     ) -> None:
         now = self.clock()
 
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
+        def write(conn: sa.Connection) -> None:
+            conn.execute(
                 s.webhook_events.insert().values(
                     received_at=now,
                     job_table=table,
@@ -1009,8 +1072,8 @@ class JobStore:
     async def record_upstream_error(
         self, endpoint: str, code: str, table: str | None = None, job_id: str | None = None
     ) -> None:
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
+        def write(conn: sa.Connection) -> None:
+            conn.execute(
                 s.upstream_errors.insert().values(
                     at=self.clock(), endpoint=endpoint, code=code, job_table=table, job_id=job_id
                 )

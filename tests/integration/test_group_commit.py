@@ -54,11 +54,14 @@ def statements(store: JobStore) -> Iterator[list[str]]:
         if verb not in ("BEGIN", "COMMIT", "ROLLBACK"):  # SQLite's BEGIN IMMEDIATE is ours
             seen.append(verb)
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", hook)
+    engines = [store.engine.sync_engine, store._thread_engine]  # async and in-thread work
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", hook)
     try:
         yield seen
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", hook)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", hook)
 
 
 async def test_racing_finishes_share_transactions_and_change_the_job_once(core: Core) -> None:
