@@ -255,8 +255,12 @@ class JobStore:
         return await self._group.run(write)
 
     def _read_in_thread(self, read: Callable[[sa.Connection], _T]) -> _T:
-        with self._thread_engine.connect() as conn, conn.begin():
-            return read(conn)
+        with self._thread_engine.connect() as conn:
+            if self.dialect == "postgresql":
+                # one statement is atomic on its own: no BEGIN and COMMIT round trips
+                return read(conn.execution_options(isolation_level="AUTOCOMMIT"))
+            with conn.begin():
+                return read(conn)
 
     async def _thread_read(self, read: Callable[[sa.Connection], _T]) -> _T:
         """A hot path's read, done whole in a worker thread (one hop, see create_thread_engine)."""
