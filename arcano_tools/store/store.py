@@ -254,17 +254,20 @@ class JobStore:
             self._group = GroupCommit(self._write_in_thread, self._write_turn)
         return await self._group.run(write)
 
-    def _read_in_thread(self, read: Callable[[sa.Connection], _T]) -> _T:
+    def _read_in_thread(self, read: Callable[[sa.Connection], _T], one_statement: bool) -> _T:
         with self._thread_engine.connect() as conn:
-            if self.dialect == "postgresql":
+            if one_statement and self.dialect == "postgresql":
                 # one statement is atomic on its own: no BEGIN and COMMIT round trips
                 return read(conn.execution_options(isolation_level="AUTOCOMMIT"))
             with conn.begin():
                 return read(conn)
 
-    async def _thread_read(self, read: Callable[[sa.Connection], _T]) -> _T:
-        """A hot path's read, done whole in a worker thread (one hop, see create_thread_engine)."""
-        return await asyncio.to_thread(self._read_in_thread, read)
+    async def _thread_read(
+        self, read: Callable[[sa.Connection], _T], *, one_statement: bool = True
+    ) -> _T:
+        """A hot path's read, done whole in a worker thread (one hop, see create_thread_engine);
+        several statements see one snapshot (``one_statement=False``)."""
+        return await asyncio.to_thread(self._read_in_thread, read, one_statement)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -449,10 +452,11 @@ class JobStore:
 
     async def queued_jobs_due(self, now: datetime, limit: int = 50) -> list[Job]:
         """Queued jobs whose retry time has come, in the order they were submitted."""
-        jobs: list[Job] = []
-        async with self._read() as conn:
+
+        def read(conn: sa.Connection) -> list[Job]:
+            jobs: list[Job] = []
             for table, t in s.job_tables.items():
-                rows = await conn.execute(
+                rows = conn.execute(
                     sa.select(t)
                     .where(
                         t.c.status == JobStatus.QUEUED.value,
@@ -462,6 +466,10 @@ class JobStore:
                     .limit(limit)
                 )
                 jobs.extend(_job_from_row(table, r) for r in rows.mappings())
+            return jobs
+
+        # the dispatcher asks this after every submission and every finish: one hand-off
+        jobs = await self._thread_read(read, one_statement=False)
         jobs.sort(key=lambda j: j.created_at)
         return jobs[:limit]
 
@@ -486,19 +494,19 @@ class JobStore:
     async def recent_durations(self, table: str, limit: int = 200) -> list[float]:
         """Seconds from start to completion of the table's last completed jobs."""
         t = s.job_tables[table]
-        async with self._read() as conn:
-            rows = await conn.execute(
-                sa.select(t.c.created_at, t.c.started_at, t.c.completed_at)
-                .where(t.c.status == JobStatus.COMPLETED.value, t.c.completed_at.is_not(None))
-                .order_by(t.c.completed_at.desc())
-                .limit(limit)
-            )
-            out = []
-            for created, started, completed in rows.all():
-                begin, end = _aware(started or created), _aware(completed)
-                if begin is not None and end is not None:
-                    out.append(max(0.0, (end - begin).total_seconds()))
-            return out
+        query = (
+            sa.select(t.c.created_at, t.c.started_at, t.c.completed_at)
+            .where(t.c.status == JobStatus.COMPLETED.value, t.c.completed_at.is_not(None))
+            .order_by(t.c.completed_at.desc())
+            .limit(limit)
+        )
+        rows = await self._thread_read(lambda conn: list(conn.execute(query).all()))
+        out = []
+        for created, started, completed in rows:
+            begin, end = _aware(started or created), _aware(completed)
+            if begin is not None and end is not None:
+                out.append(max(0.0, (end - begin).total_seconds()))
+        return out
 
     async def claim_slot(
         self,
@@ -933,13 +941,13 @@ class JobStore:
 
     async def accounts_with_free_slots(self) -> list[Account]:
         a = s.runninghub_accounts
-        async with self._read() as conn:
-            rows = await conn.execute(
-                sa.select(a)
-                .where(a.c.enabled.is_(True), a.c.in_flight < a.c.max_concurrent)
-                .order_by(a.c.in_flight, a.c.account_name)
-            )
-            return [_account_from_row(r) for r in rows.mappings()]
+        query = (
+            sa.select(a)
+            .where(a.c.enabled.is_(True), a.c.in_flight < a.c.max_concurrent)
+            .order_by(a.c.in_flight, a.c.account_name)
+        )
+        rows = await self._thread_read(lambda conn: list(conn.execute(query).mappings()))
+        return [_account_from_row(r) for r in rows]
 
     async def disable_account(self, name: str, reason: str) -> None:
         a = s.runninghub_accounts
