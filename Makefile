@@ -12,7 +12,7 @@ help:
 	@echo "make run [ARGS='--env prod']  start the app (dev: frontend :3000, backend :8000)"
 	@echo "make test                     lint + format check + vulture + mypy + the whole pytest suite"
 	@echo "make lint | fmt | typecheck   ruff check + vulture / ruff format+fix / mypy"
-	@echo "make bench                    python -m bench (when bench/ has one)"
+	@echo "make bench [ARGS='--quick']    issue 9's benchmark (wrk, PostgreSQL; < 10 min): BENCHMARKS.md"
 	@echo "make matrix [ARGS='--jobs 20'] fault matrix at 200 jobs a scenario (its table) + 1,000 races"
 
 bootstrap:
@@ -43,12 +43,9 @@ test: bootstrap-test
 	$(ENV) mypy arcano_tools
 	$(ENV) pytest $(ARGS)
 
-bench: bootstrap
-	@if [ -f bench/__main__.py ] || [ -f bench/__init__.py ]; then \
-		$(ENV) python -m bench $(ARGS); \
-	else \
-		echo "bench: nothing to run (no bench/__main__.py)"; \
-	fi
+bench:
+	@scripts/bootstrap.sh --bench
+	$(ENV) python -m bench $(ARGS)
 
 matrix: bootstrap-test
 	$(ENV) status=0; python -m tests.support.matrix --jobs 200 $(ARGS) || status=$$?; \

@@ -16,6 +16,7 @@ from arcano_tools.domain.status import JobStatus
 from arcano_tools.emulator.control import TaskStats, WebhookStats
 from arcano_tools.runninghub.client import AccountStatus, CreatedTask
 from arcano_tools.services import schedule
+from arcano_tools.store.group_commit import GroupCommit
 from arcano_tools.store.memory import InMemoryStore
 from arcano_tools.web import downloads
 
@@ -46,3 +47,4 @@ schedule.detection_delay  # idem
 
 # --- results that last: used by the pages branch's download button ------------------------------
 downloads.download_href  # web/downloads.py: the page's download link (signed, short-lived)
+GroupCommit.transactions  # tests/integration/test_group_commit.py: writes share transactions

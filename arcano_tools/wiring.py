@@ -78,7 +78,7 @@ class Services:
         )
         self.metrics = Metrics()
         if counting_enabled():
-            count_queries(self.store.engine, self.metrics.db_queries.inc)
+            count_queries(self.store.sync_engines, self.metrics.db_queries.inc)
         self.client = RunningHubClient(
             settings.runninghub_base_url,
             observer=observer or self._count_upstream,

@@ -3,16 +3,19 @@
 #   scripts/bootstrap.sh          venv + project (-e .[dev]) + bun (what `make run` needs)
 #   scripts/bootstrap.sh --test   the same, plus chromium, PostgreSQL, PgBouncer and Redis
 #                                 (Debian packages, installed only if missing and we are root)
+#   scripts/bootstrap.sh --bench  --test, plus wrk (Debian package; what `make bench` drives)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 WANT_TEST=0
+WANT_BENCH=0
 for arg in "$@"; do
     case "$arg" in
         --test) WANT_TEST=1 ;;
-        -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
+        --bench) WANT_BENCH=1 ;;
+        -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "bootstrap: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -48,6 +51,9 @@ fi
 mkdir -p "$BUN_INSTALL_CACHE_DIR" "$BUN_RUNTIME_TRANSPILER_CACHE_PATH" "$REFLEX_DIR"
 
 # --- system packages for the test suite ------------------------------------------------------
+if [ "$WANT_BENCH" = 1 ]; then
+    WANT_TEST=1  # the benchmark runs PostgreSQL too
+fi
 if [ "$WANT_TEST" = 1 ]; then
     pkgs=()
     [ -x /usr/bin/chromium ] || pkgs+=(chromium)
@@ -57,6 +63,9 @@ if [ "$WANT_TEST" = 1 ]; then
     # env.sh already appended /usr/lib/postgresql/<major>/bin to PATH when it exists.
     if ! command -v initdb >/dev/null 2>&1 || ! command -v pg_ctl >/dev/null 2>&1; then
         pkgs+=(postgresql)
+    fi
+    if [ "$WANT_BENCH" = 1 ] && ! command -v wrk >/dev/null 2>&1; then
+        pkgs+=(wrk)
     fi
     if [ "${#pkgs[@]}" -gt 0 ]; then
         if [ "$(id -u)" = 0 ]; then

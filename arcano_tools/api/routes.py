@@ -52,6 +52,8 @@ MAX_MULTIPART_BYTES = max(2 * c.MAX_IMAGE_BYTES, c.MAX_UPLOAD_BYTES) + 1024 * 10
 #: Files and plain fields a submit may carry (two inputs at most today; room for growth).
 MAX_FORM_FILES = 4
 MAX_FORM_FIELDS = 16
+#: Users remembered as created, per process (then forgotten all at once: a bound, not an LRU).
+MAX_ENSURED_USERS_KEPT = 100_000
 MSG_UNAUTHORIZED = "Autenticação necessária: envie Authorization: Bearer <token>."
 MSG_SERVICE_ONLY = "Somente o serviço pode finalizar jobs."
 MSG_OPERATORS_ONLY = "Somente operadores (chave de serviço ou usuário admin)."
@@ -332,7 +334,15 @@ async def submit(request: Request) -> Response:
         detail = exc.message if isinstance(exc, MultiPartException) else exc.detail
         return error_response(f"{MSG_BAD_FORM}: {detail}", 400)
     services = services_of(request)
-    await services.store.ensure_user(principal.user_id, credits=services.settings.starting_credits)
+    ensured: set[str] = request.app.state.ensured_users
+    if principal.user_id not in ensured:
+        # a user, once created, is never deleted: one write per user and process, not per submit
+        await services.store.ensure_user(
+            principal.user_id, credits=services.settings.starting_credits
+        )
+        if len(ensured) >= MAX_ENSURED_USERS_KEPT:
+            ensured.clear()
+        ensured.add(principal.user_id)
     job = await services.queue.submit(principal.user_id, fields.get("tool", ""), fields, uploads)
     return JSONResponse(
         {"jobId": job.id, "table": job.table, "status": job.status.value}, status_code=201
@@ -630,4 +640,6 @@ def create_api(services: Services, *, manage_lifecycle: bool = True) -> Starlett
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
     )
     app.state.services = services
+    #: Users this process has already created (``submit`` skips the write for them).
+    app.state.ensured_users = set()
     return app

@@ -56,6 +56,12 @@ class JobBus:
         #: Where this process's own updates also go (the Redis relay when several processes
         #: serve one database); must not block.
         self.forward: Callable[[JobUpdate], None] | None = None
+        #: Called with every update this process hears of (its own and relayed ones), before
+        #: any subscriber: per-process caches drop what an update makes stale. Must not block.
+        self._listeners: list[Callable[[JobUpdate], None]] = []
+
+    def listen(self, listener: Callable[[JobUpdate], None]) -> None:
+        self._listeners.append(listener)
 
     def publish(self, update: JobUpdate) -> None:
         """An update made in this process: to local subscribers and to the other processes."""
@@ -65,6 +71,8 @@ class JobBus:
 
     def deliver(self, update: JobUpdate) -> None:
         """Hand an update to this process's subscribers only (the relay's incoming side)."""
+        for listener in self._listeners:
+            listener(update)
         for queue in [*self._subscribers, *self._by_job.get(update.job_id, ())]:
             if queue.full():
                 queue.get_nowait()

@@ -14,7 +14,9 @@ Replies are exactly the plan's (see ``docs/api.md``), with these additions:
   (``_last_look``);
 * one upstream schedule per job: every caller reserves the job's next check in the database,
   so page watchdogs in five tabs, the sync endpoint and the server watchdog make at most one
-  RunningHub call per poll interval; a sync that is not due answers from the last known state.
+  RunningHub call per poll interval; a sync that is not due answers from the last known state
+  — read from the job's row without writing anything, and kept in a per-process cache until
+  the next check (``answer_cache.py``) that the job bus clears when the job changes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.domain.urls import OutputHosts
 from arcano_tools.runninghub.client import RunningHubClient, TaskOutputs
 from arcano_tools.runninghub.errors import APIError, HTTPStatusError, RunningHubError, TaskNotFound
+from arcano_tools.services.answer_cache import NotDue, NotDueCache
 from arcano_tools.services.auth import Principal
 from arcano_tools.services.output_copy import OutputCopier
 from arcano_tools.services.queue_manager import QueueManager
@@ -153,6 +156,8 @@ class JobSync:
         #: Copies results into our storage before completing (``None``: complete with
         #: RunningHub's URL at once, as before results that last).
         self.copier: OutputCopier | None = None
+        #: "Not due yet" answers of this process, until the next check (cleared by the bus).
+        self.not_due = NotDueCache(queue.bus)
 
     def deadline(self, job: Job) -> datetime:
         return job.deadline_from + self.timings.max_timeout
@@ -171,10 +176,26 @@ class JobSync:
         not exist or is someone else's (the same answer, so ids cannot be probed)."""
         if self.tools.by_table(table) is None:
             raise JobNotFound()
+        now = self.clock()
+        if not force:
+            known = self.not_due.get(table, job_id, now)
+            if known is not None and principal.may_access(known.user_id):
+                self.metrics.sync_calls.labels(finished_by.value, "cached").inc()
+                return SyncOutcome.still_processing(known.code, known.msg, cached=True)
+        read_at = self.not_due.mark()
         job = await self.store.get_job(table, job_id)
         if job is None or not principal.may_access(job.user_id):
             raise JobNotFound()
-        return await self.sync_job(job, finished_by=finished_by, force=force)
+        outcome = await self.sync_job(job, finished_by=finished_by, force=force)
+        if outcome.reason is SyncReason.STILL_PROCESSING and not (force or outcome.saving):
+            # not due before the next check: the reservation's time if this sync asked
+            # RunningHub (at least ``now`` + the interval), else the one in the row
+            next_check = job.next_check_at if outcome.cached else now + self.timings.poll_interval
+            if next_check is not None:
+                until = min(next_check, self.deadline(job))
+                entry = NotDue(job.user_id, until, outcome.rh_code, outcome.rh_msg)
+                self.not_due.put(table, job_id, entry, read_at=read_at)
+        return outcome
 
     async def sync_job(
         self, job: Job, *, finished_by: FinishedBy, force: bool = False
@@ -195,9 +216,13 @@ class JobSync:
                 return await self._timeout(job)
             return SyncOutcome(synced=False, reason=SyncReason.NO_API_KEY)
 
-        due = await self.store.reserve_check(
-            job.table, job.id, now=now, next_check_at=now + self.timings.poll_interval
-        )
+        if not force and job.next_check_at is not None and now < job.next_check_at:
+            # not due: the conditional reservation would change nothing — a read, no write
+            due = False
+        else:
+            due = await self.store.reserve_check(
+                job.table, job.id, now=now, next_check_at=now + self.timings.poll_interval
+            )
         asked = due or force
         self.metrics.sync_calls.labels(finished_by.value, "upstream" if asked else "cached").inc()
         if not asked:

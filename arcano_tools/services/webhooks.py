@@ -7,7 +7,8 @@ retried (duplicates). So:
   always finds its job (its task id is stored from the webhook if still missing), and a forged
   one is refused with 401 before anything changes;
 * a duplicate meets a terminal job and is a no-op (the guarded finish makes that safe even when
-  two copies race);
+  two copies race); a job that ended never changes, so this process remembers it
+  (``answer_cache.EndedJobs``) and a retried delivery is recognised without reading the job;
 * a malformed body with a valid token is recorded and answered 400, and the job is synced from
   ``/outputs`` instead, so nothing is lost;
 * the URL's token also names the start (claim) that created the task: a webhook from a start
@@ -38,6 +39,7 @@ from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.runninghub.client import parse_outputs_envelope
 from arcano_tools.runninghub.errors import APIError, MalformedResponse
+from arcano_tools.services.answer_cache import EndedJobs
 from arcano_tools.services.queue_manager import webhook_token_claim, webhook_token_ok
 from arcano_tools.services.sync import JobSync
 
@@ -135,6 +137,8 @@ class WebhookReceiver:
         #: Unapplied unmatched events kept at most (the constant; tests shrink it).
         self.max_unmatched = c.MAX_UNMATCHED_WEBHOOKS
         self._last_not_kept: datetime | None = None
+        #: Jobs this process saw ended (final status, task id): duplicates need no read.
+        self.ended = EndedJobs()
 
     async def _record(self, *, outcome: WebhookOutcome, **fields: Any) -> None:
         self.metrics.webhooks.labels(outcome).inc()
@@ -162,6 +166,9 @@ class WebhookReceiver:
             event = parse_webhook(raw)
         except MalformedWebhook as exc:
             return await self._malformed(table, job_id, str(exc), body_text)
+        ended = self.ended.get(table, job_id)
+        if ended is not None and ended[1] == event.task_id:
+            return await self._duplicate(table, job_id, event.task_id, ended[0])
         job = await self.store.get_job(table, job_id)
         claim = webhook_token_claim(token)
         if (
@@ -194,13 +201,8 @@ class WebhookReceiver:
             )
             return WebhookResult(Delivery.TASK_MISMATCH)
         if job.status.is_terminal:
-            await self._record(
-                outcome=WebhookOutcome.DUPLICATE,
-                table=table,
-                job_id=job_id,
-                task_id=event.task_id,
-            )
-            return WebhookResult(Delivery.DUPLICATE, job.status)
+            self.ended.put(table, job_id, job.status, job.task_id)
+            return await self._duplicate(table, job_id, event.task_id, job.status)
         early = not job.task_id
         if early:
             # under the URL's claim (if it names one): never onto a start that lost it
@@ -215,6 +217,8 @@ class WebhookReceiver:
         except (MalformedResponse, APIError) as exc:
             return await self._malformed(table, job_id, f"eventData: {exc}", body_text, job)
         synced = await self.sync.apply_outputs(job, outputs, FinishedBy.WEBHOOK)
+        if synced.status is not None and synced.status.is_terminal:
+            self.ended.put(table, job_id, synced.status, job.task_id)
         if early:
             outcome = WebhookOutcome.EARLY
         elif synced.synced or synced.began_saving:
@@ -229,7 +233,9 @@ class WebhookReceiver:
             detail=f"code {outputs.code}",
             applied=True,
         )
-        log.info(
+        # DEBUG: the finish it caused is logged once per job ("job finished"); a line per
+        # delivery was formatting work on the hot path of every retried webhook
+        log.debug(
             "webhook received",
             extra={
                 "action": "webhook",
@@ -240,6 +246,15 @@ class WebhookReceiver:
             },
         )
         return WebhookResult(Delivery.APPLIED, synced.status, early=early)
+
+    async def _duplicate(
+        self, table: str, job_id: str, task_id: str, status: JobStatus
+    ) -> WebhookResult:
+        """A retried delivery for a job that has ended: recorded (webhook health), no change."""
+        await self._record(
+            outcome=WebhookOutcome.DUPLICATE, table=table, job_id=job_id, task_id=task_id
+        )
+        return WebhookResult(Delivery.DUPLICATE, status)
 
     async def _orphan(
         self, job: Job, task_id: str, claim: str | None, body_text: str

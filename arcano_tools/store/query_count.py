@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 #: The variable that switches the count on.
 COUNT_QUERIES_ENV = "ARCANO_COUNT_QUERIES"
@@ -22,9 +22,12 @@ def counting_enabled() -> bool:
     return os.environ.get(COUNT_QUERIES_ENV, "") == "1"
 
 
-def count_queries(engine: AsyncEngine, count: Callable[[], None]) -> None:
-    """Call ``count`` once for every statement ``engine`` sends."""
+def count_queries(engines: list[sa.Engine], count: Callable[[], None]) -> None:
+    """Call ``count`` once for every statement any of ``engines`` sends (a store has two: its
+    async engine's and the blocking one its hot paths use in a worker thread)."""
 
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _counted(*_args: Any) -> None:
         count()
+
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", _counted)

@@ -8,19 +8,28 @@ Two rules keep them correct under concurrency:
   ``rowcount == 0`` and read the new state;
 * on SQLite every write transaction is ``BEGIN IMMEDIATE`` so a read-then-write transaction never
   fails to upgrade its lock, and the busy timeout turns contention into waiting, not errors.
+
+Speed (issue 9, see BENCHMARKS.md): the small writes of the hot paths (a finish, a webhook
+event, a check reserved or recorded, a lease released, a job created) go through one writer
+per process that commits the writes of concurrent requests together (``group_commit.py``); on
+SQLite every write transaction of the process also waits its turn behind one lock, so this
+process's connections never sleep in SQLite's busy handler fighting each other for the file's
+one write lock (other processes still meet the busy timeout).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -50,6 +59,7 @@ from arcano_tools.domain.status import (
     WebhookOutcome,
 )
 from arcano_tools.store import schema as s
+from arcano_tools.store.group_commit import GroupCommit
 from arcano_tools.store.migrations import run_migrations
 
 log = logging.getLogger(__name__)
@@ -58,6 +68,9 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 30
 _ACTIVE = [st.value for st in ACTIVE_STATUSES]
 _WRITE_OPTION = "arcano_write"
+#: PostgreSQL connections of the blocking engine (the worker threads' reads and commits).
+THREAD_POOL_SIZE = 5
+_T = TypeVar("_T")
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -133,6 +146,25 @@ def _private_sqlite_file(url: str) -> None:
             os.chmod(name, 0o600)
 
 
+def _tune_sqlite(engine: sa.Engine) -> None:
+    """WAL, the busy timeout, foreign keys; and our own ``BEGIN`` (``IMMEDIATE`` to write)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def create_engine(url: str, *, transaction_pooler: bool = False) -> AsyncEngine:
     """An async engine tuned per dialect (see the module docstring). ``transaction_pooler``:
     PostgreSQL is reached through a pooler in transaction mode (Supabase's port 6543,
@@ -140,22 +172,7 @@ def create_engine(url: str, *, transaction_pooler: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         _private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn: sa.Connection) -> None:
-            immediate = conn.get_execution_options().get(_WRITE_OPTION)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
+        _tune_sqlite(engine.sync_engine)
         return engine
     connect_args = pooled_connect_args() if transaction_pooler else {}
     return create_async_engine(
@@ -173,20 +190,60 @@ def pooled_connect_args() -> dict[str, Any]:
     return {"prepare_threshold": None}
 
 
+def create_thread_engine(async_url: sa.URL, *, transaction_pooler: bool = False) -> sa.Engine:
+    """The blocking engine on the same database, for work run whole in a worker thread (the
+    hot paths' reads and group commits): one thread hop per unit of work instead of several
+    per statement through aiosqlite (see BENCHMARKS.md). Behind a transaction pooler it
+    prepares nothing on the server either (:func:`pooled_connect_args`)."""
+    if async_url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(
+            async_url.set(drivername="sqlite"),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        )
+        _tune_sqlite(engine)
+        return engine
+    return sa.create_engine(
+        async_url,
+        pool_pre_ping=True,
+        pool_size=THREAD_POOL_SIZE,
+        max_overflow=THREAD_POOL_SIZE,
+        connect_args=pooled_connect_args() if transaction_pooler else {},
+    )
+
+
 class JobStore:
     """Jobs, users, credits, accounts and webhook events over one SQLAlchemy engine."""
 
-    def __init__(self, engine: AsyncEngine, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, clock: Clock = utcnow, transaction_pooler: bool = False
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         #: Time of every timestamp the store writes (injectable, like the services' clock).
         self.clock = clock
+        #: The group-commit writer and (SQLite) the write lock, of the loop that uses them.
+        self._group: GroupCommit | None = None
+        #: The same database through a blocking driver, for work done whole in a thread.
+        self._thread_engine = create_thread_engine(
+            engine.url, transaction_pooler=transaction_pooler
+        )
+        self._write_lock: asyncio.Lock | None = None
+        self._write_lock_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def sync_engines(self) -> list[sa.Engine]:
+        """Every engine that sends statements (the async one's and the worker-thread one)."""
+        return [self.engine.sync_engine, self._thread_engine]
 
     @classmethod
     def from_url(
         cls, url: str, *, clock: Clock = utcnow, transaction_pooler: bool = False
     ) -> JobStore:
-        return cls(create_engine(url, transaction_pooler=transaction_pooler), clock=clock)
+        return cls(
+            create_engine(url, transaction_pooler=transaction_pooler),
+            clock=clock,
+            transaction_pooler=transaction_pooler,
+        )
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied now."""
@@ -194,16 +251,69 @@ class JobStore:
             return await run_migrations(conn)
 
     async def close(self) -> None:
+        if self._group is not None and self._group.loop is asyncio.get_running_loop():
+            await self._group.idle()
         await self.engine.dispose()
+        await asyncio.to_thread(self._thread_engine.dispose)
 
     # --- transactions ---------------------------------------------------------------------
 
+    def _sqlite_write_lock(self) -> asyncio.Lock | None:
+        """SQLite has one write lock per file: this process's writers take turns for it here
+        (an asyncio lock costs nothing; SQLite's busy handler sleeps up to 100 ms a try)."""
+        if self.dialect != "sqlite":
+            return None
+        loop = asyncio.get_running_loop()
+        if self._write_lock is None or self._write_lock_loop is not loop:
+            self._write_lock, self._write_lock_loop = asyncio.Lock(), loop
+        return self._write_lock
+
+    @asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        """This process's turn to write (SQLite: one writer at a time; PostgreSQL: at once)."""
+        lock = self._sqlite_write_lock()
+        if lock is None:
+            yield
+            return
+        async with lock:
+            yield
+
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        async with self._write_turn(), self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE_OPTION: True})
             async with conn.begin():
                 yield conn
+
+    def _write_in_thread(self, writes: list[Callable[[sa.Connection], Any]]) -> list[Any]:
+        """(In a worker thread.) Run ``writes`` in order in one transaction; their results."""
+        with self._thread_engine.connect() as conn:
+            conn = conn.execution_options(**{_WRITE_OPTION: True})
+            with conn.begin():
+                return [write(conn) for write in writes]
+
+    async def _grouped(self, write: Callable[[sa.Connection], _T]) -> _T:
+        """Run ``write`` (blocking statements on a connection) in the transaction of the
+        process's next group commit."""
+        loop = asyncio.get_running_loop()
+        if self._group is None or self._group.loop is not loop:
+            self._group = GroupCommit(self._write_in_thread, self._write_turn)
+        return await self._group.run(write)
+
+    def _read_in_thread(self, read: Callable[[sa.Connection], _T], one_statement: bool) -> _T:
+        with self._thread_engine.connect() as conn:
+            if one_statement and self.dialect == "postgresql":
+                # one statement is atomic on its own: no BEGIN and COMMIT round trips
+                return read(conn.execution_options(isolation_level="AUTOCOMMIT"))
+            with conn.begin():
+                return read(conn)
+
+    async def _thread_read(
+        self, read: Callable[[sa.Connection], _T], *, one_statement: bool = True
+    ) -> _T:
+        """A hot path's read, done whole in a worker thread (one hop, see create_thread_engine);
+        several statements see one snapshot (``one_statement=False``)."""
+        return await asyncio.to_thread(self._read_in_thread, read, one_statement)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -252,12 +362,8 @@ class JobStore:
         return _user_from_row(row)
 
     async def get_user(self, user_id: str) -> User | None:
-        async with self._read() as conn:
-            row = (
-                (await conn.execute(sa.select(s.users).where(s.users.c.id == user_id)))
-                .mappings()
-                .first()
-            )
+        query = sa.select(s.users).where(s.users.c.id == user_id)
+        row = await self._thread_read(lambda conn: conn.execute(query).mappings().first())
         return _user_from_row(row) if row else None
 
     async def ledger(self, user_id: str) -> list[dict[str, Any]]:
@@ -277,15 +383,16 @@ class JobStore:
         """Charge the credits and write the job as ``queued``, in one transaction."""
         now = self.clock()
         t = s.job_tables[new.table]
-        async with self._write() as conn:
-            charged = await conn.execute(
+
+        def write(conn: sa.Connection) -> Job | None:
+            charged = conn.execute(
                 s.users.update()
                 .where(s.users.c.id == new.user_id, s.users.c.credits >= new.cost)
                 .values(credits=s.users.c.credits - new.cost)
             )
             if charged.rowcount != 1:
-                raise InsufficientCredits()
-            await conn.execute(
+                return None  # raised below: an expected answer must not undo the others' batch
+            conn.execute(
                 t.insert().values(
                     id=new.id,
                     user_id=new.user_id,
@@ -299,7 +406,7 @@ class JobStore:
                     check_count=0,
                 )
             )
-            await conn.execute(
+            conn.execute(
                 s.credit_ledger.insert().values(
                     user_id=new.user_id,
                     amount=-new.cost,
@@ -309,16 +416,25 @@ class JobStore:
                     created_at=now,
                 )
             )
-            return await self._get_job(conn, new.table, new.id)  # type: ignore[return-value]
+            return self._get_job_sync(conn, new.table, new.id)
+
+        job = await self._grouped(write)
+        if job is None:
+            raise InsufficientCredits()
+        return job
 
     async def _get_job(self, conn: AsyncConnection, table: str, job_id: str) -> Job | None:
         t = s.job_tables[table]
         row = (await conn.execute(sa.select(t).where(t.c.id == job_id))).mappings().first()
         return _job_from_row(table, row) if row else None
 
+    def _get_job_sync(self, conn: sa.Connection, table: str, job_id: str) -> Job | None:
+        t = s.job_tables[table]
+        row = conn.execute(sa.select(t).where(t.c.id == job_id)).mappings().first()
+        return _job_from_row(table, row) if row else None
+
     async def get_job(self, table: str, job_id: str) -> Job | None:
-        async with self._read() as conn:
-            return await self._get_job(conn, table, job_id)
+        return await self._thread_read(lambda conn: self._get_job_sync(conn, table, job_id))
 
     async def find_job_by_task_id(self, task_id: str) -> Job | None:
         async with self._read() as conn:
@@ -382,10 +498,11 @@ class JobStore:
 
     async def queued_jobs_due(self, now: datetime, limit: int = 50) -> list[Job]:
         """Queued jobs whose retry time has come, in the order they were submitted."""
-        jobs: list[Job] = []
-        async with self._read() as conn:
+
+        def read(conn: sa.Connection) -> list[Job]:
+            jobs: list[Job] = []
             for table, t in s.job_tables.items():
-                rows = await conn.execute(
+                rows = conn.execute(
                     sa.select(t)
                     .where(
                         t.c.status == JobStatus.QUEUED.value,
@@ -395,6 +512,10 @@ class JobStore:
                     .limit(limit)
                 )
                 jobs.extend(_job_from_row(table, r) for r in rows.mappings())
+            return jobs
+
+        # the dispatcher asks this after every submission and every finish: one hand-off
+        jobs = await self._thread_read(read, one_statement=False)
         jobs.sort(key=lambda j: j.created_at)
         return jobs[:limit]
 
@@ -419,19 +540,19 @@ class JobStore:
     async def recent_durations(self, table: str, limit: int = 200) -> list[float]:
         """Seconds from start to completion of the table's last completed jobs."""
         t = s.job_tables[table]
-        async with self._read() as conn:
-            rows = await conn.execute(
-                sa.select(t.c.created_at, t.c.started_at, t.c.completed_at)
-                .where(t.c.status == JobStatus.COMPLETED.value, t.c.completed_at.is_not(None))
-                .order_by(t.c.completed_at.desc())
-                .limit(limit)
-            )
-            out = []
-            for created, started, completed in rows.all():
-                begin, end = _aware(started or created), _aware(completed)
-                if begin is not None and end is not None:
-                    out.append(max(0.0, (end - begin).total_seconds()))
-            return out
+        query = (
+            sa.select(t.c.created_at, t.c.started_at, t.c.completed_at)
+            .where(t.c.status == JobStatus.COMPLETED.value, t.c.completed_at.is_not(None))
+            .order_by(t.c.completed_at.desc())
+            .limit(limit)
+        )
+        rows = await self._thread_read(lambda conn: list(conn.execute(query).all()))
+        out = []
+        for created, started, completed in rows:
+            begin, end = _aware(started or created), _aware(completed)
+            if begin is not None and end is not None:
+                out.append(max(0.0, (end - begin).total_seconds()))
+        return out
 
     async def claim_slot(
         self,
@@ -599,35 +720,48 @@ class JobStore:
         }
         if req.output_url is not None:
             values["output_url"] = req.output_url
-        async with self._write() as conn:
-            res = await conn.execute(
-                t.update().where(t.c.id == job_id, t.c.status.in_(_ACTIVE)).values(**values)
-            )
-            job = await self._get_job(conn, table, job_id)
-            if job is None:
-                return None
-            if res.rowcount != 1:
-                return FinishResult(changed=False, job=job)
+        guarded = (
+            t.update()
+            .where(t.c.id == job_id, t.c.status.in_(_ACTIVE))
+            .values(**values)
+            .returning(*t.c)
+        )
+
+        def write(conn: sa.Connection) -> FinishResult | None:
+            row = conn.execute(guarded).mappings().first()
+            if row is None:  # ended before (or no such job): a read, nothing changed
+                job = self._get_job_sync(conn, table, job_id)
+                return None if job is None else FinishResult(changed=False, job=job)
+            job = _job_from_row(table, row)
             if job.holds_slot and job.api_account:
-                await self._release_slot(conn, job.api_account)
-                await conn.execute(t.update().where(t.c.id == job_id).values(holds_slot=False))
+                self._release_slot_sync(conn, job.api_account)
+                conn.execute(t.update().where(t.c.id == job_id).values(holds_slot=False))
+                job = dataclasses.replace(job, holds_slot=False)
             refunded = False
             if req.status in REFUND_STATUSES:
-                refunded = await self._refund(conn, job, now)
-            job = await self._get_job(conn, table, job_id)
-            assert job is not None
+                refunded = self._refund_sync(conn, job, now)
             return FinishResult(changed=True, job=job, refunded=refunded)
 
-    async def _release_slot(self, conn: AsyncConnection, account_name: str) -> None:
+        return await self._grouped(write)
+
+    def _release_slot_stmt(self, account_name: str) -> Any:
         a = s.runninghub_accounts
-        await conn.execute(
+        return (
             a.update()
             .where(a.c.account_name == account_name, a.c.in_flight > 0)
             .values(in_flight=a.c.in_flight - 1, updated_at=self.clock())
         )
 
-    async def _refund(self, conn: AsyncConnection, job: Job, now: datetime) -> bool:
-        ins = await conn.execute(
+    async def _release_slot(self, conn: AsyncConnection, account_name: str) -> None:
+        await conn.execute(self._release_slot_stmt(account_name))
+
+    def _release_slot_sync(self, conn: sa.Connection, account_name: str) -> None:
+        conn.execute(self._release_slot_stmt(account_name))
+
+    def _refund_stmts(self, job: Job, now: datetime) -> tuple[Any, Any]:
+        """The refund's ledger row (at most one per job, the database sees to it) and, if that
+        row was written, the credit."""
+        ledger_row = (
             self._insert(s.credit_ledger)
             .values(
                 user_id=job.user_id,
@@ -640,13 +774,25 @@ class JobStore:
             .on_conflict_do_nothing(index_elements=["job_table", "job_id", "kind"])
             .returning(s.credit_ledger.c.id)
         )
-        if ins.first() is None:
-            return False
-        await conn.execute(
+        credit = (
             s.users.update()
             .where(s.users.c.id == job.user_id)
             .values(credits=s.users.c.credits + job.cost)
         )
+        return ledger_row, credit
+
+    async def _refund(self, conn: AsyncConnection, job: Job, now: datetime) -> bool:
+        ledger_row, credit = self._refund_stmts(job, now)
+        if (await conn.execute(ledger_row)).first() is None:
+            return False
+        await conn.execute(credit)
+        return True
+
+    def _refund_sync(self, conn: sa.Connection, job: Job, now: datetime) -> bool:
+        ledger_row, credit = self._refund_stmts(job, now)
+        if conn.execute(ledger_row).first() is None:
+            return False
+        conn.execute(credit)
         return True
 
     # --- results that last ----------------------------------------------------------------------
@@ -763,8 +909,9 @@ class JobStore:
         conditional update, so concurrent callers cause one upstream call per interval.
         """
         t = s.job_tables[table]
-        async with self._write() as conn:
-            res = await conn.execute(
+
+        def write(conn: sa.Connection) -> bool:
+            res = conn.execute(
                 t.update()
                 .where(
                     t.c.id == job_id,
@@ -779,15 +926,20 @@ class JobStore:
             )
             return res.rowcount == 1
 
+        return await self._grouped(write)
+
     async def record_check_result(self, table: str, job_id: str, code: int, msg: str) -> None:
         """Remember RunningHub's last answer, for syncs that arrive before the next check."""
         t = s.job_tables[table]
-        async with self._write() as conn:
-            await conn.execute(
+
+        def write(conn: sa.Connection) -> None:
+            conn.execute(
                 t.update()
                 .where(t.c.id == job_id)
                 .values(last_upstream_code=code, last_upstream_msg=msg[:500])
             )
+
+        await self._grouped(write)
 
     async def lease_due_jobs(
         self,
@@ -836,12 +988,15 @@ class JobStore:
 
     async def release_lease(self, table: str, job_id: str, owner: str) -> None:
         t = s.job_tables[table]
-        async with self._write() as conn:
-            await conn.execute(
+
+        def write(conn: sa.Connection) -> None:
+            conn.execute(
                 t.update()
                 .where(t.c.id == job_id, t.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+        await self._grouped(write)
 
     async def lease_stalled_starts(
         self,
@@ -928,23 +1083,19 @@ class JobStore:
 
     async def get_account(self, name: str) -> Account | None:
         a = s.runninghub_accounts
-        async with self._read() as conn:
-            row = (
-                (await conn.execute(sa.select(a).where(a.c.account_name == name)))
-                .mappings()
-                .first()
-            )
+        query = sa.select(a).where(a.c.account_name == name)
+        row = await self._thread_read(lambda conn: conn.execute(query).mappings().first())
         return _account_from_row(row) if row else None
 
     async def accounts_with_free_slots(self) -> list[Account]:
         a = s.runninghub_accounts
-        async with self._read() as conn:
-            rows = await conn.execute(
-                sa.select(a)
-                .where(a.c.enabled.is_(True), a.c.in_flight < a.c.max_concurrent)
-                .order_by(a.c.in_flight, a.c.account_name)
-            )
-            return [_account_from_row(r) for r in rows.mappings()]
+        query = (
+            sa.select(a)
+            .where(a.c.enabled.is_(True), a.c.in_flight < a.c.max_concurrent)
+            .order_by(a.c.in_flight, a.c.account_name)
+        )
+        rows = await self._thread_read(lambda conn: list(conn.execute(query).mappings()))
+        return [_account_from_row(r) for r in rows]
 
     async def has_enabled_account(self) -> bool:
         a = s.runninghub_accounts
@@ -975,8 +1126,9 @@ class JobStore:
         applied: bool = False,
     ) -> None:
         now = self.clock()
-        async with self._write() as conn:
-            await conn.execute(
+
+        def write(conn: sa.Connection) -> None:
+            conn.execute(
                 s.webhook_events.insert().values(
                     received_at=now,
                     job_table=table,
@@ -988,6 +1140,8 @@ class JobStore:
                     applied_at=now if applied else None,
                 )
             )
+
+        await self._grouped(write)
 
     async def reconcile_slots(self) -> list[tuple[str, int, int]]:
         """Set each account's ``in_flight`` to the number of jobs holding one of its slots.
@@ -1084,12 +1238,14 @@ class JobStore:
     async def record_upstream_error(
         self, endpoint: str, code: str, table: str | None = None, job_id: str | None = None
     ) -> None:
-        async with self._write() as conn:
-            await conn.execute(
+        def write(conn: sa.Connection) -> None:
+            conn.execute(
                 s.upstream_errors.insert().values(
                     at=self.clock(), endpoint=endpoint, code=code, job_table=table, job_id=job_id
                 )
             )
+
+        await self._grouped(write)
 
     async def upstream_error_counts(self) -> list[tuple[str, str, int]]:
         """``(endpoint, code, n)`` of recorded RunningHub errors, most frequent first."""

@@ -12,7 +12,7 @@ async def test_every_statement_is_counted(tmp_path: Path) -> None:
     store = JobStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
     await store.migrate()
     counted: list[int] = []
-    count_queries(store.engine, lambda: counted.append(1))
+    count_queries(store.sync_engines, lambda: counted.append(1))
     try:
         assert await store.get_job("upscaler_jobs", "nope") is None
         after_one = len(counted)

@@ -1,0 +1,79 @@
+"""A loopback stand-in for RunningHub that answers at once (well under 1 ms): the hot-path
+benchmarks measure our server, not the emulator's task simulation.
+
+It speaks RunningHub's documented envelope (``{code, msg, data}``, HTTP 200): uploads and
+creates succeed, ``/outputs`` answers ``ANSWER_OUTPUTS_CODE`` (804, "still running"), cancels
+succeed. ``python -m bench.stub_runninghub --port N``; ``GET /_stats`` counts the calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from collections import Counter
+from typing import Any
+
+#: RunningHub's "the task is still running" (what a sweep over live jobs mostly hears).
+ANSWER_OUTPUTS_CODE = 804
+#: Task ids handed out by the stub's create call (RunningHub's are 19-digit numbers).
+FIRST_TASK_ID = 1_950_000_000_000_000_000
+
+_task_ids = itertools.count(FIRST_TASK_ID)
+_calls: Counter[str] = Counter()
+
+
+def _envelope(code: int, msg: str, data: Any = None) -> bytes:
+    return json.dumps({"code": code, "msg": msg, "data": data}).encode()
+
+
+def answer(path: str) -> bytes:
+    """The envelope RunningHub would send for ``path`` (every call succeeds at once)."""
+    endpoint = path.rsplit("/", 1)[-1]
+    _calls[endpoint] += 1
+    if endpoint == "outputs":
+        return _envelope(ANSWER_OUTPUTS_CODE, "APIKEY_TASK_IS_RUNNING")
+    if endpoint == "upload":
+        return _envelope(0, "success", {"fileName": "api/bench.png", "fileType": "input"})
+    if endpoint == "run":
+        task = {
+            "taskId": str(next(_task_ids)),
+            "clientId": "bench",
+            "taskStatus": "QUEUED",
+            "netWssUrl": None,
+            "promptTips": "{}",
+        }
+        return _envelope(0, "success", task)
+    if endpoint == "accountStatus":
+        return _envelope(0, "success", {"remainCoins": "1000", "currentTaskCounts": "0"})
+    return _envelope(0, "success", None)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A bare ASGI app: no framework between the socket and the answer."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:  # drain the body (uploads are multipart)
+        message = await receive()
+        more = message.get("more_body", False)
+    if scope["path"] == "/_stats":
+        body = json.dumps(dict(_calls)).encode()
+    else:
+        body = answer(scope["path"])
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="python -m bench.stub_runninghub")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

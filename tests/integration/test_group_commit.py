@@ -1,0 +1,147 @@
+"""Group commit and the no-read duplicate (issue 9) on the real databases (SQLite and the
+suite's PostgreSQL): concurrent writes share transactions and keep their one-by-one meaning —
+one terminal transition, one slot released, at most one refund — and a failing write fails
+alone. Statements are counted with a SQLAlchemy cursor hook."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from arcano_tools.domain.records import FinishRequest, NewJob
+from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
+from arcano_tools.services.auth import Principal
+from arcano_tools.store import JobStore
+from tests.support.core import Core, build_core
+from tests.support.fixtures import pg_server_url  # noqa: F401  (fixtures are found by name)
+from tests.support.postgres import create_database
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+RACERS = 24
+#: ``Core.running`` submits as ``u1``.
+OWNER = Principal(user_id="u1")
+
+
+@pytest.fixture(params=BACKENDS)
+async def core(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Core]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        server: str = request.getfixturevalue("pg_server_url")
+        url = create_database(server).replace("postgresql://", "postgresql+psycopg://")
+    built = await build_core(tmp_path, database_url=url, control={"outcome": "never"})
+    yield built
+    await built.store.close()
+    await built.emulator.shutdown()
+    await built.client.aclose()
+
+
+@contextmanager
+def statements(store: JobStore) -> Iterator[list[str]]:
+    """Every SQL statement the store sends while inside (BEGIN/COMMIT of the driver excluded)."""
+    seen: list[str] = []
+
+    def hook(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        verb = sql.split(None, 1)[0].upper()
+        if verb not in ("BEGIN", "COMMIT", "ROLLBACK"):  # SQLite's BEGIN IMMEDIATE is ours
+            seen.append(verb)
+
+    engines = [store.engine.sync_engine, store._thread_engine]  # async and in-thread work
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", hook)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", hook)
+
+
+async def test_racing_finishes_share_transactions_and_change_the_job_once(core: Core) -> None:
+    job = await core.running()
+    assert job.holds_slot
+    store: JobStore = core.store
+    requests = [
+        FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url="https://x/o.png")
+        if i % 2
+        else FinishRequest(JobStatus.FAILED, FinishedBy.WATCHDOG, error_message="e")
+        for i in range(RACERS)
+    ]
+    transactions_before = store._group.transactions if store._group else 0
+
+    results = await asyncio.gather(*(store.finish(job.table, job.id, r) for r in requests))
+
+    assert sum(r is not None and r.changed for r in results) == 1
+    assert store._group is not None
+    assert store._group.transactions - transactions_before < RACERS  # grouped, not one each
+    ended = await core.job(job)
+    assert not ended.holds_slot
+    account = await store.get_account(job.api_account or "")
+    assert account is not None
+    assert account.in_flight == 0
+    refunds = [e for e in await store.ledger(job.user_id) if e["kind"] == "refund"]
+    assert len(refunds) == (1 if ended.status is JobStatus.FAILED else 0)
+
+
+async def test_a_failing_write_fails_alone_and_the_others_commit(core: Core) -> None:
+    store: JobStore = core.store
+    await store.ensure_user("u9", credits=100)
+    taken = str(uuid.uuid4())
+    await store.create_job(NewJob(id=taken, table="upscaler_jobs", user_id="u9", cost=1, inputs={}))
+    fresh = [str(uuid.uuid4()) for _ in range(5)]
+    ids = [*fresh[:2], taken, *fresh[2:]]  # the third one's id already exists
+
+    results = await asyncio.gather(
+        *(
+            store.create_job(NewJob(id=i, table="upscaler_jobs", user_id="u9", cost=1, inputs={}))
+            for i in ids
+        ),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[2], sa.exc.IntegrityError)
+    assert [r.id for r in results if not isinstance(r, BaseException)] == fresh
+    for job_id in fresh:
+        assert await store.get_job("upscaler_jobs", job_id) is not None
+    user = await store.get_user("u9")
+    assert user is not None
+    assert user.credits == 100 - 1 - len(fresh)  # the failed one charged nothing
+
+
+async def test_a_duplicate_webhook_only_records_its_event(core: Core) -> None:
+    core.control(outcome="success")
+    job = await core.running()
+    body = await core.webhook_for(job)
+    await core.webhooks.receive(job.table, job.id, core.token(job), body)
+
+    with statements(core.store) as sent:
+        again = await core.webhooks.receive(job.table, job.id, core.token(job), body)
+
+    assert again.status is JobStatus.COMPLETED
+    assert sent == ["INSERT"]  # the event row (webhook health); no read, no update
+    assert await core.store.webhook_counts() == {
+        WebhookOutcome.ACCEPTED.value: 1,
+        WebhookOutcome.DUPLICATE.value: 1,
+    }
+
+
+async def test_a_sync_not_due_sends_no_write(core: Core) -> None:
+    job = await core.running()
+    await core.sync.sync(job.table, job.id, OWNER)  # due: asks RunningHub
+    core.sync.not_due = type(core.sync.not_due)(core.bus)  # an empty memory: the read path
+
+    with statements(core.store) as sent:
+        outcome = await core.sync.sync(job.table, job.id, OWNER)
+        cached = await core.sync.sync(job.table, job.id, OWNER)
+
+    assert outcome.cached
+    assert cached.cached
+    assert set(sent) <= {"SELECT"}, sent  # reads only, and only for the first of the two
+    assert len(sent) == 2  # the job and its account; the second sync sent nothing

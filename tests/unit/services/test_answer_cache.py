@@ -1,0 +1,195 @@
+"""The hot paths' per-process memory (issue 9): a sync that is not due yet answers without
+writing — and, once seen, without reading — until the next check or a change of its job;
+a retried webhook of an ended job is recognised without reading the job."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from arcano_tools.api.replies import sync_reply
+from arcano_tools.domain.errors import JobNotFound
+from arcano_tools.domain.records import FinishRequest
+from arcano_tools.domain.status import FinishedBy, JobStatus, SyncReason
+from arcano_tools.services.auth import Principal
+from arcano_tools.services.webhooks import Delivery
+from tests.support.core import TIMINGS, Core
+
+USER = Principal(user_id="u1")
+STRANGER = Principal(user_id="u2")
+
+
+class CountingStore:
+    """The store, with each call counted by method name (its results unchanged)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+async def never_ending(core: Core) -> Any:
+    """A job RunningHub keeps running (no webhook, every check answers "still running")."""
+    core.control(outcome="never")
+    return await core.running()
+
+
+def count_store_calls(core: Core) -> CountingStore:
+    counting = CountingStore(core.store)
+    core.sync.store = counting  # type: ignore[assignment]
+    core.webhooks.store = counting  # type: ignore[assignment]
+    return counting
+
+
+async def test_a_sync_that_is_not_due_writes_nothing_and_then_reads_nothing(core: Core) -> None:
+    job = await never_ending(core)
+    first = await core.sync.sync(job.table, job.id, USER)  # due: RunningHub is asked
+    assert first.reason is SyncReason.STILL_PROCESSING
+    assert not first.cached
+    calls = count_store_calls(core)
+
+    again = await core.sync.sync(job.table, job.id, USER)
+    core.clock.advance(seconds=TIMINGS.poll_interval.total_seconds() / 2)
+    later = await core.sync.sync(job.table, job.id, USER)
+
+    assert (
+        sync_reply(again)
+        == sync_reply(later)
+        == sync_reply(type(first).still_processing(first.rh_code, first.rh_msg, cached=True))
+    )
+    assert calls.calls == Counter()  # no read, no reservation, no write
+
+
+async def test_without_the_cache_a_sync_not_due_is_a_read_only(core: Core) -> None:
+    job = await never_ending(core)
+    await core.sync.sync(job.table, job.id, USER)
+    core.sync.not_due = type(core.sync.not_due)(core.bus)  # a fresh process's empty memory
+    calls = count_store_calls(core)
+
+    outcome = await core.sync.sync(job.table, job.id, USER)
+
+    assert outcome.cached
+    assert outcome.reason is SyncReason.STILL_PROCESSING
+    assert calls.calls["reserve_check"] == 0
+    assert calls.calls["get_job"] == 1
+
+
+async def test_the_next_check_is_due_again_when_the_interval_has_passed(core: Core) -> None:
+    job = await never_ending(core)
+    await core.sync.sync(job.table, job.id, USER)
+    asked = core.emulator.stats.calls.get("outputs", 0)
+    core.clock.advance(seconds=TIMINGS.poll_interval.total_seconds())
+
+    outcome = await core.sync.sync(job.table, job.id, USER)
+
+    assert not outcome.cached
+    assert core.emulator.stats.calls.get("outputs", 0) == asked + 1
+
+
+async def test_a_change_of_the_job_on_the_bus_ends_the_cached_answer(core: Core) -> None:
+    job = await never_ending(core)
+    await core.sync.sync(job.table, job.id, USER)
+    await core.sync.sync(job.table, job.id, USER)  # answered from memory now
+    await core.queue.finish(
+        job.table, job.id, FinishRequest(JobStatus.FAILED, FinishedBy.USER, error_message="x")
+    )
+
+    outcome = await core.sync.sync(job.table, job.id, USER)
+
+    assert outcome.reason is SyncReason.ALREADY_TERMINAL
+    assert outcome.status is JobStatus.FAILED
+
+
+async def test_an_answer_read_before_a_change_is_not_kept(core: Core) -> None:
+    job = await never_ending(core)
+    await core.sync.sync(job.table, job.id, USER)
+    read_at = core.sync.not_due.mark()
+    stale = await core.store.get_job(job.table, job.id)
+    await core.fail(job)  # published while the stale read was in flight
+    assert stale is not None
+    from arcano_tools.services.answer_cache import NotDue
+
+    core.sync.not_due.put(
+        job.table,
+        job.id,
+        NotDue(job.user_id, core.clock() + TIMINGS.poll_interval, 804, "x"),
+        read_at=read_at,
+    )
+
+    assert core.sync.not_due.get(job.table, job.id, core.clock()) is None
+
+
+async def test_nothing_is_served_from_memory_while_other_processes_may_be_unheard(
+    core: Core,
+) -> None:
+    job = await never_ending(core)
+    await core.sync.sync(job.table, job.id, USER)
+    core.bus.complete = False  # the Redis relay is configured but down
+    calls = count_store_calls(core)
+
+    await core.sync.sync(job.table, job.id, USER)
+
+    assert calls.calls["get_job"] == 1
+
+
+async def test_a_cached_answer_is_still_only_for_the_jobs_owner(core: Core) -> None:
+    job = await never_ending(core)
+    await core.sync.sync(job.table, job.id, USER)
+    await core.sync.sync(job.table, job.id, USER)
+
+    try:
+        await core.sync.sync(job.table, job.id, STRANGER)
+    except JobNotFound:
+        pass
+    else:
+        raise AssertionError("another user was answered about the job")
+
+
+async def test_a_cached_answer_never_outlives_the_deadline(core: Core) -> None:
+    job = await never_ending(core)
+    await core.sync.sync(job.table, job.id, USER)
+    core.clock.advance(seconds=TIMINGS.max_timeout.total_seconds())
+
+    outcome = await core.sync.sync(job.table, job.id, USER)
+
+    assert outcome.synced
+    assert outcome.status is JobStatus.FAILED
+
+
+async def test_a_retried_webhook_of_an_ended_job_reads_nothing(core: Core) -> None:
+    job = await core.running()
+    body = await core.webhook_for(job)
+    first = await core.webhooks.receive(job.table, job.id, core.token(job), body)
+    assert first.delivery is Delivery.APPLIED
+    calls = count_store_calls(core)
+
+    again = await core.webhooks.receive(job.table, job.id, core.token(job), body)
+
+    assert again.delivery is Delivery.DUPLICATE
+    assert again.status is JobStatus.COMPLETED
+    assert calls.calls == Counter({"record_webhook": 1})  # recorded (webhook health), no read
+    assert await core.store.webhook_counts() == {"accepted": 1, "duplicate": 1}
+
+
+async def test_a_webhook_with_another_task_id_is_still_refused_for_an_ended_job(
+    core: Core,
+) -> None:
+    job = await core.running()
+    body = await core.webhook_for(job)
+    await core.webhooks.receive(job.table, job.id, core.token(job), body)
+    assert job.task_id is not None
+    other = body.replace(job.task_id.encode(), b"1234567890123456789")
+
+    result = await core.webhooks.receive(job.table, job.id, core.token(job), other)
+
+    assert result.delivery is Delivery.TASK_MISMATCH
