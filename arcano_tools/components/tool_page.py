@@ -14,7 +14,7 @@ import reflex as rx
 from reflex.vars import ArrayVar, ObjectVar, Var
 
 from arcano_tools import constants as c
-from arcano_tools.components.compare import LoadedVideo, compare_view
+from arcano_tools.components.compare import LoadedImg, LoadedVideo, compare_view
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.tools import FileInput, Tool
 from arcano_tools.web import failures
@@ -453,7 +453,7 @@ def result_view(tool: Tool, state: type[ToolPageState]) -> rx.Component:
                 data_testid="result",
                 on_load=read_size,
             ),
-            rx.image(
+            LoadedImg.create(
                 src=state.output_url,
                 alt="Resultado",
                 width="100%",
