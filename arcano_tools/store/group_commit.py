@@ -15,6 +15,12 @@ once — a second finish of the same job in the same batch sees the first one's 
 result is handed back only once the transaction has committed. If the batch fails (a write
 raised, a deadlock, a lost connection) it is rolled back whole and every write is run again
 alone in its own transaction, so a failure reaches only the caller whose write failed.
+
+A caller cancelled (a stop cancels the watchdog's tasks) before its write was taken into a
+transaction: the write never runs, as a cancelled transaction used to roll back. Cancelled
+while its transaction is under way: that transaction is not interrupted, so the caller waits
+for its outcome and, if it committed, goes on (the cancellation is withdrawn) — what follows a
+committed write, such as the "job finished" line and the job-bus update, must not be lost.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class GroupCommit:
         self._loop = asyncio.get_running_loop()
         self._pending: list[tuple[Write[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
+        #: Futures of the writes whose transaction is under way.
+        self._in_flight: set[asyncio.Future[Any]] = set()
         #: Transactions committed (the tests check that concurrent writes shared some).
         self.transactions = 0
 
@@ -60,10 +68,24 @@ class GroupCommit:
 
     async def run(self, write: Write[T]) -> T:
         future: asyncio.Future[T] = self._loop.create_future()
-        self._pending.append((write, future))
+        entry: tuple[Write[Any], asyncio.Future[Any]] = (write, future)
+        self._pending.append(entry)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
-        return await future
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future not in self._in_flight:
+                if entry in self._pending:
+                    self._pending.remove(entry)  # never runs
+                future.cancel()
+                raise
+            task = asyncio.current_task()
+            try:
+                return await asyncio.shield(future)  # committed or failed as a whole
+            finally:
+                if task is not None:
+                    task.uncancel()
 
     async def idle(self) -> None:
         """Wait until every queued write has been run (before the engine is closed)."""
@@ -73,6 +95,10 @@ class GroupCommit:
     async def _drain(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            batch = [(w, f) for w, f in batch if not f.done()]  # cancelled meanwhile: dropped
+            if not batch:
+                continue
+            self._in_flight = {f for _, f in batch}
             try:
                 results = await self._together(batch)
             except BaseException as exc:
@@ -82,10 +108,12 @@ class GroupCommit:
                             future.cancel()
                     raise
                 await self._one_by_one(batch)
+                self._in_flight = set()
                 continue
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+            self._in_flight = set()
 
     async def _together(self, batch: list[tuple[Write[Any], asyncio.Future[Any]]]) -> list[Any]:
         async with self._turn():
