@@ -17,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 import reflex as rx
 
@@ -25,6 +26,7 @@ from arcano_tools.domain.errors import JobError
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import ACTIVE_STATUSES, JobStatus
 from arcano_tools.domain.tools import Tool
+from arcano_tools.domain.urls import OutputHosts
 from arcano_tools.services.follow import follow_job
 from arcano_tools.services.progress import (
     TypicalDurations,
@@ -386,7 +388,10 @@ class ToolPageState(rx.State, mixin=True):
         """The result's size, asked of its host (only a host trusted for outputs)."""
         if not self.output_url:
             return
-        hosts = runtime.services().settings.output_hosts
+        settings = runtime.services().settings
+        # RunningHub's file hosts, and our own (a result kept in our storage is served there)
+        own = urlsplit(settings.own_base_url).hostname or ""
+        hosts = OutputHosts.of(settings.output_hosts.patterns, also=[own])
         size = await output_bytes(self.output_url, hosts)
         self.output_size = size_text(size) if size else ""
 

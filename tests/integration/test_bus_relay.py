@@ -95,7 +95,9 @@ def test_an_update_made_in_one_process_reaches_a_follower_in_another(
         seen = [f.result(timeout=60) for f in followers]
 
     # exactly one process received the webhook; the other heard of the result via Redis
-    handled = [job_id in b.api.log() and "outcome=accepted" in b.api.log() for b in (first, second)]
+    handled = [
+        f"job finished action=finish job_id={job_id}" in b.api.log() for b in (first, second)
+    ]
     assert sorted(handled) == [False, True], handled
     other = (first, second)[handled.index(False)]
     for stream in seen:

@@ -270,7 +270,10 @@ def test_inputs_and_results_live_in_the_bucket_and_download_by_signed_url(
     assert got.status_code == 200
     assert got.content == kept
     assert got.headers["content-disposition"].startswith('attachment; filename="arcano-upscaler-')
-    assert got.headers["content-disposition"].endswith('-2x.png"')
+    assert re.fullmatch(
+        r'attachment; filename="arcano-upscaler-2x-\d{4}-\d{2}-\d{2}-\d{4}\.png"',
+        got.headers["content-disposition"],
+    ), got.headers["content-disposition"]
 
 
 def test_a_backend_killed_mid_copy_resumes_it_after_a_restart(

@@ -185,7 +185,7 @@ def test_the_deadline_fails_the_job_with_the_timeout_message_and_cancels_upstrea
     assert body == {
         "synced": True,
         "status": "failed",
-        "errorMessage": "Timeout: processamento excedeu o tempo limite (4 segundos)",
+        "errorMessage": "Timeout: processamento excedeu o tempo limite (6 segundos)",
     }
     wait_for(lambda: emu.stats()["tasks"]["cancelled"] >= 1, what="the upstream cancel")
     me = client.get(backend.url + "/api/me", headers=backend.user_headers(user)).json()
