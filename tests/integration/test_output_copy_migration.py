@@ -3,15 +3,14 @@ PostgreSQL: a job running when the upgrade happens gets its copy columns and can
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from arcano_tools.domain.records import utcnow
 from arcano_tools.domain.status import FinishedBy, JobStatus, OutputCopy
-from arcano_tools.store import JobStore, migrations
+from arcano_tools.store import JobStore
+from tests.support.old_schema import old_database
 from tests.support.postgres import create_database
 
 TABLE = "upscaler_jobs"
@@ -30,37 +29,12 @@ async def test_a_running_job_survives_the_upgrade_and_can_be_saved(
     else:
         server: str = request.getfixturevalue("pg_server_url")
         url = create_database(server).replace("postgresql://", "postgresql+psycopg://")
-    old = JobStore.from_url(url)
-    steps = migrations.MIGRATIONS
-    migrations.MIGRATIONS = [step for step in steps if step[0] <= PREVIOUS]
-    try:
-        await old.migrate()
-        async with old.engine.begin() as conn:
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO users (id, credits, is_admin, is_anonymous, created_at) "
-                    "VALUES ('u', 10, false, false, CURRENT_TIMESTAMP)"
-                )
-            )
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO runninghub_accounts (account_name, api_key, max_concurrent, "
-                    "in_flight, enabled, updated_at) VALUES ('acc', :k, 2, 1, true, :now)"
-                ),
-                {"k": "k" * 32, "now": utcnow()},
-            )
-            await conn.execute(
-                sa.text(
-                    f"INSERT INTO {TABLE} (id, user_id, status, cost, inputs, created_at, "
-                    "updated_at, started_at, holds_slot, attempts, check_count, task_id, "
-                    "api_account) VALUES ('j1', 'u', 'running', 5, '{}', :t, :t, :t, "
-                    "true, 0, 0, 'task-1', 'acc')"
-                ),
-                {"t": utcnow() - timedelta(minutes=1)},
-            )
-    finally:
-        migrations.MIGRATIONS = steps
-    await old.close()
+    await old_database(
+        url,
+        PREVIOUS,
+        credits=10,
+        job={"status": "running", "cost": 5, "task_id": "task-1"},
+    )
 
     store = JobStore.from_url(url)
     try:

@@ -17,6 +17,7 @@ from arcano_tools.domain.status import FinishedBy, JobStatus, LedgerKind
 from arcano_tools.store import JobStore
 from arcano_tools.store import schema as s
 from arcano_tools.store.migrations import MIGRATIONS
+from tests.support.old_schema import old_database
 from tests.support.postgres import create_database
 from tests.support.tools import tool_cost
 
@@ -110,44 +111,18 @@ async def test_a_version_3_database_with_a_start_in_flight_is_upgraded_in_place(
 ) -> None:
     """Start leases (migration 4) and the kept-events index (5) on a live v3 database: a
     start written by the old version has no lease, so the 5-minute rule still applies to it."""
-    from arcano_tools.store import migrations
-
     if backend == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'v3.db'}"
     else:
         server: str = request.getfixturevalue("pg_server_url")
         url = create_database(server).replace("postgresql://", "postgresql+psycopg://")
-    old = JobStore.from_url(url)
-    steps, migrations.MIGRATIONS = migrations.MIGRATIONS, migrations.MIGRATIONS[:3]
-    try:
-        assert await old.migrate() == [1, 2, 3]
-        async with old.engine.begin() as conn:
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO users (id, credits, is_admin, is_anonymous, created_at) "
-                    "VALUES ('u', :credits, false, false, CURRENT_TIMESTAMP)"
-                ),
-                {"credits": 2 * COST},
-            )
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO runninghub_accounts (account_name, api_key, max_concurrent, "
-                    "in_flight, enabled, updated_at) VALUES ('acc', :k, 2, 1, true, :now)"
-                ),
-                {"k": "k" * 32, "now": utcnow()},
-            )
-            await conn.execute(
-                sa.text(
-                    f"INSERT INTO {TABLE} (id, user_id, status, cost, inputs, created_at, "
-                    "updated_at, started_at, holds_slot, attempts, check_count, claim_id, "
-                    "api_account) VALUES ('j1', 'u', 'starting', :cost, '{}', :t, :t, :t, "
-                    "true, 0, 0, 'c1', 'acc')"
-                ),
-                {"cost": COST, "t": utcnow() - timedelta(minutes=1)},
-            )
-    finally:
-        migrations.MIGRATIONS = steps
-    await old.close()
+    applied = await old_database(
+        url,
+        3,
+        credits=2 * COST,
+        job={"status": "starting", "cost": COST, "claim_id": "c1"},
+    )
+    assert applied == [1, 2, 3]
 
     store = JobStore.from_url(url)
     try:
