@@ -166,7 +166,13 @@ class Repository(Protocol):
         started_before: datetime,
         deadline_before: datetime,
         limit: int,
-    ) -> list[Job]: ...
+        overdue_only: bool = False,
+    ) -> list[Job]:
+        """Lease to ``owner`` up to ``limit`` jobs per table that need the server watchdog
+        (``overdue_only``: only those past their deadline). A job past its deadline is leased
+        whatever another owner's lease says, never again by the owner that holds it (its
+        check is in flight there)."""
+        ...
 
     async def release_lease(self, table: str, job_id: str, owner: str) -> None: ...
 

@@ -30,6 +30,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from arcano_tools import constants as c
@@ -47,6 +48,11 @@ LEASE_BATCH = 50
 #: After a full batch the next lease comes this soon (more are due), not a tick later; a
 #: pause all the same, so a batch that keeps failing never spins the loop.
 FULL_BATCH_PAUSE_S = 0.05
+#: Checks one process holds at once, in batches of ``LEASE_BATCH``, as a multiple of its
+#: upstream concurrency: enough that a slot never waits for a lease, few enough that leases
+#: do not pile up behind the limit (another process could be checking those jobs). Past the
+#: cap only overdue jobs are leased.
+IN_FLIGHT_PER_SLOT = 2
 
 
 def process_identity() -> str:
@@ -70,6 +76,9 @@ class ServerWatchdog:
         self.owner = owner or process_identity()
         self.starting_stuck_after = starting_stuck_after
         self._limit = asyncio.Semaphore(max_concurrency)
+        self._cap = max(LEASE_BATCH, IN_FLIGHT_PER_SLOT * max_concurrency)
+        #: The checks running now (``run`` does not wait for a batch before leasing more).
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._next_prune = 0.0
         self._next_reconcile = 0.0
 
@@ -84,19 +93,29 @@ class ServerWatchdog:
         tick = max(0.05, self.interval.total_seconds() / 2)
         every = min(tick, c.START_RECOVERY_EVERY_S) if checks else c.START_RECOVERY_EVERY_S
         next_tick = 0.0
-        while not stop.is_set():
-            try:
-                if checks and time.monotonic() >= next_tick:
-                    # a full lease batch means more are due: go on at once, not a tick later
-                    full = await self.tick() >= LEASE_BATCH
-                    next_tick = time.monotonic() + (FULL_BATCH_PAUSE_S if full else tick)
-                else:
-                    await self.recover_stalled_starts()
-            except Exception:
-                log.exception("server watchdog tick failed", extra={"action": "server_watchdog"})
-            wait = min(every, max(0.0, next_tick - time.monotonic())) if checks else every
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
+        try:
+            while not stop.is_set():
+                try:
+                    if checks and time.monotonic() >= next_tick:
+                        # a full lease batch means more are due: go on at once, not a tick
+                        # later. The checks run on while the loop leases again: a batch slow
+                        # upstream never holds back a job whose deadline passes meanwhile.
+                        full = len(await self._lease_and_start()) >= LEASE_BATCH
+                        next_tick = time.monotonic() + (FULL_BATCH_PAUSE_S if full else tick)
+                    else:
+                        await self.recover_stalled_starts()
+                except Exception:
+                    log.exception(
+                        "server watchdog tick failed", extra={"action": "server_watchdog"}
+                    )
+                wait = min(every, max(0.0, next_tick - time.monotonic())) if checks else every
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
+        finally:
+            # stopped (or cancelled): the checks in flight end with the loop, as a batch did
+            for task in list(self._in_flight):
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def recover_stalled_starts(self) -> int:
         """Put back in the queue the starts whose process is gone (start lease expired, or
@@ -124,8 +143,16 @@ class ServerWatchdog:
         return len(jobs)
 
     async def tick(self) -> int:
-        """One pass: recover stalled starts, lease due jobs and sync them, at most
-        ``max_concurrency`` at a time; returns how many jobs were synced."""
+        """One pass, waited for: recover stalled starts, lease due jobs and sync them, at most
+        ``max_concurrency`` at a time (overdue ones outside that limit); returns how many jobs
+        were synced. ``run`` does the same without waiting for the checks."""
+        started = await self._lease_and_start()
+        await asyncio.gather(*started)
+        return len(started)
+
+    async def _lease_and_start(self) -> list[asyncio.Task[None]]:
+        """Recover stalled starts, lease due jobs and start their checks (tracked in
+        ``_in_flight``): up to the in-flight cap, and past it the overdue jobs alone."""
         await self.recover_stalled_starts()
         now = self.sync.clock()
         if time.monotonic() >= self._next_prune:
@@ -141,25 +168,45 @@ class ServerWatchdog:
             started_before=now - self.sync.timings.initial_delay,
             deadline_before=now - self.sync.timings.max_timeout,
             limit=LEASE_BATCH,
+            overdue_only=len(self._in_flight) >= self._cap,
         )
-        if jobs:
-            await asyncio.gather(*(self._check(job) for job in jobs))
-        return len(jobs)
+        started = [asyncio.create_task(self._check(job)) for job in jobs]
+        for task in started:
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        return started
 
     async def _check(self, job: Job) -> None:
-        # Past its deadline a check waits for no other: the sync bounds its one last look at
-        # RunningHub by a poll interval, and most end without a call (checked recently).
-        overdue = self.sync.clock() >= self.sync.deadline(job)
-        async with contextlib.nullcontext() if overdue else self._limit:
-            try:
+        try:
+            async with self._slot(job):
                 await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG)
-            except Exception:
-                log.exception(
-                    "server watchdog check failed",
-                    extra={"action": "server_watchdog", "job_id": job.id, "table": job.table},
-                )
-            finally:
-                await self.store.release_lease(job.table, job.id, self.owner)
+        except Exception:
+            log.exception(
+                "server watchdog check failed",
+                extra={"action": "server_watchdog", "job_id": job.id, "table": job.table},
+            )
+        finally:
+            await self.store.release_lease(job.table, job.id, self.owner)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, job: Job) -> AsyncIterator[None]:
+        """One of ``max_concurrency`` slots, waited for until the job's deadline at most.
+
+        Past its deadline a check waits for no other: the sync bounds its one last look at
+        RunningHub by a poll interval, and most end without a call (checked recently). A job
+        whose deadline passes while it waits for a slot goes on without one then.
+        """
+        wait = (self.sync.deadline(job) - self.sync.clock()).total_seconds()
+        held = False
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._limit.acquire(), timeout=wait)
+                held = True
+        try:
+            yield
+        finally:
+            if held:
+                self._limit.release()
 
     async def _reconcile_slots(self) -> None:
         """Recount the accounts' slots (at start-up, then every minute); log any drift."""

@@ -235,7 +235,7 @@ class JobSync:
             if past_deadline:
                 outputs = await self._last_look(account.api_key, job.task_id)
             else:
-                outputs = await self.client.outputs(account.api_key, job.task_id, retries=1)
+                outputs = await self._ask(account.api_key, job.task_id, self.deadline(job))
         except HTTPStatusError as exc:
             await self.store.record_upstream_error(
                 "outputs", f"http_{exc.http_status}", job.table, job.id
@@ -255,12 +255,21 @@ class JobSync:
         except RunningHubError as exc:
             await self.store.record_upstream_error("outputs", type(exc).__name__, job.table, job.id)
             return await self._unanswered(job, past_deadline, None)
-        except TimeoutError:  # the last look's budget ran out (queued behind other calls)
+        except TimeoutError:  # the deadline's budget ran out (queued behind other calls)
             await self.store.record_upstream_error("outputs", "deadline_budget", job.table, job.id)
             return await self._timeout(job)
 
         await self.store.record_check_result(job.table, job.id, outputs.code, outputs.msg)
         return await self._apply(job, outputs, finished_by, past_deadline)
+
+    async def _ask(self, api_key: str, task_id: str, deadline: datetime) -> TaskOutputs:
+        """Before the deadline: one call and one retry, answered by the deadline + one poll
+        interval at most. A check begun in time but queued behind a slow RunningHub (other
+        checks, the dispatcher's creates) must not carry the job seconds past its deadline;
+        when that budget runs out the job is past it, and times out like a last look."""
+        budget = deadline - self.clock() + self.timings.poll_interval
+        async with asyncio.timeout(budget.total_seconds()):
+            return await self.client.outputs(api_key, task_id, retries=1)
 
     async def _last_look(self, api_key: str, task_id: str) -> TaskOutputs:
         """At the deadline: did the task end meanwhile (a lost webhook)? One call, no retry,

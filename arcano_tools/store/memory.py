@@ -453,18 +453,24 @@ class InMemoryStore:
         started_before: datetime,
         deadline_before: datetime,
         limit: int,
+        overdue_only: bool = False,
     ) -> list[Job]:
         leased: list[Job] = []
         for table, jobs in self._jobs.items():
 
             def wanted(j: Job) -> bool:
                 overdue = j.deadline_from <= deadline_before and not j.saving
+                lease = self._leases.get((j.table, j.id))
+                free = self._lease_free(j.table, j.id, now) or (
+                    overdue and lease is not None and lease.owner != owner
+                )
                 return (
                     j.status.is_active
+                    and (overdue or not overdue_only)
                     and (j.clock_start <= started_before or overdue)
                     and (j.next_check_at is None or j.next_check_at <= now or overdue)
-                    and (self._lease_free(j.table, j.id, now) or overdue)
-                    and (j.task_id is not None or j.status is JobStatus.STARTING or overdue)
+                    and free
+                    and (j.task_id is not None or overdue)
                 )
 
             due = sorted(

@@ -950,34 +950,40 @@ class JobStore:
         started_before: datetime,
         deadline_before: datetime,
         limit: int,
+        overdue_only: bool = False,
     ) -> list[Job]:
         """Lease to ``owner`` up to ``limit`` jobs per table that need the server watchdog.
 
         That is: active, older than the initial delay, check due, and either known upstream
-        (a task id), starting (maybe stuck) or past the deadline — a queue backlog of jobs
-        RunningHub has not seen never crowds out the running ones. Slot holders come first.
+        (a task id) or past the deadline — a queue backlog of jobs RunningHub has not seen
+        never crowds out the running ones, and a start in flight (no task id yet) is left to
+        :meth:`lease_stalled_starts`, whose lease a check's would block. Slot holders first.
         A job leased by a crashed process becomes available again when its lease expires —
         or at once when it is past its deadline: a lease is no reason to let a dead process
         hold the deadline back (the finish is guarded, so a second checker costs one call).
+        Never again to the owner that holds it: its check is still in flight there.
+        ``overdue_only``: the jobs past their deadline alone (a watchdog with no room for
+        more checks still keeps the deadline).
         """
         leased: list[Job] = []
         for table, t in s.job_tables.items():
             clock_start = sa.func.coalesce(t.c.started_at, t.c.created_at)
             # Job.deadline_from; a job saving its result is RunningHub's success, no deadline
             overdue = sa.and_(t.c.created_at <= deadline_before, t.c.output_copy.is_(None))
-            free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now, overdue)
+            free = sa.or_(
+                t.c.lease_until.is_(None),
+                t.c.lease_until <= now,
+                sa.and_(overdue, t.c.lease_owner != owner),
+            )
             q = (
                 sa.select(t.c.id)
                 .where(
                     t.c.status.in_(_ACTIVE),
+                    overdue if overdue_only else sa.true(),
                     sa.or_(clock_start <= started_before, overdue),
                     sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now, overdue),
                     free,
-                    sa.or_(
-                        t.c.task_id.is_not(None),
-                        t.c.status == JobStatus.STARTING.value,
-                        overdue,
-                    ),
+                    sa.or_(t.c.task_id.is_not(None), overdue),
                 )
                 # created_at first is overdue first: the deadline is the promise to keep
                 .order_by(t.c.created_at, t.c.holds_slot.desc())

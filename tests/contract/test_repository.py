@@ -297,6 +297,27 @@ async def test_the_server_watchdog_leases_running_jobs_not_a_queue_backlog(
     assert set(backlog) <= {j.id for j in overdue}  # …until their deadline needs enforcing
 
 
+async def test_a_start_in_flight_is_the_recovery_s_not_the_check_s_before_its_deadline(
+    store: Repository,
+) -> None:
+    """A job ``starting`` with no task id has nothing to ask RunningHub about: a check lease
+    on it would only hide it from the stalled-start recovery (a watchdog whose checks queue
+    behind a slow RunningHub would hold it forever, and its slot with it)."""
+    job = await store.get_job(TABLE, await new_job(store))
+    assert job is not None
+    assert await store.claim_slot(job, "acc") is not None  # starting, the create call unsent
+    later = utcnow() + timedelta(seconds=60)
+    lease = {"lease_for": timedelta(seconds=30), "started_before": later, "limit": 10}
+
+    before = await store.lease_due_jobs(
+        owner="w", now=later, deadline_before=later - timedelta(minutes=12), **lease
+    )
+    after = await store.lease_due_jobs(owner="w", now=later, deadline_before=later, **lease)
+
+    assert before == []
+    assert [j.id for j in after] == [job.id]  # past its deadline: the timeout is due
+
+
 async def test_jobs_past_their_deadline_are_leased_first_whatever_their_schedule(
     store: Repository,
 ) -> None:
@@ -643,6 +664,56 @@ async def test_a_lease_never_holds_back_a_job_past_its_deadline(store: Repositor
 
     assert within == []  # still the dead process's to check, before the deadline
     assert [j.id for j in overdue] == [job.id]
+
+
+async def test_an_overdue_job_is_not_leased_again_by_the_owner_checking_it(
+    store: Repository,
+) -> None:
+    """A watchdog does not wait for its slow checks before leasing more: the overdue job it
+    is already checking must not come back to it (that would check it twice, and fill every
+    batch with jobs already in hand), while another process may still take it over."""
+    job = await store.get_job(TABLE, await new_job(store))
+    assert job is not None
+    claimed = await store.claim_slot(job, "acc")
+    assert claimed is not None
+    await store.save_task_id(TABLE, job.id, "T1", claim_id=claimed.claim_id)
+    now = utcnow() + timedelta(seconds=60)
+    lease = {"lease_for": timedelta(minutes=10), "started_before": now, "limit": 10}
+
+    first = await store.lease_due_jobs(owner="w1", now=now, deadline_before=now, **lease)
+    again = await store.lease_due_jobs(owner="w1", now=now, deadline_before=now, **lease)
+    other = await store.lease_due_jobs(owner="w2", now=now, deadline_before=now, **lease)
+
+    assert [j.id for j in first] == [job.id]
+    assert again == []
+    assert [j.id for j in other] == [job.id]
+
+
+async def test_overdue_only_leases_the_jobs_past_their_deadline_alone(store: Repository) -> None:
+    """A watchdog with no room for more checks still takes the overdue ones."""
+    ids = [await new_job(store)]
+    await asyncio.sleep(0.01)  # created strictly later
+    ids.append(await new_job(store))
+    for n, job_id in enumerate(ids):
+        job = await store.get_job(TABLE, job_id)
+        assert job is not None
+        claimed = await store.claim_slot(job, "acc")
+        assert claimed is not None
+        await store.save_task_id(TABLE, job_id, f"T{n}", claim_id=claimed.claim_id)
+    old = await store.get_job(TABLE, ids[0])
+    assert old is not None
+    now = utcnow() + timedelta(seconds=60)
+    lease = {"lease_for": timedelta(minutes=10), "started_before": now, "limit": 10}
+    # only the first job was created by then: it alone is past its deadline
+    deadline_before = old.created_at
+
+    only = await store.lease_due_jobs(
+        owner="w", now=now, deadline_before=deadline_before, overdue_only=True, **lease
+    )
+    rest = await store.lease_due_jobs(owner="w", now=now, deadline_before=deadline_before, **lease)
+
+    assert [j.id for j in only] == [ids[0]]
+    assert [j.id for j in rest] == [ids[1]]
 
 
 #: Jobs per caller in the repeated-life test: well past psycopg's prepare threshold (5

@@ -107,6 +107,13 @@ class Core:
         while self.queue._starting:
             await asyncio.gather(*list(self.queue._starting), return_exceptions=True)
 
+    async def drop_background(self) -> None:
+        """Cancel the queue manager's background work (an upstream cancel that a test's slow
+        RunningHub would keep waiting long after the test has its answer)."""
+        for task in list(self.queue._starting):
+            task.cancel()
+        await asyncio.gather(*list(self.queue._starting), return_exceptions=True)
+
     async def running(self, tool: str = "upscaler", user: str = "u1") -> Job:
         """A job RunningHub accepted (task id saved), its webhook not yet received."""
         job = await self.submit(tool, user)

@@ -1444,6 +1444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--test-size", action="store_true", help="make test's sizes and timings instead"
     )
+    parser.add_argument(
+        "--keep", type=Path, help="keep each run's databases and logs under this directory"
+    )
     args = parser.parse_args(argv)
     plan = TEST_PLAN if args.test_size else full_plan(args.jobs, args.parallel)
     selected = cases(full=plan.full, only=args.only)
@@ -1466,7 +1469,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("         " + r.problems[0].splitlines()[0][:300], flush=True)
 
     with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="arcano-matrix-")))
+        if args.keep is not None:
+            workdir = args.keep
+            print(f"keeping databases and logs in {workdir}")
+        else:
+            workdir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="arcano-matrix-"))
+            )
         pg_url = None
         if any(k.database == "postgres" for k in selected):
             pg_url = stack.enter_context(postgres_server_handle()).url

@@ -4,6 +4,7 @@ can no longer start (see ``docs/watchdog.md``, "The deadline")."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.services.auth import Principal
 from arcano_tools.services.queue_manager import MSG_NO_ACCOUNT
+from arcano_tools.services.server_watchdog import ServerWatchdog
 from arcano_tools.services.sync import JobSync
 from tests.support.core import ACCOUNT, TIMINGS, Core
 
@@ -126,3 +128,153 @@ async def test_with_every_account_refused_the_queued_jobs_end_at_once(core: Core
     assert sum(j.error_message == MSG_NO_ACCOUNT for j in ended) == 2
     assert all(j.task_id is None for j in ended)
     assert await core.balance() == 100  # every charge refunded
+
+
+#: RunningHub's answer time in the watchdog tests: a check that hangs far longer than the
+#: jobs under test may take to end (half of it).
+SLOW_MS = 8_000
+
+
+def quick_sync(core: Core) -> JobSync:
+    """The core's sync with a 0.2 s poll interval: the watchdog's loop ticks every 0.1 s
+    (real time) and a last look waits 0.2 s at most, while the deadline stays 12 minutes."""
+    return JobSync(
+        store=core.store,
+        client=core.client,
+        queue=core.queue,
+        tools=core.tools,
+        timings=dataclasses.replace(TIMINGS, poll_interval=timedelta(milliseconds=200)),
+        default_account=ACCOUNT,
+        output_hosts=core.sync.output_hosts,
+        clock=core.clock,
+    )
+
+
+async def old_and_young(core: Core, sync: JobSync, before_deadline: timedelta) -> tuple[Job, Job]:
+    """Two running jobs five minutes apart, the clock ``before_deadline`` short of the old
+    one's deadline; the old one just checked (not due again for a poll interval)."""
+    core.control(outcome="never")
+    old = await core.running()
+    core.clock.advance(minutes=5)
+    young = await core.running(user="other")
+    core.clock.advance(
+        seconds=(TIMINGS.max_timeout - timedelta(minutes=5) - before_deadline).total_seconds()
+    )
+    assert not (await sync.sync(old.table, old.id, USER)).synced
+    return old, young
+
+
+async def wait_until_ended(core: Core, job: Job, within_s: float) -> Job:
+    loop = asyncio.get_running_loop()
+    until = loop.time() + within_s
+    now = await core.job(job)
+    while now.status.is_active and loop.time() < until:
+        await asyncio.sleep(0.02)  # the store has no event to wait on
+        now = await core.job(job)
+    return now
+
+
+async def first_call_in_flight(core: Core, before: int) -> None:
+    for _ in range(500):
+        if calls(core, "outputs") > before:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the watchdog never asked RunningHub")
+
+
+async def test_a_slow_check_never_holds_back_the_watchdog_from_an_overdue_job(
+    core: Core,
+) -> None:
+    """A SIGKILLed API process came back to 200 due jobs behind a slow RunningHub: its
+    watchdog waited for each batch of checks before leasing again, and jobs whose deadline
+    passed meanwhile ended seconds late. The loop leases on while checks are in flight."""
+    sync = quick_sync(core)
+    old, young = await old_and_young(core, sync, before_deadline=timedelta(seconds=10))
+    watchdog = ServerWatchdog(
+        store=core.store,
+        sync=sync,
+        queue=core.queue,
+        max_concurrency=4,
+        starting_stuck_after=timedelta(minutes=5),
+        owner="loop",
+    )
+    asked = calls(core, "outputs")
+    core.control(latency_ms=SLOW_MS)  # the young job's check hangs
+    stop = asyncio.Event()
+    loop = asyncio.create_task(watchdog.run(stop))
+    try:
+        await first_call_in_flight(core, asked)
+        core.clock.advance(seconds=20)  # the old job is past its deadline, the young one not
+
+        ended = await wait_until_ended(core, old, within_s=SLOW_MS / 2000)
+
+        assert (ended.status, ended.finished_by) == (JobStatus.FAILED, FinishedBy.TIMEOUT)
+        assert (await core.job(young)).status is JobStatus.RUNNING  # its check still waits
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
+        await core.drop_background()
+        core.control(latency_ms=0)
+
+
+async def test_a_job_waiting_for_a_check_slot_goes_on_without_one_at_its_deadline(
+    core: Core,
+) -> None:
+    """Leased before its deadline, the old job waits for the only check slot (held by a
+    check that hangs); when its deadline passes it waits no longer: a last look, a timeout."""
+    sync = quick_sync(core)
+    old, young = await old_and_young(core, sync, before_deadline=timedelta(seconds=2))
+    watchdog = ServerWatchdog(
+        store=core.store,
+        sync=sync,
+        queue=core.queue,
+        max_concurrency=1,
+        starting_stuck_after=timedelta(minutes=5),
+        owner="one-slot",
+    )
+    asked = calls(core, "outputs")
+    core.control(latency_ms=SLOW_MS)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(watchdog.run(stop))
+    try:
+        await first_call_in_flight(core, asked)  # the young job holds the slot
+        core.clock.advance(seconds=0.5)  # the old job is due again, 1.5 s before its deadline
+        await asyncio.sleep(0.5)  # leased by the next tick, waiting for the slot
+        core.clock.advance(seconds=5)  # its deadline passes while it waits
+
+        ended = await wait_until_ended(core, old, within_s=SLOW_MS / 2000)
+
+        assert (ended.status, ended.finished_by) == (JobStatus.FAILED, FinishedBy.TIMEOUT)
+        assert (await core.job(young)).status is JobStatus.RUNNING
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
+        await core.drop_background()
+        core.control(latency_ms=0)
+
+
+async def test_a_check_begun_before_the_deadline_is_answered_by_it_plus_one_interval(
+    core: Core,
+) -> None:
+    """A check that starts 0.3 s before the deadline behind a RunningHub that answers in
+    8 s (queued behind other calls) gives up one poll interval (0.2 s) past the deadline:
+    the job times out then instead of seconds later, whatever the answer would have been."""
+    sync = quick_sync(core)
+    core.control(outcome="never")
+    job = await core.running()
+    core.clock.advance(seconds=TIMINGS.max_timeout.total_seconds() - 0.3)
+    core.control(latency_ms=SLOW_MS)
+    began = asyncio.get_running_loop().time()
+
+    try:
+        outcome = await asyncio.wait_for(sync.sync(job.table, job.id, USER), timeout=SLOW_MS / 2000)
+        waited = asyncio.get_running_loop().time() - began
+    finally:
+        await core.drop_background()
+        core.control(latency_ms=0)
+
+    assert outcome.synced
+    assert outcome.error_message == TIMINGS.timeout_message
+    assert waited >= 0.3  # it did wait for the answer until the budget ran out
+    errors = await core.store.upstream_error_counts()
+    assert ("outputs", "deadline_budget", 1) in errors
