@@ -1108,6 +1108,24 @@ def _finish_lines(processes: Sequence[ServerProcess]) -> Counter[tuple[str, str]
     return found
 
 
+#: How long the judge waits for the ``job finished`` lines of jobs the database shows ended:
+#: a process writes its line just after the commit, and on a loaded machine the judge can
+#: read the database in between (that is no lost transition).
+LOG_CATCH_UP_S = 5.0
+
+
+def _finish_lines_caught_up(run: Run) -> Counter[tuple[str, str]]:
+    """:func:`_finish_lines`, once every job ended in the database has its line or
+    ``LOG_CATCH_UP_S`` passed (a transition with no line is then counted as missing)."""
+    ended = {j.id for j in run.jobs() if j.terminal}
+    until = time.monotonic() + LOG_CATCH_UP_S
+    while True:
+        finishes = _finish_lines(run.processes)
+        if all(finishes[(TABLE, i)] for i in ended) or time.monotonic() >= until:
+            return finishes
+        time.sleep(0.1)
+
+
 def _submit(run: Run) -> None:
     """Submit ``run.n`` upscales, ``JOBS_PER_USER`` per user, spread over the API processes."""
     stem = f"{run.scenario.name.replace(' ', '-')}-{uuid.uuid4().hex[:6]}"
@@ -1175,7 +1193,7 @@ def _unlogged_by_the_dead(
 
 def _check(run: Run, result: Result) -> None:
     """The promise and the deadline over the run's jobs (read straight from its database)."""
-    finishes = _finish_lines(run.processes)
+    finishes = _finish_lines_caught_up(run)
     plan, scenario = run.plan, run.scenario
 
     async def inspect(store: JobStore) -> tuple[list[str], list[Job], Counter[str]]:
