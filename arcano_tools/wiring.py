@@ -231,6 +231,7 @@ class Services:
         self._started = True
         await self.prepare()
         self._stop.clear()
+        self.webhooks.events.open()
         if self.relay is not None:
             self.relay.start()
         self._tasks.append(asyncio.create_task(self.queue.run(self._stop), name="dispatcher"))
@@ -262,6 +263,7 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.webhooks.events.aclose()  # duplicates' records not written yet
         if self.relay is not None:
             await self.relay.stop()
         if self.copier is not None:

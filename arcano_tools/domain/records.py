@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from arcano_tools.domain.status import FinishedBy, JobStatus, OutputCopy
+from arcano_tools.domain.status import FinishedBy, JobStatus, OutputCopy, WebhookOutcome
 
 
 def utcnow() -> datetime:
@@ -141,3 +141,15 @@ class NewJob:
     user_id: str
     cost: int
     inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebhookRecord:
+    """A webhook event written later, in bulk (one that changed nothing: a retried delivery
+    of a job that has ended); ``received_at`` is when it came, not when it was written."""
+
+    received_at: datetime
+    outcome: WebhookOutcome
+    table: str | None = None
+    job_id: str | None = None
+    task_id: str | None = None

@@ -19,7 +19,7 @@ Rules every implementation keeps (the contract suite checks each):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from arcano_tools.domain.records import (
     Job,
     NewJob,
     User,
+    WebhookRecord,
 )
 from arcano_tools.domain.status import FinishedBy, OutputCopy, WebhookOutcome
 
@@ -217,6 +218,10 @@ class Repository(Protocol):
         body: str | None = None,
         applied: bool = False,
     ) -> None: ...
+
+    async def record_webhooks(self, records: Sequence[WebhookRecord]) -> None:
+        """Write many events at once (``EventBuffer``'s batches: one statement, no body)."""
+        ...
 
     async def take_unmatched_webhooks(self, task_id: str) -> list[dict[str, Any]]:
         """Mark the kept events of ``task_id`` applied and return them (each taken once)."""

@@ -33,13 +33,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from arcano_tools import constants as c
-from arcano_tools.domain.records import Job
+from arcano_tools.domain.records import Job, WebhookRecord
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from arcano_tools.domain.tools import ToolRegistry
 from arcano_tools.runninghub.client import parse_outputs_envelope
 from arcano_tools.runninghub.errors import APIError, MalformedResponse
 from arcano_tools.services.answer_cache import EndedJobs
+from arcano_tools.services.event_buffer import EventBuffer
 from arcano_tools.services.queue_manager import webhook_token_claim, webhook_token_ok
 from arcano_tools.services.sync import JobSync
 
@@ -139,6 +140,8 @@ class WebhookReceiver:
         self._last_not_kept: datetime | None = None
         #: Jobs this process saw ended (final status, task id): duplicates need no read.
         self.ended = EndedJobs()
+        #: Duplicates' records, written in bulk off the request path.
+        self.events = EventBuffer(store)
 
     async def _record(self, *, outcome: WebhookOutcome, **fields: Any) -> None:
         self.metrics.webhooks.labels(outcome).inc()
@@ -250,11 +253,22 @@ class WebhookReceiver:
     async def _duplicate(
         self, table: str, job_id: str, task_id: str, status: JobStatus
     ) -> WebhookResult:
-        """A retried delivery for a job that has ended: recorded (webhook health), no change."""
-        await self._record(
-            outcome=WebhookOutcome.DUPLICATE, table=table, job_id=job_id, task_id=task_id
-        )
+        """A retried delivery for a job that has ended: no change, and no write before the
+        answer — recorded (webhook health) in the next bulk write of ``events``."""
+        self._note_duplicate(table, job_id, task_id)
         return WebhookResult(Delivery.DUPLICATE, status)
+
+    def _note_duplicate(self, table: str, job_id: str, task_id: str) -> None:
+        self.metrics.webhooks.labels(WebhookOutcome.DUPLICATE).inc()
+        self.events.add(
+            WebhookRecord(
+                received_at=self.sync.clock(),
+                outcome=WebhookOutcome.DUPLICATE,
+                table=table,
+                job_id=job_id,
+                task_id=task_id,
+            )
+        )
 
     async def _orphan(
         self, job: Job, task_id: str, claim: str | None, body_text: str
@@ -318,12 +332,7 @@ class WebhookReceiver:
                 await self.apply_kept(job)
             return WebhookResult(Delivery.KEPT)
         if job.status.is_terminal:
-            await self._record(
-                outcome=WebhookOutcome.DUPLICATE,
-                table=job.table,
-                job_id=job.id,
-                task_id=event.task_id,
-            )
+            self._note_duplicate(job.table, job.id, event.task_id)
             return WebhookResult(Delivery.DUPLICATE, job.status)
         # only a hint (anyone may post here): it goes through the job's shared schedule
         synced = await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from arcano_tools.domain.records import (
     Job,
     NewJob,
     User,
+    WebhookRecord,
     utcnow,
 )
 from arcano_tools.domain.status import (
@@ -586,6 +587,22 @@ class InMemoryStore:
                 "applied_at": now if applied else None,
             }
         )
+
+    async def record_webhooks(self, records: Sequence[WebhookRecord]) -> None:
+        for r in records:
+            self._webhooks.append(
+                {
+                    "id": self._row_id(),
+                    "received_at": r.received_at,
+                    "job_table": r.table,
+                    "job_id": r.job_id,
+                    "task_id": r.task_id,
+                    "outcome": r.outcome.value,
+                    "detail": None,
+                    "body": None,
+                    "applied_at": None,
+                }
+            )
 
     async def take_unmatched_webhooks(self, task_id: str) -> list[dict[str, Any]]:
         taken = []

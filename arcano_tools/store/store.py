@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -47,6 +47,7 @@ from arcano_tools.domain.records import (
     Job,
     NewJob,
     User,
+    WebhookRecord,
     utcnow,
 )
 from arcano_tools.domain.status import (
@@ -1146,6 +1147,28 @@ class JobStore:
                     applied_at=now if applied else None,
                 )
             )
+
+        await self._grouped(write)
+
+    async def record_webhooks(self, records: Sequence[WebhookRecord]) -> None:
+        if not records:
+            return
+        rows = [
+            {
+                "received_at": r.received_at,
+                "job_table": r.table,
+                "job_id": r.job_id,
+                "task_id": r.task_id,
+                "outcome": r.outcome.value,
+                "detail": None,
+                "body": None,
+                "applied_at": None,
+            }
+            for r in records
+        ]
+
+        def write(conn: sa.Connection) -> None:
+            conn.execute(s.webhook_events.insert(), rows)  # one executemany
 
         await self._grouped(write)
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from arcano_tools.domain.errors import InsufficientCredits
-from arcano_tools.domain.records import FinishRequest, NewJob, utcnow
+from arcano_tools.domain.records import FinishRequest, NewJob, WebhookRecord, utcnow
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from tests.support.stores import force_in_flight
@@ -643,6 +643,22 @@ async def test_kept_webhook_events_are_counted_until_applied(store: Repository) 
     assert await store.count_unmatched_webhooks() == 2
     assert await store.prune_events(utcnow() + timedelta(seconds=1)) == 5
     assert await store.count_unmatched_webhooks() == 0
+
+
+async def test_webhook_events_written_in_bulk_are_counted_like_the_others(
+    store: Repository,
+) -> None:
+    now = utcnow()
+    await store.record_webhook(outcome=WebhookOutcome.ACCEPTED, task_id="T0", applied=True)
+    records = [
+        WebhookRecord(now, WebhookOutcome.DUPLICATE, TABLE, f"job-{n}", f"T{n}") for n in range(3)
+    ]
+
+    await store.record_webhooks(records)
+    await store.record_webhooks([])
+
+    assert await store.webhook_counts() == {"accepted": 1, "duplicate": 3}
+    assert await store.prune_events(now + timedelta(seconds=1)) == 4
 
 
 async def test_a_lease_never_holds_back_a_job_past_its_deadline(store: Repository) -> None:

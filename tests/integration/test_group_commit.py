@@ -115,7 +115,9 @@ async def test_a_failing_write_fails_alone_and_the_others_commit(core: Core) -> 
     assert user.credits == 100 - 1 - len(fresh)  # the failed one charged nothing
 
 
-async def test_a_duplicate_webhook_only_records_its_event(core: Core) -> None:
+async def test_a_duplicate_webhook_sends_no_statement_and_its_record_comes_in_bulk(
+    core: Core,
+) -> None:
     core.control(outcome="success")
     job = await core.running()
     body = await core.webhook_for(job)
@@ -123,12 +125,16 @@ async def test_a_duplicate_webhook_only_records_its_event(core: Core) -> None:
 
     with statements(core.store) as sent:
         again = await core.webhooks.receive(job.table, job.id, core.token(job), body)
+        await core.webhooks.receive(job.table, job.id, core.token(job), body)
+    with statements(core.store) as written:
+        await core.webhooks.events.flush()
 
     assert again.status is JobStatus.COMPLETED
-    assert sent == ["INSERT"]  # the event row (webhook health); no read, no update
+    assert sent == []  # no read, no update, no insert before the answer
+    assert written == ["INSERT"]  # both records (webhook health), one statement
     assert await core.store.webhook_counts() == {
         WebhookOutcome.ACCEPTED.value: 1,
-        WebhookOutcome.DUPLICATE.value: 1,
+        WebhookOutcome.DUPLICATE.value: 2,
     }
 
 

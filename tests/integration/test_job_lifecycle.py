@@ -263,7 +263,11 @@ def test_duplicates_finish_and_sync_make_one_transition_and_one_refund(
     assert get_job(client, backend, user, job_id)["finishedBy"] == "webhook"
     assert credits(client, backend, user) == c.STARTING_CREDITS
     assert ledger(backend, job_id) == [("charge", -UPSCALER_COST), ("refund", UPSCALER_COST)]
-    events = webhook_events(backend, job_id)
+    # duplicates are recorded in the next bulk write (within EventBuffer's half second)
+    events = wait_for(
+        lambda: (e := webhook_events(backend, job_id)).count("duplicate") >= 2 and e,
+        what="the duplicates' records",
+    )
     assert events.count("accepted") == 1
     assert events.count("duplicate") == 2
 
