@@ -40,6 +40,7 @@ async def core(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     built = await build_core(tmp_path, database_url=url, control={"outcome": "never"})
     yield built
     await built.store.close()
+    await built.webhooks.events.aclose()
     await built.emulator.shutdown()
     await built.client.aclose()
 

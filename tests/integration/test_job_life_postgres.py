@@ -94,6 +94,7 @@ async def test_randomized_races_never_transition_or_refund_twice(
         assert statuses[JobStatus.FAILED] + statuses[JobStatus.CANCELLED] > 0
     finally:
         await core.background()
+        await core.webhooks.events.aclose()
         await core.emulator.shutdown()
         await core.client.aclose()
         await core.store.close()

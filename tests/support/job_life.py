@@ -69,6 +69,7 @@ class JobLifeMachine(RuleBasedStateMachine):
     def _close(self) -> None:
         try:
             self.run(self.core.background())
+            self.run(self.core.webhooks.events.aclose())
             self.run(self.core.emulator.shutdown())
             self.run(self.core.client.aclose())
             self.run(self.core.store.close())

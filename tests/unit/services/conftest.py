@@ -16,5 +16,6 @@ async def core(tmp_path: Path) -> AsyncIterator[Core]:
     built = await build_core(tmp_path)
     yield built
     await built.background()
+    await built.webhooks.events.aclose()  # duplicates' records not written yet
     await built.emulator.shutdown()
     await built.client.aclose()
