@@ -116,6 +116,49 @@ def _slot_given_back(table: str) -> Any:
 
 
 @functools.cache
+def _check_reserved(table: str) -> Any:
+    """A check's conditional reservation: due (or never scheduled) and still active."""
+    t = s.job_tables[table]
+    return (
+        t.update()
+        .where(
+            t.c.id == sa.bindparam("b_id"),
+            t.c.status.in_(_ACTIVE),
+            sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= sa.bindparam("b_now")),
+        )
+        .values(
+            last_checked_at=sa.bindparam("b_now"),
+            next_check_at=sa.bindparam("b_next"),
+            check_count=t.c.check_count + 1,
+        )
+    )
+
+
+@functools.cache
+def _check_result(table: str) -> Any:
+    t = s.job_tables[table]
+    return (
+        t.update()
+        .where(t.c.id == sa.bindparam("b_id"))
+        .values(last_upstream_code=sa.bindparam("b_code"), last_upstream_msg=sa.bindparam("b_msg"))
+    )
+
+
+@functools.cache
+def _lease_released(table: str) -> Any:
+    t = s.job_tables[table]
+    return (
+        t.update()
+        .where(t.c.id == sa.bindparam("b_id"), t.c.lease_owner == sa.bindparam("b_owner"))
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
+#: A webhook event row (its columns given as parameters at each execution).
+_WEBHOOK_EVENT = s.webhook_events.insert()
+
+
+@functools.cache
 def _account_slot_freed() -> Any:
     a = s.runninghub_accounts
     return (
@@ -960,36 +1003,21 @@ class JobStore:
         Every caller (page watchdogs, the sync endpoint, the server watchdog) goes through this
         conditional update, so concurrent callers cause one upstream call per interval.
         """
-        t = s.job_tables[table]
+        stmt = _check_reserved(table)
+        params = {"b_id": job_id, "b_now": now, "b_next": next_check_at}
 
         def write(conn: sa.Connection) -> bool:
-            res = conn.execute(
-                t.update()
-                .where(
-                    t.c.id == job_id,
-                    t.c.status.in_(_ACTIVE),
-                    sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now),
-                )
-                .values(
-                    last_checked_at=now,
-                    next_check_at=next_check_at,
-                    check_count=t.c.check_count + 1,
-                )
-            )
-            return res.rowcount == 1
+            return conn.execute(stmt, params).rowcount == 1
 
         return await self._grouped(write)
 
     async def record_check_result(self, table: str, job_id: str, code: int, msg: str) -> None:
         """Remember RunningHub's last answer, for syncs that arrive before the next check."""
-        t = s.job_tables[table]
+        stmt = _check_result(table)
+        params = {"b_id": job_id, "b_code": code, "b_msg": msg[:500]}
 
         def write(conn: sa.Connection) -> None:
-            conn.execute(
-                t.update()
-                .where(t.c.id == job_id)
-                .values(last_upstream_code=code, last_upstream_msg=msg[:500])
-            )
+            conn.execute(stmt, params)
 
         await self._grouped(write)
 
@@ -1045,14 +1073,11 @@ class JobStore:
         return leased
 
     async def release_lease(self, table: str, job_id: str, owner: str) -> None:
-        t = s.job_tables[table]
+        stmt = _lease_released(table)
+        params = {"b_id": job_id, "b_owner": owner}
 
         def write(conn: sa.Connection) -> None:
-            conn.execute(
-                t.update()
-                .where(t.c.id == job_id, t.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
+            conn.execute(stmt, params)
 
         await self._grouped(write)
 
@@ -1185,19 +1210,19 @@ class JobStore:
     ) -> None:
         now = self.clock()
 
+        params = {
+            "received_at": now,
+            "job_table": table,
+            "job_id": job_id,
+            "task_id": task_id,
+            "outcome": outcome.value,
+            "detail": detail,
+            "body": body,
+            "applied_at": now if applied else None,
+        }
+
         def write(conn: sa.Connection) -> None:
-            conn.execute(
-                s.webhook_events.insert().values(
-                    received_at=now,
-                    job_table=table,
-                    job_id=job_id,
-                    task_id=task_id,
-                    outcome=outcome.value,
-                    detail=detail,
-                    body=body,
-                    applied_at=now if applied else None,
-                )
-            )
+            conn.execute(_WEBHOOK_EVENT, params)
 
         await self._grouped(write)
 
@@ -1219,7 +1244,7 @@ class JobStore:
         ]
 
         def write(conn: sa.Connection) -> None:
-            conn.execute(s.webhook_events.insert(), rows)  # one executemany
+            conn.execute(_WEBHOOK_EVENT, rows)  # one executemany
 
         await self._grouped(write)
 
