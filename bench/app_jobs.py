@@ -35,7 +35,8 @@ SUBMIT_TIMEOUT_S = 60.0
 def app_env(data_dir: Path, *, jobs: int, output_hosts: str) -> dict[str, str]:
     """The app's environment: ``jobs`` jobs may run at once and stay inside the watchdog's
     initial delay for the whole run (pages wait on the bus, nobody polls RunningHub);
-    outputs are trusted from ``output_hosts`` (RUNNINGHUB_OUTPUT_HOSTS patterns)."""
+    outputs are trusted from ``output_hosts`` (RUNNINGHUB_OUTPUT_HOSTS patterns) and not
+    copied."""
     return {
         "ARCANO_DATA_DIR": str(data_dir),
         "ARCANO_JWT_SECRET": JWT_SECRET,
@@ -49,6 +50,10 @@ def app_env(data_dir: Path, *, jobs: int, output_hosts: str) -> dict[str, str]:
         "WATCHDOG_MAX_TIMEOUT_MS": str(7_200_000),
         "EMULATOR_OUTCOME": "never",
         "EMULATOR_WEBHOOK": "drop",
+        # a success completes the job at once: with results kept it would first copy the
+        # output (the production issue's time, reported apart), and a host the copy cannot
+        # reach leaves the job saving — no page would ever see it end
+        "ARCANO_KEEP_RESULTS": "false",
     }
 
 

@@ -419,10 +419,7 @@ def _copy_floor_app(into: Path) -> Path:
 
 def _start_apps(work: Path, data_dir: Path, jobs: int) -> tuple[RunningApp, RunningApp]:
     """Both apps at once (each ``reflex run --env prod`` builds its frontend)."""
-    env = {
-        **app_env(data_dir, jobs=jobs + WARMUP, output_hosts="127.0.0.1"),
-        "ARCANO_KEEP_RESULTS": "false",
-    }
+    env = app_env(data_dir, jobs=jobs + WARMUP, output_hosts="127.0.0.1")
     floor_dir = _copy_floor_app(work)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         futures = [
