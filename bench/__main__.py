@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import followers, report, simulation  # noqa: E402
+from bench import browser, followers, report, simulation  # noqa: E402
 from bench.hotpaths import HotPathFigures, Options, run_hot_paths  # noqa: E402
 from bench.servers import Server, export_tree, start_stub  # noqa: E402
 from bench.sweep import run_sweep  # noqa: E402
@@ -132,6 +132,12 @@ def open_pages(_ctx: Context) -> dict[str, Any]:
     return dict(followers.run())
 
 
+def browser_pages(ctx: Context) -> dict[str, Any]:
+    """Target 6 (webhook → result in a Chromium page, against a bare Reflex page's floor)."""
+    profile = ROOT / "bench" / "results" / "profile" if ctx.args.profile else None
+    return browser.run(stub_url=ctx.stub.url, profile_dir=profile)
+
+
 Section = Callable[[Context], dict[str, Any]]
 #: The benchmark, in order: (name for ``--only``, section).
 SECTIONS: list[tuple[str, Section]] = [
@@ -139,6 +145,7 @@ SECTIONS: list[tuple[str, Section]] = [
     ("sweep", sweep),
     ("simulation", watchdog_simulation),
     ("followers", open_pages),
+    ("browser", browser_pages),
     ("legacy", legacy),
 ]
 
@@ -153,7 +160,12 @@ def _show(figures: dict[str, Any], verdicts: dict[str, str]) -> None:
         shown = "-" if value is None else f"{value:.3g}"
         floor = figures.get(target.key + "_floor_rps")
         beside = ""
-        if floor:
+        if target.key == "browser_p95_ratio":
+            beside = (
+                f"  (p95: this path {figures['browser_p95_ms']} ms, "
+                f"floor {figures['browser_floor_p95_ms']} ms)"
+            )
+        elif floor:
             rate = figures[target.key + "_rps"]
             beside = f"  (floor {floor:,.0f} req/s, this path {rate:,.0f} req/s)"
         out.write(

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
-import io
 import json
-import sqlite3
 import sys
 import tempfile
 import time
@@ -34,12 +31,8 @@ from typing import Any
 
 import httpx
 import socketio
-from PIL import Image
 
-from arcano_tools.emulator.tasks import envelope
-from arcano_tools.emulator.webhooks import webhook_body
-from arcano_tools.services.auth import issue_user_token
-from arcano_tools.services.queue_manager import webhook_token
+from bench.app_jobs import ROUTE, SERVICE_KEY, app_env, submit_all, task_end_webhooks, user_token
 from tests.support.reflex_app import start_reflex_app
 
 PAGES = 1000
@@ -49,11 +42,7 @@ WEBHOOKS_PER_S = 200.0
 SENDER_CONNECTIONS = 256
 P95_BUDGET_MS = 250.0
 IDLE_QPS_BUDGET = 50.0
-JWT_SECRET = "bench-jwt-secret-" + "j" * 32
-SERVICE_KEY = "bench-service-key-" + "k" * 32
 OUTPUT_HOST = "files.bench.test"
-TABLE = "upscaler_jobs"
-ROUTE = "/upscaler"
 #: Reflex serves socket.io at this path and namespace (the frontend's ``io(".../_event")``).
 NAMESPACE = "/_event"
 #: Reflex's names for the boot event and the session token in local storage (0.10.1).
@@ -99,45 +88,9 @@ def _progress(message: str) -> None:
 
 def _env(data_dir: Path) -> dict[str, str]:
     return {
-        "ARCANO_DATA_DIR": str(data_dir),
-        "ARCANO_JWT_SECRET": JWT_SECRET,
-        "ARCANO_SERVICE_KEY": SERVICE_KEY,
+        **app_env(data_dir, jobs=PAGES, output_hosts=OUTPUT_HOST),
         "ARCANO_COUNT_QUERIES": "1",
-        "ARCANO_NEW_USER_CREDITS": "1000",
-        "RUNNINGHUB_MAX_CONCURRENT": str(PAGES * 2),
-        "RUNNINGHUB_OUTPUT_HOSTS": OUTPUT_HOST,
-        "UPSTREAM_MAX_RPS": "2000",
-        "UPSTREAM_MAX_CONCURRENCY": "64",
-        # the jobs stay inside the initial delay for the whole run: pages wait on the bus
-        "WATCHDOG_INITIAL_DELAY_MS": str(3_600_000),
-        "WATCHDOG_MAX_TIMEOUT_MS": str(7_200_000),
-        "EMULATOR_OUTCOME": "never",
-        "EMULATOR_WEBHOOK": "drop",
     }
-
-
-def _png() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (32, 24), (90, 40, 160)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _submit_all(url: str, pages: list[Page]) -> None:
-    image = _png()
-
-    def one(page: Page) -> None:
-        with httpx.Client(timeout=60) as http:
-            r = http.post(
-                url + "/api/jobs",
-                headers={"Authorization": f"Bearer {page.token}"},
-                data={"tool": "upscaler", "scale": "2"},
-                files={"image": ("foto.png", image, "image/png")},
-            )
-            r.raise_for_status()
-            page.job_id = str(r.json()["jobId"])
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(one, pages))
 
 
 async def _open(url: str, page: Page) -> None:
@@ -168,29 +121,9 @@ def _queries(http: httpx.Client, url: str) -> float:
     raise RuntimeError("no arcano_db_queries_total on /metrics: is ARCANO_COUNT_QUERIES on?")
 
 
-def _webhook_targets(data_dir: Path) -> dict[str, tuple[str, str]]:
-    """job id → (task id, claim id), read from the server's database."""
-    with sqlite3.connect(f"file:{data_dir / 'arcano.db'}?mode=ro", uri=True) as db:
-        rows = db.execute(f"SELECT id, task_id, claim_id FROM {TABLE}").fetchall()
-    return {job_id: (task_id, claim_id) for job_id, task_id, claim_id in rows}
-
-
 async def _burst(base: str, pages: list[Page], data_dir: Path) -> dict[str, float]:
-    targets = _webhook_targets(data_dir)
-    secret = ("webhook:" + SERVICE_KEY).encode()
+    hooks = task_end_webhooks(base, data_dir, f"https://{OUTPUT_HOST}/out.png")
     sent: dict[str, float] = {}
-    result = envelope(
-        0,
-        "success",
-        [
-            {
-                "fileUrl": f"https://{OUTPUT_HOST}/out.png",
-                "fileType": "png",
-                "taskCostTime": 1.0,
-                "nodeId": "9",
-            }
-        ],
-    )
     errors: list[str] = []
     # no pool timeout: a webhook waits for a connection rather than failing the run; the
     # latency counts from when it was due, so a server that falls behind is measured as such
@@ -200,12 +133,10 @@ async def _burst(base: str, pages: list[Page], data_dir: Path) -> dict[str, floa
 
         async def send(page: Page, at: float) -> None:
             await asyncio.sleep(max(0.0, at - time.monotonic()))
-            task_id, claim_id = targets[page.job_id]
-            token = webhook_token(secret, TABLE, page.job_id, claim_id)
-            url = f"{base}/webhooks/runninghub/{TABLE}/{page.job_id}?token={token}"
+            hook = hooks[page.job_id]
             sent[page.job_id] = time.time()
             try:
-                r = await http.post(url, content=webhook_body(task_id, result))
+                r = await http.post(hook.url, content=hook.body)
                 r.raise_for_status()
             except httpx.HTTPError as exc:
                 errors.append(type(exc).__name__)
@@ -227,9 +158,11 @@ async def _burst(base: str, pages: list[Page], data_dir: Path) -> dict[str, floa
 
 
 async def _measure(url: str, data_dir: Path, n: int, idle_s: float) -> dict[str, object]:
-    pages = [Page(f"bench{i}", issue_user_token(JWT_SECRET, f"bench{i}")) for i in range(n)]
+    pages = [Page(f"bench{i}", user_token(f"bench{i}")) for i in range(n)]
     _progress(f"submitting {n} jobs")
-    await asyncio.to_thread(_submit_all, url, pages)
+    job_ids = await asyncio.to_thread(submit_all, url, [p.token for p in pages])
+    for page, job_id in zip(pages, job_ids, strict=True):
+        page.job_id = job_id
     _progress("opening the pages")
     opened = time.monotonic()
     for first in range(0, n, WAVE):  # tabs open in waves, each wave following before the next

@@ -19,8 +19,10 @@ _FRAME = re.compile(r"^(?P<func>[^ ]+) \((?P<file>[^:)]+)(?::\d+)?\)$")
 
 
 class Profiler:
-    def __init__(self, pid: int, out_dir: Path, name: str) -> None:
+    def __init__(self, pid: int, out_dir: Path, name: str, *, subprocesses: bool = False) -> None:
         self.pid = pid
+        #: Also the process's children (``reflex run`` serves from a granian worker).
+        self.subprocesses = subprocesses
         out_dir.mkdir(parents=True, exist_ok=True)
         self.raw = out_dir / f"{name}.folded"
         self.summary = out_dir / f"{name}.txt"
@@ -37,6 +39,7 @@ class Profiler:
                 # --nonblocking: py-spy reads the process without pausing it (pausing it 250
                 # times a second, with native frames, left the server at 0 requests/s)
                 *("--threads", "--idle", "--nonblocking", "--format", "raw"),
+                *(["--subprocesses"] if self.subprocesses else []),
                 *("-o", str(self.raw)),
             ],
             stdout=subprocess.DEVNULL,

@@ -48,6 +48,7 @@ TARGETS: list[Target] = [
     Target("submit_rps_ratio", "3. submission (64x48 PNG)", at_least(0.08), ">= 0.08"),
     Target("sweep_10k_s", "5. watchdog sweep, 10,000 jobs (s)", at_most(10), "<= 10"),
     Target("sweep_rss_mb", "5. backend peak memory, VmHWM (MB)", at_most(300), "<= 300"),
+    Target("browser_p95_ratio", "6. webhook -> page p95 / floor's (browser)", at_most(3), "<= 3"),
 ]
 
 

@@ -3,7 +3,8 @@ benchmarks measure our server, not the emulator's task simulation.
 
 It speaks RunningHub's documented envelope (``{code, msg, data}``, HTTP 200): uploads and
 creates succeed, ``/outputs`` answers ``ANSWER_OUTPUTS_CODE`` (804, "still running"), cancels
-succeed. ``python -m bench.stub_runninghub --port N``; ``GET /_stats`` counts the calls.
+succeed; any path ending in ``.png`` is an output file (a small PNG, as RunningHub's file
+hosts serve results). ``python -m bench.stub_runninghub --port N``; ``GET /_stats`` counts the calls.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from typing import Any
 
 #: RunningHub's "the task is still running" (what a sweep over live jobs mostly hears).
 ANSWER_OUTPUTS_CODE = 804
+#: The output file served for any ``*.png`` path: a 1×1 PNG (what a page shows as its result).
+OUTPUT_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de"
+    "0000000c4944415478da63f8cfc0000003010100c9fe92ef0000000049454e44ae426082"
+)
 #: Task ids handed out by the stub's create call (RunningHub's are 19-digit numbers).
 FIRST_TASK_ID = 1_950_000_000_000_000_000
 
@@ -57,11 +63,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while more:  # drain the body (uploads are multipart)
         message = await receive()
         more = message.get("more_body", False)
+    content_type = b"application/json"
     if scope["path"] == "/_stats":
         body = json.dumps(dict(_calls)).encode()
+    elif scope["path"].endswith(".png"):
+        body, content_type = OUTPUT_PNG, b"image/png"
     else:
         body = answer(scope["path"])
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

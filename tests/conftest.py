@@ -17,7 +17,6 @@ sub-directories, not here.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,23 +25,12 @@ import pytest
 import pytest_asyncio
 from pytest_asyncio import is_async_test
 
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.support.processes import ROOT, ServerStartError
 from tests.support.reflex_app import RunningApp, start_reflex_app
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 # --- app fixtures -----------------------------------------------------------------------------

@@ -637,15 +637,20 @@ class ToolPageState(rx.State, mixin=True):
             ):
                 job = step.job
                 position = await services.store.queue_position(job)
-                size = None
-                if job.status is JobStatus.COMPLETED and job.output_url:
-                    size = await output_bytes(job.output_url, services.settings.output_hosts)
-                async with self:
+                async with self:  # the end is shown at once (this block's exit pushes it)
                     if self.job_id != job_id:
                         return
                     self._show(job)
                     self.queue_position = position
-                    if job.status.is_terminal:
+                if job.status.is_terminal:
+                    # then what only completes the picture: the result's size is a HEAD to
+                    # RunningHub's file host (far away in production), the balance a read
+                    size = None
+                    if job.status is JobStatus.COMPLETED and job.output_url:
+                        size = await output_bytes(job.output_url, services.settings.output_hosts)
+                    async with self:
+                        if self.job_id != job_id:
+                            return
                         self.output_size = size_text(size) if size else ""
                         await self._refresh_credits()
                 if job.status.is_terminal:

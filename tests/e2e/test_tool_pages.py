@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,13 +21,19 @@ from tests.support.app_driver import (
     INITIAL_DELAY_MS,
     POLL_MS,
     TIMEOUT_MS,
+    WATCHDOG_OFF,
     WATCHDOG_ON,
     AppDriver,
     photo,
+    running_app,
 )
 from tests.support.images import decode_image, png_bytes
+from tests.support.reflex_app import RunningApp
 from tests.support.tools import tool_cost
 from tests.support.waiting import seconds_between, wait_for_async
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 pytestmark = pytest.mark.e2e
 #: How long a job has been processing when the reload test reloads the page.
@@ -269,3 +277,27 @@ async def test_with_the_watchdog_off_a_lost_webhook_leaves_the_job_processing(
     assert await off.metric("arcano_sync_calls_total") == 0
     await off.page.get_by_test_id("cancel").click()
     await off.page.get_by_text("Cancelado").first.wait_for()
+
+
+# --- results not copied: the page asks the file host for the size ------------------------------
+
+#: The file host's delay: under the size check's 3 s timeout, far above a push.
+SLOW_FILES_MS = 2500
+
+
+async def test_the_result_shows_before_its_size_is_asked_of_the_file_host(
+    reflex_app_factory: Callable[..., RunningApp], page: Page
+) -> None:
+    """With results not copied, the size is a HEAD to RunningHub's file host (far away in
+    production). The page used to show the result only once that HEAD had come back; now the
+    result is pushed first and the size follows."""
+    env = {**WATCHDOG_OFF, "ARCANO_KEEP_RESULTS": "false"}
+    async with running_app(reflex_app_factory, page, env) as app:
+        await app.emulator(files_delay_ms=SLOW_FILES_MS)
+        await app.open_tool()
+        await app.submit_image()
+        await app.page.get_by_test_id("result").wait_for(state="attached", timeout=30_000)
+        facts = app.page.get_by_test_id("result-facts")
+        assert "KB" not in await facts.inner_text()  # the HEAD is still on its way
+        await facts.filter(has_text=" KB").wait_for(timeout=30_000)
+        await app.emulator(files_delay_ms=0)

@@ -89,8 +89,10 @@ def start_process(
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     log_dir: Path | None = None,
+    cwd: Path = ROOT,
 ) -> ServerProcess:
-    """Start ``cmd`` (environment: ours plus ``env``) and wait until ``ready()`` is true."""
+    """Start ``cmd`` in ``cwd`` (environment: ours plus ``env``) and wait until ``ready()`` is
+    true."""
     log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=log_dir)[1])
     STARTED_LOGS.append(log_path)
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -99,7 +101,7 @@ def start_process(
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             list(cmd),
-            cwd=ROOT,
+            cwd=cwd,
             env=child_env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,

@@ -67,12 +67,14 @@ def start_reflex_app(
     log_dir: Path,
     port: int | None = None,
     backend_only: bool = False,
+    app_dir: Path = ROOT,
 ) -> RunningApp:
     """Start the app and wait until both the frontend and Reflex's /ping answer.
 
     ``port``: a given one (a restarted app keeps the address its pages connect to).
     ``backend_only``: another backend process of the same app (``--backend-only``: no
     frontend build, so the one in ``.web/`` is left alone) — a second worker of a deployment.
+    ``app_dir``: the Reflex app to run (its ``rxconfig.py``; its ``.web/`` is built there).
 
     Raises :class:`tests.support.processes.ServerStartError` (with the log) when it does not.
     """
@@ -110,6 +112,7 @@ def start_reflex_app(
         env=child_env,
         timeout=APP_START_TIMEOUT_S,
         log_dir=log_dir,
+        cwd=app_dir,
     )
     return RunningApp(
         server=server,
