@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -41,6 +41,8 @@ T = TypeVar("T")
 Write = Callable[[sa.Connection], T]
 #: Runs writes in order in one transaction (in the calling thread); their results.
 Transaction = Callable[[list[Write[Any]]], list[Any]]
+#: Runs a blocking function in a worker thread (the store's own threads).
+InThread = Callable[..., Awaitable[Any]]
 #: Writes run in one transaction at most (bounds how long a batch holds the write lock).
 MAX_BATCH = 128
 
@@ -49,9 +51,13 @@ class GroupCommit:
     """The writer of one event loop (futures and tasks belong to a loop)."""
 
     def __init__(
-        self, transaction: Transaction, turn: Callable[[], AbstractAsyncContextManager[None]]
+        self,
+        transaction: Transaction,
+        turn: Callable[[], AbstractAsyncContextManager[None]],
+        in_thread: InThread = asyncio.to_thread,
     ) -> None:
         self._transaction = transaction
+        self._in_thread = in_thread
         #: Waits for this process's turn to write (SQLite's one writer).
         self._turn = turn
         self._loop = asyncio.get_running_loop()
@@ -117,7 +123,7 @@ class GroupCommit:
 
     async def _together(self, batch: list[tuple[Write[Any], asyncio.Future[Any]]]) -> list[Any]:
         async with self._turn():
-            results = await asyncio.to_thread(self._transaction, [write for write, _ in batch])
+            results = await self._in_thread(self._transaction, [write for write, _ in batch])
         self.transactions += 1
         return results
 
@@ -127,7 +133,7 @@ class GroupCommit:
         for write, future in batch:
             try:
                 async with self._turn():
-                    (result,) = await asyncio.to_thread(self._transaction, [write])
+                    (result,) = await self._in_thread(self._transaction, [write])
             except Exception as exc:
                 if not future.done():
                     future.set_exception(exc)

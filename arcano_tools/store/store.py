@@ -28,6 +28,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -171,6 +172,13 @@ def _account_slot_freed() -> Any:
 _WRITE_OPTION = "arcano_write"
 #: PostgreSQL connections of the blocking engine (the worker threads' reads and commits).
 THREAD_POOL_SIZE = 5
+#: Threads that run the store's work (group commits, hot reads): its own, not asyncio's
+#: default executor. That one is shared with the DNS lookups of every outgoing request
+#: (``getaddrinfo``) and other ``to_thread`` work: 1,000 pages asking the size of results on
+#: a host that resolved slowly once filled it, and every webhook's finish waited behind them
+#: — pages saw their job end 98 s late (``make bench``, target 4). One more than the pool's
+#: connections, so a batch never waits for a thread while a connection is free.
+DB_THREADS = THREAD_POOL_SIZE + 1
 _T = TypeVar("_T")
 
 
@@ -330,6 +338,7 @@ class JobStore:
         )
         self._write_lock: asyncio.Lock | None = None
         self._write_lock_loop: asyncio.AbstractEventLoop | None = None
+        self._db_threads = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="arcano-db")
 
     @property
     def sync_engines(self) -> list[sa.Engine]:
@@ -355,7 +364,12 @@ class JobStore:
         if self._group is not None and self._group.loop is asyncio.get_running_loop():
             await self._group.idle()
         await self.engine.dispose()
-        await asyncio.to_thread(self._thread_engine.dispose)
+        await self._in_thread(self._thread_engine.dispose)
+        self._db_threads.shutdown(wait=False)
+
+    async def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(*args)`` on the store's own threads (``DB_THREADS``)."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_threads, fn, *args)
 
     # --- transactions ---------------------------------------------------------------------
 
@@ -398,7 +412,7 @@ class JobStore:
         process's next group commit."""
         loop = asyncio.get_running_loop()
         if self._group is None or self._group.loop is not loop:
-            self._group = GroupCommit(self._write_in_thread, self._write_turn)
+            self._group = GroupCommit(self._write_in_thread, self._write_turn, self._in_thread)
         return await self._group.run(write)
 
     def _read_in_thread(self, read: Callable[[sa.Connection], _T], one_statement: bool) -> _T:
@@ -414,7 +428,7 @@ class JobStore:
     ) -> _T:
         """A hot path's read, done whole in a worker thread (one hop, see create_thread_engine);
         several statements see one snapshot (``one_statement=False``)."""
-        return await asyncio.to_thread(self._read_in_thread, read, one_statement)
+        return await self._in_thread(self._read_in_thread, read, one_statement)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:

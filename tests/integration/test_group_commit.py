@@ -6,6 +6,7 @@ alone. Statements are counted with a SQLAlchemy cursor hook."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -152,3 +153,29 @@ async def test_a_sync_not_due_sends_no_write(core: Core) -> None:
     assert cached.cached
     assert set(sent) <= {"SELECT"}, sent  # reads only, and only for the first of the two
     assert len(sent) == 2  # the job and its account; the second sync sent nothing
+
+
+async def test_the_store_keeps_working_while_asyncio_s_default_threads_are_all_busy(
+    core: Core,
+) -> None:
+    """asyncio's default executor also runs every outgoing request's DNS lookup: a thousand
+    result-size HEADs to a host that resolved slowly once filled it, and each webhook's
+    finish waited behind them (pages saw their job end 98 s late). The store has its own."""
+    core.control(outcome="success")
+    job = await core.running()
+    body = await core.webhook_for(job)  # the emulator ends the task (its own threads' work)
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    blockers = [loop.run_in_executor(None, release.wait) for _ in range(64)]
+    try:
+        result = await asyncio.wait_for(  # a hang, not a speed: nothing is free to run it
+            core.webhooks.receive(job.table, job.id, core.token(job), body), timeout=30
+        )
+        ended = await asyncio.wait_for(core.store.get_job(job.table, job.id), timeout=30)
+    finally:
+        release.set()
+        await asyncio.gather(*blockers)
+
+    assert result.status is JobStatus.COMPLETED
+    assert ended is not None
+    assert ended.status is JobStatus.COMPLETED
