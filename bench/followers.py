@@ -33,6 +33,7 @@ import httpx
 import socketio
 
 from bench.app_jobs import ROUTE, SERVICE_KEY, app_env, submit_all, task_end_webhooks, user_token
+from bench.servers import start_stub
 from tests.support.reflex_app import start_reflex_app
 
 PAGES = 1000
@@ -42,7 +43,10 @@ WEBHOOKS_PER_S = 200.0
 SENDER_CONNECTIONS = 256
 P95_BUDGET_MS = 250.0
 IDLE_QPS_BUDGET = 50.0
-OUTPUT_HOST = "files.bench.test"
+#: Outputs are on the loopback stub (``bench/stub_runninghub.py`` answers ``*.png``): the page
+#: asks each result's size (a HEAD), and a host that does not resolve made every one of them a
+#: failed DNS lookup — RunningHub's file hosts do resolve.
+OUTPUT_HOST = "127.0.0.1"
 #: Reflex serves socket.io at this path and namespace (the frontend's ``io(".../_event")``).
 NAMESPACE = "/_event"
 #: Reflex's names for the boot event and the session token in local storage (0.10.1).
@@ -121,8 +125,8 @@ def _queries(http: httpx.Client, url: str) -> float:
     raise RuntimeError("no arcano_db_queries_total on /metrics: is ARCANO_COUNT_QUERIES on?")
 
 
-async def _burst(base: str, pages: list[Page], data_dir: Path) -> dict[str, float]:
-    hooks = task_end_webhooks(base, data_dir, f"https://{OUTPUT_HOST}/out.png")
+async def _burst(base: str, pages: list[Page], data_dir: Path, output_url: str) -> dict[str, float]:
+    hooks = task_end_webhooks(base, data_dir, output_url)
     sent: dict[str, float] = {}
     errors: list[str] = []
     # no pool timeout: a webhook waits for a connection rather than failing the run; the
@@ -157,7 +161,9 @@ async def _burst(base: str, pages: list[Page], data_dir: Path) -> dict[str, floa
     return {"seen": seen, "p50": p50, "p95": p95, "errors": len(errors)}
 
 
-async def _measure(url: str, data_dir: Path, n: int, idle_s: float) -> dict[str, object]:
+async def _measure(
+    url: str, data_dir: Path, n: int, idle_s: float, output_url: str
+) -> dict[str, object]:
     pages = [Page(f"bench{i}", user_token(f"bench{i}")) for i in range(n)]
     _progress(f"submitting {n} jobs")
     job_ids = await asyncio.to_thread(submit_all, url, [p.token for p in pages])
@@ -183,7 +189,7 @@ async def _measure(url: str, data_dir: Path, n: int, idle_s: float) -> dict[str,
         idle_qps = (_queries(http, url) - before) / idle_s
     _progress(f"idle: {idle_qps:.1f} queries/s")
     _progress(f"webhooks at {WEBHOOKS_PER_S:g}/s")
-    burst = await _burst(url, pages, data_dir)
+    burst = await _burst(url, pages, data_dir, output_url)
     await asyncio.gather(
         *(p.sio.disconnect() for p in pages if p.sio is not None), return_exceptions=True
     )
@@ -203,12 +209,15 @@ def run(pages: int = PAGES, idle_s: float = IDLE_S, *, verbose: bool = True) -> 
     """Open ``pages`` pages on one worker, measure idle queries and the webhook burst."""
     with tempfile.TemporaryDirectory(prefix="arcano-followers-") as tmp:
         data_dir = Path(tmp) / "data"
+        stub = start_stub()
         app = start_reflex_app(_env(data_dir), log_dir=Path(tmp))
         _progress(f"app up in {app.start_seconds:.1f} s")
         try:
-            result = asyncio.run(_measure(app.url, data_dir, pages, idle_s))
+            output_url = f"{stub.url}/out.png"
+            result = asyncio.run(_measure(app.url, data_dir, pages, idle_s, output_url))
         finally:
             app.stop()
+            stub.stop()
     checks = {
         f"every page saw its end ({result['followers_seen_end']}/{pages})": result[
             "followers_seen_end"
