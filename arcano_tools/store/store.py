@@ -853,16 +853,10 @@ class JobStore:
 
         return await self._grouped(write)
 
-    def _release_slot_stmt(self, account_name: str) -> Any:
-        a = s.runninghub_accounts
-        return (
-            a.update()
-            .where(a.c.account_name == account_name, a.c.in_flight > 0)
-            .values(in_flight=a.c.in_flight - 1, updated_at=self.clock())
-        )
-
     async def _release_slot(self, conn: AsyncConnection, account_name: str) -> None:
-        await conn.execute(self._release_slot_stmt(account_name))
+        await conn.execute(
+            _account_slot_freed(), {"b_account": account_name, "b_now": self.clock()}
+        )
 
     def _release_slot_sync(self, conn: sa.Connection, account_name: str) -> None:
         conn.execute(_account_slot_freed(), {"b_account": account_name, "b_now": self.clock()})

@@ -5,7 +5,9 @@ can no longer start (see ``docs/watchdog.md``, "The deadline")."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from arcano_tools.domain.records import Job
@@ -182,6 +184,32 @@ async def first_call_in_flight(core: Core, before: int) -> None:
     raise AssertionError("the watchdog never asked RunningHub")
 
 
+@contextlib.asynccontextmanager
+async def watchdog_running(core: Core, sync: JobSync, max_concurrency: int) -> AsyncIterator[None]:
+    """The real watchdog loop on ``sync`` while RunningHub answers in ``SLOW_MS``, from its
+    first call on RunningHub (a check that hangs); stopped and cleaned up after."""
+    watchdog = ServerWatchdog(
+        store=core.store,
+        sync=sync,
+        queue=core.queue,
+        max_concurrency=max_concurrency,
+        starting_stuck_after=timedelta(minutes=5),
+        owner=f"slots-{max_concurrency}",
+    )
+    asked = calls(core, "outputs")
+    core.control(latency_ms=SLOW_MS)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(watchdog.run(stop))
+    try:
+        await first_call_in_flight(core, asked)
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
+        await core.drop_background()
+        core.control(latency_ms=0)
+
+
 async def test_a_slow_check_never_holds_back_the_watchdog_from_an_overdue_job(
     core: Core,
 ) -> None:
@@ -190,31 +218,13 @@ async def test_a_slow_check_never_holds_back_the_watchdog_from_an_overdue_job(
     passed meanwhile ended seconds late. The loop leases on while checks are in flight."""
     sync = quick_sync(core)
     old, young = await old_and_young(core, sync, before_deadline=timedelta(seconds=10))
-    watchdog = ServerWatchdog(
-        store=core.store,
-        sync=sync,
-        queue=core.queue,
-        max_concurrency=4,
-        starting_stuck_after=timedelta(minutes=5),
-        owner="loop",
-    )
-    asked = calls(core, "outputs")
-    core.control(latency_ms=SLOW_MS)  # the young job's check hangs
-    stop = asyncio.Event()
-    loop = asyncio.create_task(watchdog.run(stop))
-    try:
-        await first_call_in_flight(core, asked)
+    async with watchdog_running(core, sync, max_concurrency=4):  # the young job's check hangs
         core.clock.advance(seconds=20)  # the old job is past its deadline, the young one not
 
         ended = await wait_until_ended(core, old, within_s=SLOW_MS / 2000)
 
         assert (ended.status, ended.finished_by) == (JobStatus.FAILED, FinishedBy.TIMEOUT)
         assert (await core.job(young)).status is JobStatus.RUNNING  # its check still waits
-    finally:
-        stop.set()
-        await asyncio.wait_for(loop, timeout=10)
-        await core.drop_background()
-        core.control(latency_ms=0)
 
 
 async def test_a_job_waiting_for_a_check_slot_goes_on_without_one_at_its_deadline(
@@ -224,20 +234,7 @@ async def test_a_job_waiting_for_a_check_slot_goes_on_without_one_at_its_deadlin
     check that hangs); when its deadline passes it waits no longer: a last look, a timeout."""
     sync = quick_sync(core)
     old, young = await old_and_young(core, sync, before_deadline=timedelta(seconds=2))
-    watchdog = ServerWatchdog(
-        store=core.store,
-        sync=sync,
-        queue=core.queue,
-        max_concurrency=1,
-        starting_stuck_after=timedelta(minutes=5),
-        owner="one-slot",
-    )
-    asked = calls(core, "outputs")
-    core.control(latency_ms=SLOW_MS)
-    stop = asyncio.Event()
-    loop = asyncio.create_task(watchdog.run(stop))
-    try:
-        await first_call_in_flight(core, asked)  # the young job holds the slot
+    async with watchdog_running(core, sync, max_concurrency=1):  # the young job holds the slot
         core.clock.advance(seconds=0.5)  # the old job is due again, 1.5 s before its deadline
         await asyncio.sleep(0.5)  # leased by the next tick, waiting for the slot
         core.clock.advance(seconds=5)  # its deadline passes while it waits
@@ -246,11 +243,6 @@ async def test_a_job_waiting_for_a_check_slot_goes_on_without_one_at_its_deadlin
 
         assert (ended.status, ended.finished_by) == (JobStatus.FAILED, FinishedBy.TIMEOUT)
         assert (await core.job(young)).status is JobStatus.RUNNING
-    finally:
-        stop.set()
-        await asyncio.wait_for(loop, timeout=10)
-        await core.drop_background()
-        core.control(latency_ms=0)
 
 
 async def test_a_check_begun_before_the_deadline_is_answered_by_it_plus_one_interval(
