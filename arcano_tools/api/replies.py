@@ -6,6 +6,8 @@ the plan's clients read them (camelCase keys, the edge function's status codes).
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +15,9 @@ from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import JobStatus, SyncReason
 from arcano_tools.services.sync import SyncOutcome
 from arcano_tools.services.webhooks import Delivery, WebhookResult
+
+#: Webhook replies kept rendered (a few shapes; a malformed body's detail adds one each).
+WEBHOOK_REPLIES_CACHED = 256
 
 #: The plan's edge function answers a missing API key with a 500 (a configuration error).
 STATUS_OF_SYNC_REASON = {SyncReason.NO_API_KEY: 500}
@@ -91,3 +96,13 @@ def webhook_reply(result: WebhookResult, *, by_job: bool = True) -> tuple[int, d
             return 409, {"error": "taskId does not belong to this job"}
         case Delivery.MALFORMED:
             return 400, {"error": f"malformed webhook: {result.detail}"}
+
+
+@functools.lru_cache(maxsize=WEBHOOK_REPLIES_CACHED)
+def webhook_reply_bytes(result: WebhookResult, *, by_job: bool = True) -> tuple[int, bytes]:
+    """:func:`webhook_reply` rendered as Starlette's ``JSONResponse`` renders it, once per
+    distinct result: RunningHub's retries get one of a handful of replies, and rendering each
+    anew was 4 % of a retried delivery's CPU (``BENCHMARKS.md``)."""
+    status, body = webhook_reply(result, by_job=by_job)
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+    return status, text.encode("utf-8")

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.applications import Starlette
@@ -32,7 +33,7 @@ from starlette.types import Message, Receive
 
 from arcano_tools import constants as c
 from arcano_tools.api.errors import error_response, http_status_of
-from arcano_tools.api.replies import job_json, sync_reply, webhook_reply
+from arcano_tools.api.replies import job_json, sync_reply, webhook_reply_bytes
 from arcano_tools.config import EMULATOR_MOUNT_PATH
 from arcano_tools.domain.errors import InvalidInput, JobError, JobNotFound
 from arcano_tools.domain.records import FinishRequest, Job, utcnow
@@ -54,6 +55,8 @@ MAX_MULTIPART_BYTES = max(2 * c.MAX_IMAGE_BYTES, c.MAX_UPLOAD_BYTES) + 1024 * 10
 #: Files and plain fields a submit may carry (two inputs at most today; room for growth).
 MAX_FORM_FILES = 4
 MAX_FORM_FIELDS = 16
+#: What JSON replies are sent as (Starlette's ``JSONResponse`` media type).
+JSON_MEDIA_TYPE = "application/json"
 #: Users remembered as created, per process (then forgotten all at once: a bound, not an LRU).
 MAX_ENSURED_USERS_KEPT = 100_000
 MSG_UNAUTHORIZED = "Autenticação necessária: envie Authorization: Bearer <token>."
@@ -538,10 +541,10 @@ async def webhook(request: Request) -> Response:
         result = WebhookResult(Delivery.BAD_TOKEN)
     else:
         result = await services_of(request).webhooks.receive(
-            table, job_id, request.query_params.get("token"), _nul_free(raw)
+            table, job_id, _query_value(request, "token"), _nul_free(raw)
         )
-    status, body = webhook_reply(result)
-    return JSONResponse(body, status_code=status)
+    status, body = webhook_reply_bytes(result)
+    return Response(body, status_code=status, media_type=JSON_MEDIA_TYPE)
 
 
 async def webhook_by_task(request: Request) -> Response:
@@ -550,8 +553,18 @@ async def webhook_by_task(request: Request) -> Response:
     if raw is None:
         return error_response("webhook body too large", 413)
     result = await services_of(request).webhooks.receive_by_task(_nul_free(raw))
-    status, body = webhook_reply(result, by_job=False)
-    return JSONResponse(body, status_code=status)
+    status, body = webhook_reply_bytes(result, by_job=False)
+    return Response(body, status_code=status, media_type=JSON_MEDIA_TYPE)
+
+
+def _query_value(request: Request, name: str) -> str | None:
+    """One query parameter (the last if repeated, as ``request.query_params`` has it), read
+    without building the multi-dict of them all: 3 % of a retried webhook's CPU."""
+    value = None
+    for key, item in parse_qsl(request.scope["query_string"].decode("latin-1"), True):
+        if key == name:
+            value = item
+    return value
 
 
 def _nul_free(raw: bytes) -> bytes:

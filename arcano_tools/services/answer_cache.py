@@ -9,17 +9,21 @@ answer them without the database (issue 9):
   bus says it may be missing other processes' updates (the relay is down).
 * :class:`EndedJobs` — a job that ended never changes again (every finish is guarded on an
   active status and jobs are never deleted), so "ended, with this task" is kept as is: a
-  retried webhook is recognised without reading its job.
+  retried webhook is recognised without reading its job — and a byte-identical retry (what
+  RunningHub's retries are) without even parsing its body, by a digest of the body that was
+  found to name the job's task.
 
 Both are bounded (least recently stored entries go first).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.services.bus import JobBus, JobUpdate
@@ -89,19 +93,45 @@ class NotDueCache:
             self._forgotten_seq = max(self._forgotten_seq, seq)
 
 
+#: Bytes of a body's digest: a 128-bit BLAKE2b, so no two bodies share one (kept instead of
+#: the body itself: 16 bytes an entry, not a webhook's few hundred).
+BODY_DIGEST_BYTES = 16
+
+
+def body_digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=BODY_DIGEST_BYTES).digest()
+
+
+class Ended(NamedTuple):
+    status: JobStatus
+    task_id: str | None
+    #: :func:`body_digest` of a delivery whose ``taskId`` is ``task_id`` (``None``: none seen).
+    body: bytes | None = None
+
+
 class EndedJobs:
-    """``(table, job id) → (final status, task id)`` of jobs known to have ended."""
+    """``(table, job id) → (final status, task id, a delivery's body digest)`` of jobs known to
+    have ended."""
 
     def __init__(self, *, max_entries: int = MAX_ENTRIES) -> None:
         self._max = max_entries
-        self._entries: OrderedDict[Key, tuple[JobStatus, str | None]] = OrderedDict()
+        self._entries: OrderedDict[Key, Ended] = OrderedDict()
 
-    def get(self, table: str, job_id: str) -> tuple[JobStatus, str | None] | None:
+    def get(self, table: str, job_id: str) -> Ended | None:
         return self._entries.get((table, job_id))
 
-    def put(self, table: str, job_id: str, status: JobStatus, task_id: str | None) -> None:
+    def put(
+        self,
+        table: str,
+        job_id: str,
+        status: JobStatus,
+        task_id: str | None,
+        *,
+        body: bytes | None = None,
+    ) -> None:
+        """Remember an ended job; ``body``: the digest of a delivery naming its ``task_id``."""
         if not status.is_terminal:
             raise ValueError(f"only an ended job is kept, not a {status} one")
-        self._entries[(table, job_id)] = (status, task_id)
+        self._entries[(table, job_id)] = Ended(status, task_id, body)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)

@@ -4,6 +4,7 @@ a retried webhook of an ended job is recognised without reading the job."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -201,3 +202,54 @@ async def test_a_webhook_with_another_task_id_is_still_refused_for_an_ended_job(
     result = await core.webhooks.receive(job.table, job.id, core.token(job), other)
 
     assert result.delivery is Delivery.TASK_MISMATCH
+
+
+async def test_a_byte_identical_retry_is_answered_without_parsing_its_body(
+    core: Core, monkeypatch: Any
+) -> None:
+    """RunningHub retries the same bytes: a digest of the body that named the job's task
+    answers them; a body that differs (re-serialized) is parsed once, then remembered."""
+    import arcano_tools.services.webhooks as webhooks_module
+
+    parsed: list[bytes] = []
+    real_parse = webhooks_module.parse_webhook
+
+    def counting_parse(raw: bytes) -> Any:
+        parsed.append(raw)
+        return real_parse(raw)
+
+    monkeypatch.setattr(webhooks_module, "parse_webhook", counting_parse)
+    job = await core.running()
+    body = await core.webhook_for(job)
+    token = core.token(job)
+    assert (await core.webhooks.receive(job.table, job.id, token, body)).delivery is (
+        Delivery.APPLIED
+    )
+    assert parsed == [body]
+
+    same = await core.webhooks.receive(job.table, job.id, token, body)
+    respaced = json.dumps(json.loads(body), indent=2).encode()
+    other_bytes = await core.webhooks.receive(job.table, job.id, token, respaced)
+    other_again = await core.webhooks.receive(job.table, job.id, token, respaced)
+
+    assert [r.delivery for r in (same, other_bytes, other_again)] == [Delivery.DUPLICATE] * 3
+    assert {r.status for r in (same, other_bytes, other_again)} == {JobStatus.COMPLETED}
+    assert parsed == [body, respaced]  # the identical retries were not parsed
+    await core.webhooks.events.flush()
+    assert await core.store.webhook_counts() == {"accepted": 1, "duplicate": 3}
+
+
+async def test_a_remembered_token_opens_no_door_to_another_token_or_job(core: Core) -> None:
+    job = await core.running()
+    other = await core.running()
+    body = await core.webhook_for(job)
+    token = core.token(job)
+    await core.webhooks.receive(job.table, job.id, token, body)  # the token is remembered
+
+    forged_token = token[:-1] + ("1" if token.endswith("0") else "0")
+    forged = await core.webhooks.receive(job.table, job.id, forged_token, body)
+    wrong_job = await core.webhooks.receive(other.table, other.id, token, body)
+    no_token = await core.webhooks.receive(job.table, job.id, None, body)
+
+    assert [r.delivery for r in (forged, wrong_job, no_token)] == [Delivery.BAD_TOKEN] * 3
+    assert (await core.job(other)).status is JobStatus.RUNNING

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 
-from arcano_tools.api.replies import webhook_reply
+import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from arcano_tools.api.replies import webhook_reply, webhook_reply_bytes
+from arcano_tools.api.routes import _query_value
 from arcano_tools.domain.status import FinishedBy, JobStatus
-from arcano_tools.services.webhooks import BODY_KEEP_CHARS, Delivery
+from arcano_tools.services.webhooks import BODY_KEEP_CHARS, Delivery, WebhookResult
 from tests.support.core import ACCOUNT, Core
 
 
@@ -155,3 +160,31 @@ async def test_a_forged_huge_task_id_is_refused_and_stored_only_truncated(core: 
     assert event["outcome"] == "malformed"
     assert event["task_id"] is None
     assert len(event["body"]) <= BODY_KEEP_CHARS
+
+
+@pytest.mark.parametrize(
+    ("result", "by_job"),
+    [
+        (WebhookResult(Delivery.APPLIED, JobStatus.COMPLETED, early=True), True),
+        (WebhookResult(Delivery.APPLIED, JobStatus.FAILED), False),
+        (WebhookResult(Delivery.DUPLICATE, JobStatus.COMPLETED), True),
+        (WebhookResult(Delivery.BAD_TOKEN), True),
+        (WebhookResult(Delivery.MALFORMED, detail="taskId missing — “ã”"), True),
+    ],
+)
+def test_a_rendered_reply_is_the_bytes_json_response_would_send(
+    result: WebhookResult, by_job: bool
+) -> None:
+    status, body = webhook_reply(result, by_job=by_job)
+
+    assert webhook_reply_bytes(result, by_job=by_job) == (status, JSONResponse(body).body)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [b"token=abc", b"x=1&token=a%2Fb+c", b"token=first&token=last", b"token=", b"other=1", b""],
+)
+def test_the_token_is_read_from_the_query_as_starlette_reads_it(query: bytes) -> None:
+    request = Request({"type": "http", "query_string": query, "headers": []})
+
+    assert _query_value(request, "token") == request.query_params.get("token")
