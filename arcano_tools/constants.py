@@ -81,6 +81,8 @@ QUEUE_RETRY_BASE_S: Final = 1.0
 QUEUE_RETRY_MAX_S: Final = 30.0
 #: How often the dispatcher looks for queued jobs whose retry time has come.
 DISPATCH_TICK_S: Final = 0.5
+#: Dispatches (queue reads) this far apart at least: a burst of wakes shares one.
+DISPATCH_MIN_GAP_S: Final = 0.02
 
 # --- Server watchdog and upstream caps ---------------------------------------------------------
 #: At most this many RunningHub calls in flight per backend process (RunningHub publishes no

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
@@ -243,15 +244,24 @@ class QueueManager:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """The dispatcher loop (a lifespan task): dispatch whenever woken, and on a tick."""
+        """The dispatcher loop (a lifespan task): dispatch whenever woken, and on a tick.
+
+        Dispatches are ``DISPATCH_MIN_GAP_S`` apart at least: every finish wakes the loop (a
+        slot is free), and 300 webhooks a second read the queue 300 times a second — 3 % of
+        a first delivery's CPU. Wakes within the gap are served by one dispatch after it.
+        """
         while not stop.is_set():
             try:
                 await self.dispatch_once()
             except Exception:
                 log.exception("dispatch failed", extra={"action": "dispatch"})
+            dispatched = time.monotonic()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=c.DISPATCH_TICK_S)
+            gap = dispatched + c.DISPATCH_MIN_GAP_S - time.monotonic()
+            if gap > 0 and not stop.is_set():
+                await asyncio.sleep(gap)
         await self.shutdown()
 
     async def dispatch_once(self) -> int:

@@ -3,11 +3,13 @@ RunningHub turns away, fail (with a refund) what can never start."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from arcano_tools.constants import QUEUE_RETRY_MAX_S
+from arcano_tools.constants import DISPATCH_MIN_GAP_S, QUEUE_RETRY_MAX_S
 from arcano_tools.domain.errors import InsufficientCredits, InvalidInput, JobNotCancellable
 from arcano_tools.domain.records import FinishRequest
 from arcano_tools.domain.status import FinishedBy, JobStatus
@@ -19,6 +21,7 @@ from arcano_tools.services.queue_manager import (
 )
 from arcano_tools.services.schedule import MIN_HISTORY
 from tests.support.core import ACCOUNT, Core
+from tests.support.waiting import wait_for_async
 
 OUTPUT_URL = "https://rh-images.xiaoyaoyou.com/out.png"
 
@@ -182,3 +185,39 @@ async def test_the_learned_first_check_is_refreshed_on_the_service_clock(core: C
     core.clock.advance(seconds=FIRST_CHECK_CACHE_S + 1)
 
     assert await core.queue.first_check_delay("upscaler_jobs") == timedelta(seconds=90)
+
+
+async def test_a_burst_of_wakes_is_served_by_few_dispatches(core: Core) -> None:
+    """Every finish wakes the dispatcher (a slot is free); a burst of them must not read the
+    queue once each (a webhook burst read it 300 times a second)."""
+    reads = 0
+    real_read = core.store.queued_jobs_due
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_read(*args, **kwargs)
+
+    core.store.queued_jobs_due = counted  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    dispatcher = asyncio.create_task(core.queue.run(stop))
+    await asyncio.sleep(0)  # its first dispatch
+    before = reads
+    wakes = 100
+
+    for _ in range(wakes):
+        core.queue.wake()
+        await asyncio.sleep(0)  # the loop runs between two finishes' wakes
+    await asyncio.sleep(2 * DISPATCH_MIN_GAP_S)
+    burst_reads = reads - before
+    job = await core.submit()  # a job submitted after the burst still starts at once
+
+    async def started() -> bool:
+        return (await core.job(job)).status is not JobStatus.QUEUED
+
+    await wait_for_async(started, timeout=5, interval=DISPATCH_MIN_GAP_S, what="the start")
+    stop.set()
+    core.queue.wake()
+    await asyncio.wait_for(dispatcher, 5)
+
+    assert 1 <= burst_reads < wakes / 10
