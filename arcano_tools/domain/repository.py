@@ -156,7 +156,11 @@ class Repository(Protocol):
     ) -> bool:
         """Take the right to ask RunningHub about the job now; False when not due yet."""
 
-    async def record_check_result(self, table: str, job_id: str, code: int, msg: str) -> None: ...
+    async def record_check_result(
+        self, table: str, job_id: str, code: int, msg: str, *, lease_owner: str | None = None
+    ) -> None:
+        """Remember RunningHub's last answer; with ``lease_owner``, the lease that owner holds
+        on the job ends in the same write (the server watchdog's "still running")."""
 
     async def lease_due_jobs(
         self,
@@ -168,11 +172,14 @@ class Repository(Protocol):
         deadline_before: datetime,
         limit: int,
         overdue_only: bool = False,
+        reserve_until: datetime | None = None,
     ) -> list[Job]:
         """Lease to ``owner`` up to ``limit`` jobs per table that need the server watchdog
         (``overdue_only``: only those past their deadline). A job past its deadline is leased
         whatever another owner's lease says, never again by the owner that holds it (its
-        check is in flight there)."""
+        check is in flight there). With ``reserve_until``, a leased job whose check is due is
+        also reserved in the same write, as :meth:`reserve_check` would (``now``,
+        ``next_check_at=reserve_until``): its returned ``next_check_at`` is ``reserve_until``."""
         ...
 
     async def release_lease(self, table: str, job_id: str, owner: str) -> None: ...

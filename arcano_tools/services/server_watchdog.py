@@ -31,14 +31,14 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from arcano_tools import constants as c
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy
 from arcano_tools.services.queue_manager import QueueManager
-from arcano_tools.services.sync import JobSync
+from arcano_tools.services.sync import CheckLease, JobSync
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 #: process could share.
 LEASE_BATCH = 50
 #: After a full batch the next lease comes this soon (more are due), not a tick later; a
-#: pause all the same, so a batch that keeps failing never spins the loop.
-FULL_BATCH_PAUSE_S = 0.05
+#: pause all the same, so the loop never spins. Short: a sweep of 10,000 due jobs waits it
+#: once per batch (0.05 s was a third of the sweep's time).
+FULL_BATCH_PAUSE_S = 0.01
 #: Checks one process holds at once, in batches of ``LEASE_BATCH``, as a multiple of its
 #: upstream concurrency: enough that a slot never waits for a lease, few enough that leases
 #: do not pile up behind the limit (another process could be checking those jobs). Past the
@@ -79,6 +80,8 @@ class ServerWatchdog:
         self._cap = max(LEASE_BATCH, IN_FLIGHT_PER_SLOT * max_concurrency)
         #: The checks running now (``run`` does not wait for a batch before leasing more).
         self._in_flight: set[asyncio.Task[None]] = set()
+        #: Set when checks end and leave room for more (``run`` waits on it when full).
+        self._room = asyncio.Event()
         self._next_prune = 0.0
         self._next_reconcile = 0.0
 
@@ -95,27 +98,55 @@ class ServerWatchdog:
         next_tick = 0.0
         try:
             while not stop.is_set():
+                capped = False
                 try:
                     if checks and time.monotonic() >= next_tick:
-                        # a full lease batch means more are due: go on at once, not a tick
-                        # later. The checks run on while the loop leases again: a batch slow
-                        # upstream never holds back a job whose deadline passes meanwhile.
-                        full = len(await self._lease_and_start()) >= LEASE_BATCH
-                        next_tick = time.monotonic() + (FULL_BATCH_PAUSE_S if full else tick)
+                        # more may be due (a full batch, or no room to lease them): go on at
+                        # once, not a tick later. The checks run on while the loop leases
+                        # again: a batch slow upstream never holds back a job whose deadline
+                        # passes meanwhile.
+                        _, more = await self._lease_and_start()
+                        capped = more and self._full()
+                        next_tick = time.monotonic() + (FULL_BATCH_PAUSE_S if more else tick)
                     else:
                         await self.recover_stalled_starts()
                 except Exception:
                     log.exception(
                         "server watchdog tick failed", extra={"action": "server_watchdog"}
                     )
+                    next_tick = time.monotonic() + tick  # a failing lease never spins the loop
                 wait = min(every, max(0.0, next_tick - time.monotonic())) if checks else every
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=wait)
+                if capped:
+                    # no room for more checks: lease again as soon as some end (their
+                    # leases must not wait a tick), or at the tick for the overdue ones
+                    wait, next_tick = every, 0.0
+                    self._room.clear()
+                    await self._wait_for_room(stop, wait)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=wait)
         finally:
             # stopped (or cancelled): the checks in flight end with the loop, as a batch did
             for task in list(self._in_flight):
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    def _full(self) -> bool:
+        """As many checks in hand as the cap allows (only overdue jobs are leased then)."""
+        return len(self._in_flight) >= self._cap
+
+    def _check_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if len(self._in_flight) <= self._cap - LEASE_BATCH // 2:
+            self._room.set()  # room for half a batch: worth a lease
+
+    async def _wait_for_room(self, stop: asyncio.Event, timeout: float) -> None:
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._room.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def recover_stalled_starts(self) -> int:
         """Put back in the queue the starts whose process is gone (start lease expired, or
@@ -146,13 +177,15 @@ class ServerWatchdog:
         """One pass, waited for: recover stalled starts, lease due jobs and sync them, at most
         ``max_concurrency`` at a time (overdue ones outside that limit); returns how many jobs
         were synced. ``run`` does the same without waiting for the checks."""
-        started = await self._lease_and_start()
+        started, _ = await self._lease_and_start()
         await asyncio.gather(*started)
         return len(started)
 
-    async def _lease_and_start(self) -> list[asyncio.Task[None]]:
+    async def _lease_and_start(self) -> tuple[list[asyncio.Task[None]], bool]:
         """Recover stalled starts, lease due jobs and start their checks (tracked in
-        ``_in_flight``): up to the in-flight cap, and past it the overdue jobs alone."""
+        ``_in_flight``): up to the in-flight cap, and past it the overdue jobs alone. Returns
+        the checks started, and whether more may be due (a full batch, or only overdue jobs
+        were looked for)."""
         await self.recover_stalled_starts()
         now = self.sync.clock()
         if time.monotonic() >= self._next_prune:
@@ -161,32 +194,40 @@ class ServerWatchdog:
         if time.monotonic() >= self._next_reconcile:
             self._next_reconcile = time.monotonic() + c.RECONCILE_SLOTS_EVERY_S
             await self._reconcile_slots()
+        overdue_only = self._full()
+        # a batch at least, and as much as there is room for (fewer, larger leases in a sweep)
+        batch = max(LEASE_BATCH, self._cap - len(self._in_flight))
+        reserve_until = now + self.interval
         jobs = await self.store.lease_due_jobs(
             owner=self.owner,
             now=now,
             lease_for=max(self.interval * 4, timedelta(seconds=30)),
             started_before=now - self.sync.timings.initial_delay,
             deadline_before=now - self.sync.timings.max_timeout,
-            limit=LEASE_BATCH,
-            overdue_only=len(self._in_flight) >= self._cap,
+            limit=batch,
+            overdue_only=overdue_only,
+            reserve_until=reserve_until,
         )
-        started = [asyncio.create_task(self._check(job)) for job in jobs]
+        started = [asyncio.create_task(self._check(job, reserve_until)) for job in jobs]
         for task in started:
             self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-        return started
+            task.add_done_callback(self._check_done)
+        return started, overdue_only or len(jobs) >= batch
 
-    async def _check(self, job: Job) -> None:
+    async def _check(self, job: Job, reserved_until: datetime) -> None:
+        # the lease reserved the check if it was due (then its next check is the reservation's)
+        lease = CheckLease(self.owner, reserved=job.next_check_at == reserved_until)
         try:
             async with self._slot(job):
-                await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG)
+                await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG, lease=lease)
         except Exception:
             log.exception(
                 "server watchdog check failed",
                 extra={"action": "server_watchdog", "job_id": job.id, "table": job.table},
             )
         finally:
-            await self.store.release_lease(job.table, job.id, self.owner)
+            if not lease.released:  # cancelled or failed before the sync ended it
+                await self.store.release_lease(job.table, job.id, self.owner)
 
     @contextlib.asynccontextmanager
     async def _slot(self, job: Job) -> AsyncIterator[None]:

@@ -28,7 +28,14 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from arcano_tools.domain.errors import JobNotFound
-from arcano_tools.domain.records import Clock, FinishRequest, FinishResult, Job, utcnow
+from arcano_tools.domain.records import (
+    Account,
+    Clock,
+    FinishRequest,
+    FinishResult,
+    Job,
+    utcnow,
+)
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy, JobStatus, SyncReason
 from arcano_tools.domain.tools import ToolRegistry
@@ -41,6 +48,9 @@ from arcano_tools.services.output_copy import OutputCopier
 from arcano_tools.services.queue_manager import QueueManager
 
 log = logging.getLogger(__name__)
+
+#: Seconds an account read by a check is used for the next checks (its key, for RunningHub).
+ACCOUNT_REREAD_S = 5.0
 
 #: Shown when a result came from a host that is not RunningHub's (never displayed itself).
 MSG_UNTRUSTED_OUTPUT = (
@@ -122,6 +132,18 @@ class SyncOutcome:
         )
 
 
+@dataclass
+class CheckLease:
+    """The server watchdog's lease on the job it checks (``ServerWatchdog``): the check ends
+    it — in the write of RunningHub's answer when that answer is "still running" (one write
+    per check, not two), else on the way out, whatever happened."""
+
+    owner: str
+    #: The lease reserved the check already (``lease_due_jobs(reserve_until=…)``).
+    reserved: bool = False
+    released: bool = False
+
+
 @dataclass(frozen=True)
 class SyncTimings:
     initial_delay: timedelta
@@ -158,9 +180,24 @@ class JobSync:
         self.copier: OutputCopier | None = None
         #: "Not due yet" answers of this process, until the next check (cleared by the bus).
         self.not_due = NotDueCache(queue.bus)
+        #: Accounts read lately: ``name → (read at, account)`` (see :meth:`_account`).
+        self._accounts: dict[str, tuple[datetime, Account | None]] = {}
 
     def deadline(self, job: Job) -> datetime:
         return job.deadline_from + self.timings.max_timeout
+
+    async def _account(self, name: str) -> Account | None:
+        """The account whose key asks RunningHub about a job, read at most every
+        ``ACCOUNT_REREAD_S`` per process: a check only needs its key, and a sweep of 10,000
+        jobs read the same row 10,000 times (7 % of the watchdog's CPU). A key changed by an
+        operator is used within that time."""
+        now = self.clock()
+        known = self._accounts.get(name)
+        if known is not None and (now - known[0]).total_seconds() < ACCOUNT_REREAD_S:
+            return known[1]
+        account = await self.store.get_account(name)
+        self._accounts[name] = (now, account)
+        return account
 
     async def sync(
         self,
@@ -198,7 +235,24 @@ class JobSync:
         return outcome
 
     async def sync_job(
-        self, job: Job, *, finished_by: FinishedBy, force: bool = False
+        self,
+        job: Job,
+        *,
+        finished_by: FinishedBy,
+        force: bool = False,
+        lease: CheckLease | None = None,
+    ) -> SyncOutcome:
+        """Check one job against RunningHub if due (``force``: whether due or not); with
+        ``lease``, the watchdog's lease on it ends with the check."""
+        try:
+            return await self._sync_job(job, finished_by, force, lease)
+        finally:
+            if lease is not None and not lease.released:
+                await self.store.release_lease(job.table, job.id, lease.owner)
+                lease.released = True
+
+    async def _sync_job(
+        self, job: Job, finished_by: FinishedBy, force: bool, lease: CheckLease | None
     ) -> SyncOutcome:
         if job.status.is_terminal:
             return SyncOutcome.already_terminal(job)
@@ -210,13 +264,15 @@ class JobSync:
             if past_deadline:
                 return await self._timeout(job)
             return SyncOutcome(synced=False, reason=SyncReason.NO_TASK_ID)
-        account = await self.store.get_account(job.api_account or self.default_account)
+        account = await self._account(job.api_account or self.default_account)
         if account is None or not account.api_key:
             if past_deadline:  # nobody can ask RunningHub: the deadline still holds
                 return await self._timeout(job)
             return SyncOutcome(synced=False, reason=SyncReason.NO_API_KEY)
 
-        if not force and job.next_check_at is not None and now < job.next_check_at:
+        if lease is not None and lease.reserved:
+            due = True  # reserved with the lease (same conditional write)
+        elif not force and job.next_check_at is not None and now < job.next_check_at:
             # not due: the conditional reservation would change nothing — a read, no write
             due = False
         else:
@@ -242,7 +298,7 @@ class JobSync:
             )
             return await self._unanswered(job, past_deadline, exc.http_status)
         except APIError as exc:
-            await self.store.record_check_result(job.table, job.id, exc.code, exc.msg)
+            await self._record(job, exc.code, exc.msg, lease)
             await self.store.record_upstream_error("outputs", str(exc.code), job.table, job.id)
             if past_deadline:
                 return await self._timeout(job)
@@ -259,8 +315,17 @@ class JobSync:
             await self.store.record_upstream_error("outputs", "deadline_budget", job.table, job.id)
             return await self._timeout(job)
 
-        await self.store.record_check_result(job.table, job.id, outputs.code, outputs.msg)
+        # an answer that ends the job is applied before the lease ends
+        still_running = outputs.state not in ("success", "failed")
+        await self._record(job, outputs.code, outputs.msg, lease if still_running else None)
         return await self._apply(job, outputs, finished_by, past_deadline)
+
+    async def _record(self, job: Job, code: int, msg: str, lease: CheckLease | None) -> None:
+        """RunningHub's answer kept for later syncs; with ``lease``, the lease ends with it."""
+        owner = lease.owner if lease is not None else None
+        await self.store.record_check_result(job.table, job.id, code, msg, lease_owner=owner)
+        if lease is not None:
+            lease.released = True
 
     async def _ask(self, api_key: str, task_id: str, deadline: datetime) -> TaskOutputs:
         """Before the deadline: one call and one retry, answered by the deadline + one poll

@@ -436,7 +436,9 @@ class InMemoryStore:
         self._check_counts[(table, job_id)] += 1
         return True
 
-    async def record_check_result(self, table: str, job_id: str, code: int, msg: str) -> None:
+    async def record_check_result(
+        self, table: str, job_id: str, code: int, msg: str, *, lease_owner: str | None = None
+    ) -> None:
         current = self._table(table).get(job_id)
         if current is not None:
             self._put(
@@ -444,6 +446,8 @@ class InMemoryStore:
                 last_upstream_code=code,
                 last_upstream_msg=msg[:UPSTREAM_MSG_KEEP_CHARS],
             )
+        if lease_owner is not None:
+            await self.release_lease(table, job_id, lease_owner)
 
     async def lease_due_jobs(
         self,
@@ -455,6 +459,7 @@ class InMemoryStore:
         deadline_before: datetime,
         limit: int,
         overdue_only: bool = False,
+        reserve_until: datetime | None = None,
     ) -> list[Job]:
         leased: list[Job] = []
         for table, jobs in self._jobs.items():
@@ -480,6 +485,11 @@ class InMemoryStore:
             )
             for job in due[:limit]:
                 self._leases[(table, job.id)] = _Lease(owner, now + lease_for)
+                if reserve_until is not None and (
+                    job.next_check_at is None or job.next_check_at <= now
+                ):
+                    await self.reserve_check(table, job.id, now=now, next_check_at=reserve_until)
+                    job = self._table(table)[job.id]
                 leased.append(job)
         return leased
 

@@ -136,13 +136,18 @@ def _check_reserved(table: str) -> Any:
 
 
 @functools.cache
-def _check_result(table: str) -> Any:
+def _check_result(table: str, release_lease: bool = False) -> Any:
+    """RunningHub's last answer; ``release_lease``: and the lease of ``b_owner`` ends."""
     t = s.job_tables[table]
-    return (
-        t.update()
-        .where(t.c.id == sa.bindparam("b_id"))
-        .values(last_upstream_code=sa.bindparam("b_code"), last_upstream_msg=sa.bindparam("b_msg"))
-    )
+    values: dict[str, Any] = {
+        "last_upstream_code": sa.bindparam("b_code"),
+        "last_upstream_msg": sa.bindparam("b_msg"),
+    }
+    if release_lease:
+        held = t.c.lease_owner == sa.bindparam("b_owner")
+        values["lease_owner"] = sa.case((held, None), else_=t.c.lease_owner)
+        values["lease_until"] = sa.case((held, None), else_=t.c.lease_until)
+    return t.update().where(t.c.id == sa.bindparam("b_id")).values(values)
 
 
 @functools.cache
@@ -1019,10 +1024,13 @@ class JobStore:
 
         return await self._grouped(write)
 
-    async def record_check_result(self, table: str, job_id: str, code: int, msg: str) -> None:
-        """Remember RunningHub's last answer, for syncs that arrive before the next check."""
-        stmt = _check_result(table)
-        params = {"b_id": job_id, "b_code": code, "b_msg": msg[:500]}
+    async def record_check_result(
+        self, table: str, job_id: str, code: int, msg: str, *, lease_owner: str | None = None
+    ) -> None:
+        """Remember RunningHub's last answer, for syncs that arrive before the next check;
+        with ``lease_owner``, that owner's lease on the job ends in the same statement."""
+        stmt = _check_result(table, lease_owner is not None)
+        params = {"b_id": job_id, "b_code": code, "b_msg": msg[:500], "b_owner": lease_owner}
 
         def write(conn: sa.Connection) -> None:
             conn.execute(stmt, params)
@@ -1039,6 +1047,7 @@ class JobStore:
         deadline_before: datetime,
         limit: int,
         overdue_only: bool = False,
+        reserve_until: datetime | None = None,
     ) -> list[Job]:
         """Lease to ``owner`` up to ``limit`` jobs per table that need the server watchdog.
 
@@ -1051,9 +1060,10 @@ class JobStore:
         hold the deadline back (the finish is guarded, so a second checker costs one call).
         Never again to the owner that holds it: its check is still in flight there.
         ``overdue_only``: the jobs past their deadline alone (a watchdog with no room for
-        more checks still keeps the deadline).
+        more checks still keeps the deadline). ``reserve_until``: the due ones are reserved
+        too, in the same statement (:meth:`reserve_check`'s write, one per check saved).
         """
-        leased: list[Job] = []
+        leases: list[tuple[str, Any]] = []
         for table, t in s.job_tables.items():
             clock_start = sa.func.coalesce(t.c.started_at, t.c.created_at)
             # Job.deadline_from; a job saving its result is RunningHub's success, no deadline
@@ -1077,8 +1087,16 @@ class JobStore:
                 .order_by(t.c.created_at, t.c.holds_slot.desc())
                 .limit(limit)
             )
-            leased += await self._take_leases(table, q, free, owner, now + lease_for)
-        return leased
+            reserve: dict[str, Any] = {}
+            if reserve_until is not None:
+                due = sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now)
+                reserve = {
+                    "last_checked_at": sa.case((due, now), else_=t.c.last_checked_at),
+                    "next_check_at": sa.case((due, reserve_until), else_=t.c.next_check_at),
+                    "check_count": t.c.check_count + sa.case((due, 1), else_=0),
+                }
+            leases.append(self._lease_stmt(table, q, free, owner, now + lease_for, reserve))
+        return await self._take_leases(leases)
 
     async def release_lease(self, table: str, job_id: str, owner: str) -> None:
         stmt = _lease_released(table)
@@ -1102,7 +1120,7 @@ class JobStore:
         gone: start lease expired, or none and untouched since ``legacy_before`` (a start by a
         version without start leases). Same leases as :meth:`lease_due_jobs`, so one process
         recovers a job at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
-        leased: list[Job] = []
+        leases: list[tuple[str, Any]] = []
         for table, t in s.job_tables.items():
             free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now)
             q = (
@@ -1119,27 +1137,48 @@ class JobStore:
                 .order_by(t.c.created_at)
                 .limit(limit)
             )
-            leased += await self._take_leases(table, q, free, owner, now + lease_for)
-        return leased
+            leases.append(self._lease_stmt(table, q, free, owner, now + lease_for))
+        return await self._take_leases(leases)
 
-    async def _take_leases(
-        self, table: str, ids_query: Any, free: Any, owner: str, until: datetime
-    ) -> list[Job]:
+    def _lease_stmt(
+        self,
+        table: str,
+        ids_query: Any,
+        free: Any,
+        owner: str,
+        until: datetime,
+        also: dict[str, Any] | None = None,
+    ) -> tuple[str, Any]:
         """Lease to ``owner`` the jobs ``ids_query`` selects whose lease is ``free``, in one
-        transaction; returns those it got (on PostgreSQL rows another process is leasing are
-        skipped, ``FOR UPDATE SKIP LOCKED``)."""
+        statement (``UPDATE … WHERE id IN (…) RETURNING``; on PostgreSQL rows another process
+        is leasing are skipped, ``FOR UPDATE SKIP LOCKED``). ``also``: more columns set."""
         t = s.job_tables[table]
         if self.dialect == "postgresql":
             ids_query = ids_query.with_for_update(skip_locked=True)
-        async with self._write() as conn:
-            ids = [r[0] for r in await conn.execute(ids_query)]
-            if not ids:
-                return []
-            await conn.execute(
-                t.update().where(t.c.id.in_(ids), free).values(lease_owner=owner, lease_until=until)
-            )
-            rows = await conn.execute(sa.select(t).where(t.c.id.in_(ids), t.c.lease_owner == owner))
-            return [_job_from_row(table, r) for r in rows.mappings()]
+        stmt = (
+            t.update()
+            .where(t.c.id.in_(ids_query), free)
+            .values(lease_owner=owner, lease_until=until, **(also or {}))
+            .returning(*t.c)
+        )
+        return table, stmt
+
+    async def _take_leases(self, leases: list[tuple[str, Any]]) -> list[Job]:
+        """Run the lease statements of every table in one transaction (the group commit's):
+        a sweep of 10,000 jobs leases them 50 at a time, and a connection, a transaction and
+        three statements per table and lease (8–20 ms each on a busy machine) were most of
+        its time. Returns the jobs leased, oldest first."""
+
+        def write(conn: sa.Connection) -> list[Job]:
+            return [
+                _job_from_row(table, row)
+                for table, stmt in leases
+                for row in conn.execute(stmt).mappings()
+            ]
+
+        jobs = await self._grouped(write)
+        jobs.sort(key=lambda job: (job.created_at, not job.holds_slot))
+        return jobs
 
     # --- accounts ------------------------------------------------------------------------------
 

@@ -780,3 +780,51 @@ async def test_many_job_lives_at_once_reuse_each_statement_many_times(store: Rep
     account = await store.get_account("acc")
     assert account is not None
     assert account.in_flight == 0
+
+
+async def test_a_lease_reserves_the_due_checks_and_their_answer_ends_it(store: Repository) -> None:
+    """The server watchdog's check is one lease (which reserves it, as ``reserve_check``
+    would) and one write (RunningHub's answer, which ends the lease)."""
+    ids = []
+    for n in range(2):
+        job_id = await new_job(store, cost=1)
+        job = await store.get_job(TABLE, job_id)
+        assert job is not None
+        claimed = await store.claim_slot(job, "acc")
+        assert claimed is not None
+        await store.save_task_id(TABLE, job_id, f"T-{n}", claim_id=claimed.claim_id)
+        ids.append(job_id)
+    due, checked = ids
+    now = utcnow() + timedelta(minutes=13)  # both past their deadline: both are leased
+    checked_until = now + timedelta(seconds=5)
+    assert await store.reserve_check(TABLE, checked, now=now, next_check_at=checked_until)
+    reserve_until = now + timedelta(seconds=15)
+    args = {"lease_for": timedelta(seconds=30), "started_before": now, "limit": 5}
+
+    leased = await store.lease_due_jobs(
+        owner="w1",
+        now=now,
+        deadline_before=now - timedelta(minutes=12),
+        reserve_until=reserve_until,
+        **args,  # type: ignore[arg-type]
+    )
+
+    by_id = {j.id: j for j in leased}
+    assert set(by_id) == {due, checked}
+    assert by_id[due].next_check_at == reserve_until  # due: reserved with its lease
+    assert by_id[checked].next_check_at == checked_until  # checked a moment ago: not again
+    assert not await store.reserve_check(TABLE, due, now=now, next_check_at=reserve_until)
+    after = now + timedelta(seconds=1)
+    later_args = {"now": after, "deadline_before": after - timedelta(hours=1), **args}
+    assert await store.lease_due_jobs(owner="w2", **later_args) == []  # leased, not due
+
+    await store.record_check_result(TABLE, due, 804, "APIKEY_TASK_IS_RUNNING", lease_owner="w2")
+    await store.record_check_result(TABLE, checked, 804, "still", lease_owner="w1")
+
+    kept = await store.get_job(TABLE, due)
+    assert kept is not None
+    assert (kept.last_upstream_code, kept.last_upstream_msg) == (804, "APIKEY_TASK_IS_RUNNING")
+    due_again = reserve_until + timedelta(seconds=1)
+    again_args = {"now": due_again, "deadline_before": due_again - timedelta(hours=1), **args}
+    # w2 held no lease on ``due``: w1's still holds it; ``checked``'s was ended by its answer
+    assert [j.id for j in await store.lease_due_jobs(owner="w3", **again_args)] == [checked]

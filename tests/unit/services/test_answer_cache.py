@@ -15,28 +15,10 @@ from arcano_tools.domain.status import FinishedBy, JobStatus, SyncReason
 from arcano_tools.services.auth import Principal
 from arcano_tools.services.webhooks import Delivery
 from tests.support.core import TIMINGS, Core
+from tests.support.stores import CountingStore
 
 USER = Principal(user_id="u1")
 STRANGER = Principal(user_id="u2")
-
-
-class CountingStore:
-    """The store, with each call counted by method name (its results unchanged)."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._store, name)
-        if not callable(attr):
-            return attr
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return attr(*args, **kwargs)
-
-        return counted
 
 
 async def never_ending(core: Core) -> Any:

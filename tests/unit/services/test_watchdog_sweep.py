@@ -1,0 +1,101 @@
+"""The server watchdog at scale (issue 9, target 5: one sweep over 10,000 due jobs): a check
+of a job still running costs one lease and one write, a loop with no room for more checks
+leases again as soon as some end (not a tick later), and the account whose key asks
+RunningHub is read once per ``ACCOUNT_REREAD_S``, not once per check."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import timedelta
+
+import pytest
+
+from arcano_tools.services import server_watchdog
+from arcano_tools.services.server_watchdog import ServerWatchdog
+from arcano_tools.services.sync import ACCOUNT_REREAD_S, JobSync
+from tests.support.core import ACCOUNT, API_KEY, TIMINGS, Core
+from tests.support.stores import CountingStore
+from tests.support.waiting import wait_for_async
+
+
+async def still_running(core: Core, count: int) -> None:
+    """``count`` jobs RunningHub keeps running, due for the server watchdog."""
+    core.control(outcome="never")
+    await core.store.upsert_account(ACCOUNT, API_KEY, max_concurrent=count)  # a slot each
+    for n in range(count):
+        await core.running(user=f"sweep-{n}")
+    core.clock.advance(seconds=TIMINGS.initial_delay.total_seconds())
+
+
+async def test_a_check_of_a_job_still_running_is_one_lease_and_one_write(core: Core) -> None:
+    await still_running(core, 3)
+    counting = CountingStore(core.store)
+    core.watchdog.store = counting  # type: ignore[assignment]
+    core.sync.store = counting  # type: ignore[assignment]
+
+    assert await core.watchdog.tick() == 3
+
+    assert counting.calls["lease_due_jobs"] == 1  # it reserved the three checks too
+    assert counting.calls["record_check_result"] == 3  # each answer ended its lease
+    assert (counting.calls["reserve_check"], counting.calls["release_lease"]) == (0, 0)
+    assert counting.calls["get_account"] == 1  # one key for the three
+    # the shared schedule is kept: not due again for an interval, then due (leases ended)
+    assert await core.watchdog.tick() == 0
+    core.clock.advance(seconds=TIMINGS.poll_interval.total_seconds())
+    assert await core.watchdog.tick() == 3
+
+
+async def test_a_watchdog_with_no_room_leases_again_as_checks_end_not_a_tick_later(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At its cap the loop leases only overdue jobs; it then waited a whole tick (half a poll
+    interval, minutes here) before leasing the due ones again: a sweep crawled."""
+    monkeypatch.setattr(server_watchdog, "LEASE_BATCH", 2)
+    await still_running(core, 6)
+    slow_tick = dataclasses.replace(TIMINGS, poll_interval=timedelta(minutes=10))
+    sync = JobSync(
+        store=core.store,
+        client=core.client,
+        queue=core.queue,
+        tools=core.tools,
+        timings=slow_tick,
+        default_account=ACCOUNT,
+        output_hosts=core.sync.output_hosts,
+        clock=core.clock,
+    )
+    watchdog = ServerWatchdog(
+        store=core.store,
+        sync=sync,
+        queue=core.queue,
+        max_concurrency=1,  # a cap of two checks in hand
+        starting_stuck_after=timedelta(minutes=5),
+    )
+    core.control(latency_ms=200)  # each check outlasts the pause between two leases
+    stop = asyncio.Event()
+    loop = asyncio.create_task(watchdog.run(stop))
+
+    async def all_checked() -> bool:
+        return core.emulator.stats.calls.get("outputs", 0) >= 6
+
+    try:
+        await wait_for_async(all_checked, timeout=15, interval=0.05, what="six checks")
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
+        core.control(latency_ms=0)
+
+
+async def test_an_account_is_read_once_per_reread_time_and_a_new_key_used_after(
+    core: Core,
+) -> None:
+    first = await core.sync._account(ACCOUNT)
+    await core.store.upsert_account(ACCOUNT, "n" * 32, max_concurrent=2)  # the operator's new key
+    meanwhile = await core.sync._account(ACCOUNT)
+    core.clock.advance(seconds=ACCOUNT_REREAD_S)
+    after = await core.sync._account(ACCOUNT)
+
+    assert first is not None
+    assert meanwhile is not None
+    assert after is not None
+    assert first.api_key == meanwhile.api_key != after.api_key == "n" * 32
