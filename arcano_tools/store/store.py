@@ -162,6 +162,21 @@ def _lease_released(table: str) -> Any:
 
 #: A webhook event row (its columns given as parameters at each execution).
 _WEBHOOK_EVENT = s.webhook_events.insert()
+#: A submission's charge: only if the user has the credits.
+_CHARGE = (
+    s.users.update()
+    .where(s.users.c.id == sa.bindparam("b_user"), s.users.c.credits >= sa.bindparam("b_cost"))
+    .values(credits=s.users.c.credits - sa.bindparam("b_cost"))
+)
+#: A ledger row (its columns given as parameters).
+_LEDGER_ROW = s.credit_ledger.insert()
+
+
+@functools.cache
+def _job_inserted(table: str) -> Any:
+    """A new job's row (its columns given as parameters), returned as written."""
+    t = s.job_tables[table]
+    return t.insert().returning(*t.c)
 
 
 @functools.cache
@@ -502,41 +517,35 @@ class JobStore:
     async def create_job(self, new: NewJob) -> Job:
         """Charge the credits and write the job as ``queued``, in one transaction."""
         now = self.clock()
-        t = s.job_tables[new.table]
+        charge = {"b_user": new.user_id, "b_cost": new.cost}
+        row = {
+            "id": new.id,
+            "user_id": new.user_id,
+            "status": JobStatus.QUEUED.value,
+            "cost": new.cost,
+            "inputs": new.inputs,
+            "created_at": now,
+            "updated_at": now,
+            "holds_slot": False,
+            "attempts": 0,
+            "check_count": 0,
+        }
+        ledger = {
+            "user_id": new.user_id,
+            "amount": -new.cost,
+            "kind": LedgerKind.CHARGE.value,
+            "job_table": new.table,
+            "job_id": new.id,
+            "created_at": now,
+        }
+        insert = _job_inserted(new.table)
 
         def write(conn: sa.Connection) -> Job | None:
-            charged = conn.execute(
-                s.users.update()
-                .where(s.users.c.id == new.user_id, s.users.c.credits >= new.cost)
-                .values(credits=s.users.c.credits - new.cost)
-            )
-            if charged.rowcount != 1:
+            if conn.execute(_CHARGE, charge).rowcount != 1:
                 return None  # raised below: an expected answer must not undo the others' batch
-            conn.execute(
-                t.insert().values(
-                    id=new.id,
-                    user_id=new.user_id,
-                    status=JobStatus.QUEUED.value,
-                    cost=new.cost,
-                    inputs=new.inputs,
-                    created_at=now,
-                    updated_at=now,
-                    holds_slot=False,
-                    attempts=0,
-                    check_count=0,
-                )
-            )
-            conn.execute(
-                s.credit_ledger.insert().values(
-                    user_id=new.user_id,
-                    amount=-new.cost,
-                    kind=LedgerKind.CHARGE.value,
-                    job_table=new.table,
-                    job_id=new.id,
-                    created_at=now,
-                )
-            )
-            return self._get_job_sync(conn, new.table, new.id)
+            created = conn.execute(insert, row).mappings().one()
+            conn.execute(_LEDGER_ROW, ledger)
+            return _job_from_row(new.table, created)
 
         job = await self._grouped(write)
         if job is None:

@@ -225,3 +225,60 @@ def test_a_principal_without_a_user_id_owns_nothing() -> None:
     nobody = Principal()
     assert nobody.may_access("") is False
     assert nobody.may_access(USER_ID) is False
+
+
+class _Decodes:
+    """``jwt.decode`` counted (its result unchanged) and the verifier's clock moved by hand."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from arcano_tools.services import auth
+
+        self.count = 0
+        self.now = time.time()
+        real = auth.jwt.decode
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.count += 1
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(auth.jwt, "decode", counted)
+        monkeypatch.setattr(auth.time, "time", lambda: self.now)
+
+
+def test_a_verified_token_is_trusted_a_minute_at_most_then_verified_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from arcano_tools.services.auth import VERIFIED_TOKEN_TTL_S
+
+    token = issue_user_token(SECRET, USER_ID)
+    verifier = TokenVerifier(SECRET)
+    decodes = _Decodes(monkeypatch)
+
+    first = asyncio.run(verifier.user_id(token))
+    again = asyncio.run(verifier.user_id(token))
+    assert (first, again, decodes.count) == (USER_ID, USER_ID, 1)
+    decodes.now += VERIFIED_TOKEN_TTL_S
+    assert asyncio.run(verifier.user_id(token)) == USER_ID
+    assert decodes.count == 2
+
+
+def test_a_remembered_token_is_not_trusted_past_its_exp(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = issue_user_token(SECRET, USER_ID, ttl_s=10)
+    verifier = TokenVerifier(SECRET)
+    decodes = _Decodes(monkeypatch)
+    assert asyncio.run(verifier.user_id(token)) == USER_ID
+    decodes.now += 11  # past its exp, well within the minute
+
+    asyncio.run(verifier.user_id(token))
+
+    assert decodes.count == 2  # verified again (and refused, once PyJWT's clock gets there)
+
+
+def test_a_refused_or_forged_token_is_never_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = issue_user_token(SECRET, USER_ID)
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    verifier = TokenVerifier(SECRET)
+    decodes = _Decodes(monkeypatch)
+
+    assert [asyncio.run(verifier.user_id(forged)) for _ in range(2)] == [None, None]
+    assert decodes.count == 2
