@@ -15,7 +15,7 @@ from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.emulator.control import TaskStats, WebhookStats
 from arcano_tools.runninghub.client import AccountStatus, CreatedTask
-from arcano_tools.services import schedule
+from arcano_tools.services import auth, schedule
 from arcano_tools.store.group_commit import GroupCommit
 from arcano_tools.store.memory import InMemoryStore
 from arcano_tools.web import downloads
@@ -44,6 +44,7 @@ AccountStatus.remain_coins  # /uc/openapi/accountStatus, checked by the client's
 AccountStatus.current_task_counts  # idem
 schedule.checks_until  # the watchdog's cost model: bench/ and tests/unit/test_check_schedule.py
 schedule.detection_delay  # idem
+auth.verify_user_token  # a token the CLI issued, checked by the CLI's and auth's tests
 
 # --- results that last: used by the pages branch's download button ------------------------------
 downloads.download_href  # web/downloads.py: the page's download link (signed, short-lived)
