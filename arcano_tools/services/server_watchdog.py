@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 from arcano_tools import constants as c
-from arcano_tools.domain.records import Job
+from arcano_tools.domain.records import Account, Job
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy
 from arcano_tools.services.queue_manager import QueueManager
@@ -208,15 +208,31 @@ class ServerWatchdog:
             overdue_only=overdue_only,
             reserve_until=reserve_until,
         )
-        started = [asyncio.create_task(self._check(job, reserve_until)) for job in jobs]
+        accounts = await self._accounts_of(jobs)
+        started = [
+            asyncio.create_task(
+                self._check(job, reserve_until, accounts.get(job.api_account or ""))
+            )
+            for job in jobs
+        ]
         for task in started:
             self._in_flight.add(task)
             task.add_done_callback(self._check_done)
         return started, overdue_only or len(jobs) >= batch
 
-    async def _check(self, job: Job, reserved_until: datetime) -> None:
+    async def _accounts_of(self, jobs: list[Job]) -> dict[str, Account]:
+        """The accounts of a batch's jobs, each read once for the batch (their keys ask)."""
+        found: dict[str, Account] = {}
+        for name in {job.api_account for job in jobs if job.api_account}:
+            account = await self.store.get_account(name)
+            if account is not None:
+                found[name] = account
+        return found
+
+    async def _check(self, job: Job, reserved_until: datetime, account: Account | None) -> None:
         # the lease reserved the check if it was due (then its next check is the reservation's)
-        lease = CheckLease(self.owner, reserved=job.next_check_at == reserved_until)
+        reserved = job.next_check_at == reserved_until
+        lease = CheckLease(self.owner, reserved=reserved, account=account)
         try:
             async with self._slot(job):
                 await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG, lease=lease)

@@ -1,7 +1,7 @@
 """The server watchdog at scale (issue 9, target 5: one sweep over 10,000 due jobs): a check
 of a job still running costs one lease and one write, a loop with no room for more checks
 leases again as soon as some end (not a tick later), and the account whose key asks
-RunningHub is read once per ``ACCOUNT_REREAD_S``, not once per check."""
+RunningHub is read once per batch, not once per check."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from arcano_tools.services import server_watchdog
 from arcano_tools.services.server_watchdog import ServerWatchdog
-from arcano_tools.services.sync import ACCOUNT_REREAD_S, JobSync
+from arcano_tools.services.sync import JobSync
 from tests.support.core import ACCOUNT, API_KEY, TIMINGS, Core
 from tests.support.stores import CountingStore
 from tests.support.waiting import wait_for_async
@@ -39,7 +39,7 @@ async def test_a_check_of_a_job_still_running_is_one_lease_and_one_write(core: C
     assert counting.calls["lease_due_jobs"] == 1  # it reserved the three checks too
     assert counting.calls["record_check_result"] == 3  # each answer ended its lease
     assert (counting.calls["reserve_check"], counting.calls["release_lease"]) == (0, 0)
-    assert counting.calls["get_account"] == 1  # one key for the three
+    assert counting.calls["get_account"] == 1  # one read of the key for the batch
     # the shared schedule is kept: not due again for an interval, then due (leases ended)
     assert await core.watchdog.tick() == 0
     core.clock.advance(seconds=TIMINGS.poll_interval.total_seconds())
@@ -84,18 +84,3 @@ async def test_a_watchdog_with_no_room_leases_again_as_checks_end_not_a_tick_lat
         stop.set()
         await asyncio.wait_for(loop, timeout=10)
         core.control(latency_ms=0)
-
-
-async def test_an_account_is_read_once_per_reread_time_and_a_new_key_used_after(
-    core: Core,
-) -> None:
-    first = await core.sync._account(ACCOUNT)
-    await core.store.upsert_account(ACCOUNT, "n" * 32, max_concurrent=2)  # the operator's new key
-    meanwhile = await core.sync._account(ACCOUNT)
-    core.clock.advance(seconds=ACCOUNT_REREAD_S)
-    after = await core.sync._account(ACCOUNT)
-
-    assert first is not None
-    assert meanwhile is not None
-    assert after is not None
-    assert first.api_key == meanwhile.api_key != after.api_key == "n" * 32
