@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ class Context:
     stack: contextlib.ExitStack
     raw: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Sections running in another process meanwhile, joined at the end of the run.
+    background: list[Future[dict[str, Any]]] = field(default_factory=list)
     _pg: str | None = None
 
     def postgres_database(self) -> str:
@@ -122,9 +126,31 @@ def legacy(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-def watchdog_simulation(_ctx: Context) -> dict[str, Any]:
-    """Target 7 (ours against the plan's watchdog on one seeded trace; docs/simulation.md)."""
+#: ``nice`` of the simulation when it runs beside the other sections.
+BACKGROUND_NICENESS = 19
+
+
+def _niced() -> None:
+    os.nice(BACKGROUND_NICENESS)
+
+
+def _simulate() -> dict[str, Any]:
     return dict(simulation.run())
+
+
+def watchdog_simulation(ctx: Context) -> dict[str, Any]:
+    """Target 7 (ours against the plan's watchdog on one seeded trace; docs/simulation.md).
+
+    Its figures are a virtual clock's (no sleeping, seeded), so the machine's load cannot
+    change them, only how long it takes (≈ 95 s of one core). In a full run it therefore runs
+    in another process at ``nice 19`` beside the sections that follow, on the CPU they leave
+    idle (opening 1,000 pages, the idle minute, waits): the scheduler gives it ~1.5 % of a core
+    against a measured process at nice 0. ``--only simulation`` runs it alone."""
+    if ctx.args.only and ctx.args.only == ["simulation"]:
+        return _simulate()
+    pool = ctx.stack.enter_context(ProcessPoolExecutor(1, initializer=_niced))
+    ctx.background.append(pool.submit(_simulate))
+    return {}
 
 
 def open_pages(_ctx: Context) -> dict[str, Any]:
@@ -212,6 +238,8 @@ def main() -> int:
             sys.stdout.write(f"bench: {name}\n")
             sys.stdout.flush()
             figures.update(section(ctx))
+        for pending in ctx.background:
+            figures.update(pending.result())
         verdicts = {
             t.key: report.verdict(t, figures[t.key]) for t in report.TARGETS if t.key in figures
         }
