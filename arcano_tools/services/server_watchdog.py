@@ -30,7 +30,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
 from arcano_tools import constants as c
@@ -234,7 +234,8 @@ class ServerWatchdog:
         reserved = job.next_check_at == reserved_until
         lease = CheckLease(self.owner, reserved=reserved, account=account)
         try:
-            async with self._slot(job):
+            async with self._slot(job) as free_slot:
+                lease.answered = free_slot
                 await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG, lease=lease)
         except Exception:
             log.exception(
@@ -246,8 +247,11 @@ class ServerWatchdog:
                 await self.store.release_lease(job.table, job.id, self.owner)
 
     @contextlib.asynccontextmanager
-    async def _slot(self, job: Job) -> AsyncIterator[None]:
-        """One of ``max_concurrency`` slots, waited for until the job's deadline at most.
+    async def _slot(self, job: Job) -> AsyncIterator[Callable[[], None]]:
+        """One of ``max_concurrency`` slots, waited for until the job's deadline at most;
+        yields the slot's early release (once RunningHub answered: the slot is for the call,
+        not for the write of its answer — held through the group commit's wait, 64 slots
+        were the sweep's limit).
 
         Past its deadline a check waits for no other: the sync bounds its one last look at
         RunningHub by a poll interval, and most end without a call (checked recently). A job
@@ -259,11 +263,17 @@ class ServerWatchdog:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._limit.acquire(), timeout=wait)
                 held = True
-        try:
-            yield
-        finally:
+
+        def release() -> None:
+            nonlocal held
             if held:
+                held = False
                 self._limit.release()
+
+        try:
+            yield release
+        finally:
+            release()
 
     async def _reconcile_slots(self) -> None:
         """Recount the accounts' slots (at start-up, then every minute); log any drift."""

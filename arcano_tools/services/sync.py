@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -142,6 +143,9 @@ class CheckLease:
     #: The job's account as read once for the watchdog's whole batch (a sweep of 10,000 jobs
     #: read the same row 10,000 times: 7 % of its CPU); ``None``: read it here.
     account: Account | None = None
+    #: Called once RunningHub has answered (or the call failed): the watchdog's slot is for
+    #: the call, and the next check takes it while this one writes the answer.
+    answered: Callable[[], None] | None = None
     released: bool = False
 
 
@@ -277,10 +281,14 @@ class JobSync:
                 job.last_upstream_code, job.last_upstream_msg, cached=True
             )
         try:
-            if past_deadline:
-                outputs = await self._last_look(account.api_key, job.task_id)
-            else:
-                outputs = await self._ask(account.api_key, job.task_id, self.deadline(job))
+            try:
+                if past_deadline:
+                    outputs = await self._last_look(account.api_key, job.task_id)
+                else:
+                    outputs = await self._ask(account.api_key, job.task_id, self.deadline(job))
+            finally:
+                if lease is not None and lease.answered is not None:
+                    lease.answered()
         except HTTPStatusError as exc:
             await self.store.record_upstream_error(
                 "outputs", f"http_{exc.http_status}", job.table, job.id

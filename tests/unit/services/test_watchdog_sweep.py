@@ -84,3 +84,35 @@ async def test_a_watchdog_with_no_room_leases_again_as_checks_end_not_a_tick_lat
         stop.set()
         await asyncio.wait_for(loop, timeout=10)
         core.control(latency_ms=0)
+
+
+async def test_a_check_writing_its_answer_leaves_its_slot_to_the_next_call(core: Core) -> None:
+    """The slot bounds calls to RunningHub, not writes: held through the group commit's wait
+    for the answer's write, the 64 slots were the sweep's limit."""
+    await still_running(core, 2)
+    watchdog = ServerWatchdog(
+        store=core.store,
+        sync=core.sync,
+        queue=core.queue,
+        max_concurrency=1,
+        starting_stuck_after=timedelta(minutes=5),
+    )
+    writes_may_end = asyncio.Event()
+    real_record = core.store.record_check_result
+
+    async def slow_record(*args: object, **kwargs: object) -> None:
+        await writes_may_end.wait()  # a busy database
+        await real_record(*args, **kwargs)  # type: ignore[arg-type]
+
+    core.store.record_check_result = slow_record  # type: ignore[method-assign]
+    tick = asyncio.create_task(watchdog.tick())
+
+    async def both_asked() -> bool:
+        return core.emulator.stats.calls.get("outputs", 0) >= 2
+
+    try:  # the second call goes out while the first check's write still waits
+        await wait_for_async(both_asked, timeout=10, interval=0.02, what="the second call")
+    finally:
+        writes_may_end.set()
+        checked = await asyncio.wait_for(tick, timeout=10)
+    assert checked == 2
