@@ -69,6 +69,8 @@ def counting_host() -> Iterator[tuple[str, list[int]]]:
     connections: list[int] = []
 
     class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 4 * HEAD_CONNECTIONS  # no connection waits for a SYN retry
+
         def get_request(self) -> Any:
             connections.append(1)
             return super().get_request()
