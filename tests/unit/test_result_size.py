@@ -76,7 +76,7 @@ def counting_host() -> Iterator[tuple[str, list[int]]]:
             return super().get_request()
 
     server = Server(("127.0.0.1", 0), _KeepAliveHost)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/out.png", connections
