@@ -122,10 +122,11 @@ END_DETAILS_WAIT_S = 0.05
 @dataclass(frozen=True)
 class EndDetails:
     """What completes an ended job's picture: its result's size (bytes; None when unknown)
-    and the user's balance (None when not signed in)."""
+    and the balance of ``user_id`` (None when not signed in)."""
 
     size: int | None
     credits: int | None
+    user_id: str = ""
 
 
 async def _end_details(job: Job, user_id: str) -> EndDetails:
@@ -147,7 +148,7 @@ async def _end_details(job: Job, user_id: str) -> EndDetails:
     except Exception:  # the end is shown regardless: these only complete it
         logger.exception("the size or balance of an ended job could not be read")
         return EndDetails(None, None)
-    return EndDetails(found_size, found_credits)
+    return EndDetails(found_size, found_credits, user_id)
 
 
 class SessionState(rx.State):
@@ -669,7 +670,7 @@ class ToolPageState(rx.State, mixin=True):
         size = size_text(details.size) if details.size else ""
         if self.output_size != size:
             self.output_size = size
-        if details.credits is not None:
+        if details.credits is not None and details.user_id == self.user_id:  # still signed in
             session = await self.get_state(SessionState)
             if session.credits != details.credits:
                 session.credits = details.credits

@@ -13,7 +13,7 @@ import pytest
 from reflex.state import State
 
 from arcano_tools.domain.status import JobStatus
-from arcano_tools.web.state import ToolPageState, UpscalerState
+from arcano_tools.web.state import EndDetails, SessionState, ToolPageState, UpscalerState
 from tests.support.records import job_record
 
 NOW = 1_800_000_000.0
@@ -58,3 +58,18 @@ def test_an_ended_job_shown_again_sends_nothing() -> None:
     page._show(job)
     assert page.dirty_vars == set()
     assert page.status == JobStatus.FAILED.value
+
+
+async def test_the_balance_after_the_end_is_shown_only_to_the_user_it_was_read_for() -> None:
+    """The balance is read while the end is being shown; a tab signed out (or into another
+    account) meanwhile must not be shown the first user's credits."""
+    _root, page = _page()
+    session = await page.get_state(SessionState)
+    session.user_id, session.credits = "someone-else", 7
+    await page._show_details(EndDetails(size=2048, credits=95, user_id="the-owner"))
+    assert session.credits == 7
+    assert page.output_size == "2 KB"
+
+    session.user_id = "the-owner"
+    await page._show_details(EndDetails(size=2048, credits=95, user_id="the-owner"))
+    assert session.credits == 95
