@@ -25,7 +25,7 @@ def state_manager() -> dict[str, rx.constants.StateManagerMode]:
     Without Redis, ``reflex run --env prod`` runs one worker, which holds every state itself.
     Reflex's default there, the disk manager, pickles each changed state to a file and, after
     every batch of writes, lists and stats every state file: with a thousand pages open, each
-    ticking once a second, that was a quarter of the worker's CPU (BENCHMARKS.md, item 12).
+    ticking once a second, that was 16 % of the worker's CPU (BENCHMARKS.md, item 12).
     What memory loses is a restart's carry-over, and the pages already recover from that (the
     tab's job comes back from its own sessionStorage, as after a Redis worker's crash): only
     a form's chosen-but-unsent inputs are lost. ``REFLEX_STATE_MANAGER_MODE`` still wins."""
