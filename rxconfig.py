@@ -18,6 +18,22 @@ def _port(name: str) -> int | None:
     return int(value) if value else None
 
 
+def state_manager() -> dict[str, rx.constants.StateManagerMode]:
+    """Where Reflex keeps each tab's state: Redis when ``REFLEX_REDIS_URL`` is set (Reflex's own
+    choice, left to it: several workers share the states there), else **memory**.
+
+    Without Redis, ``reflex run --env prod`` runs one worker, which holds every state itself.
+    Reflex's default there, the disk manager, pickles each changed state to a file and, after
+    every batch of writes, lists and stats every state file: with a thousand pages open, each
+    ticking once a second, that was 16 % of the worker's CPU (BENCHMARKS.md, item 12).
+    What memory loses is a restart's carry-over, and the pages already recover from that (the
+    tab's job comes back from its own sessionStorage, as after a Redis worker's crash): only
+    a form's chosen-but-unsent inputs are lost. ``REFLEX_STATE_MANAGER_MODE`` still wins."""
+    if os.environ.get("REFLEX_REDIS_URL", "").strip():
+        return {}
+    return {"state_manager_mode": rx.constants.StateManagerMode.MEMORY}
+
+
 config = rx.Config(
     app_name="arcano_tools",
     telemetry_enabled=False,
@@ -33,4 +49,5 @@ config = rx.Config(
     disable_plugins=[rx.plugins.SitemapPlugin],
     # The sticky "Built with Reflex" badge covers the toasts in the corner of every page.
     show_built_with_reflex=False,
+    **state_manager(),
 )

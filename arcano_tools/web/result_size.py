@@ -4,23 +4,33 @@ RunningHub's answer names a URL, not a size, so the backend asks the file host w
 ``HEAD`` request — only a host the sync trusts for outputs (``OutputHosts``): a page must never
 make the server call an address someone else chose. Any failure means "size unknown".
 
-The TLS settings are made once per process: httpx builds a new ``SSLContext`` (the whole CA
-bundle parsed again) for every client it creates, 20–60 ms on the event loop on this machine —
-for every result a page showed, every page and the webhooks waiting behind it (BENCHMARKS.md,
-target 6).
+One client per event loop, its connections kept alive: a client per ``HEAD`` meant a new
+connection (and httpx's setup) for every result shown — 11 % of the worker's CPU when a
+thousand jobs ended at once (BENCHMARKS.md, item 12). At most ``HEAD_CONNECTIONS`` are asked
+at once; the others wait their turn outside the client, because httpcore scans its whole
+queue of waiting requests against every connection at each step, and a thousand queued
+``HEAD``s to a slow host made that scan the worker's main work (the same scan starved the
+benchmark's own webhook sender). The TLS settings are made once per process too: httpx
+builds a new ``SSLContext`` (the whole CA bundle parsed again) for every client it creates,
+20–60 ms on the event loop on this machine (BENCHMARKS.md, target 6).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
+import weakref
 
 import httpx
 
 from arcano_tools.domain.urls import OutputHosts
 
-#: A HEAD that takes longer than this is given up on (the line then shows the resolution only).
+#: A HEAD that takes longer than this (its turn included) is given up on (the line then
+#: shows the resolution only).
 HEAD_TIMEOUT_S = 3.0
+#: HEADs in flight at once per process (and connections kept to the file hosts).
+HEAD_CONNECTIONS = 16
 
 
 @functools.cache
@@ -30,16 +40,41 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+class _Asker:
+    """The client and the turns of one event loop."""
+
+    def __init__(self) -> None:
+        self.client = httpx.AsyncClient(
+            timeout=HEAD_TIMEOUT_S,
+            follow_redirects=False,
+            verify=_tls(),
+            limits=httpx.Limits(
+                max_connections=HEAD_CONNECTIONS, max_keepalive_connections=HEAD_CONNECTIONS
+            ),
+        )
+        self.turns = asyncio.Semaphore(HEAD_CONNECTIONS)
+
+
+_askers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Asker] = weakref.WeakKeyDictionary()
+
+
+def _asker() -> _Asker:
+    loop = asyncio.get_running_loop()
+    asker = _askers.get(loop)
+    if asker is None:
+        asker = _askers[loop] = _Asker()
+    return asker
+
+
 async def output_bytes(url: str, hosts: OutputHosts) -> int | None:
     """``Content-Length`` of ``url``'s ``HEAD`` answer; None when unknown or not allowed."""
     if not hosts.allows(url):
         return None
+    asker = _asker()
     try:
-        async with httpx.AsyncClient(
-            timeout=HEAD_TIMEOUT_S, follow_redirects=False, verify=_tls()
-        ) as client:
-            response = await client.head(url)
-    except httpx.HTTPError:
+        async with asyncio.timeout(HEAD_TIMEOUT_S), asker.turns:
+            response = await asker.client.head(url)
+    except (httpx.HTTPError, TimeoutError):
         return None
     length = response.headers.get("content-length", "")
     if response.status_code != httpx.codes.OK or not length.isdigit():

@@ -53,8 +53,16 @@ async def lifespan() -> AsyncIterator[None]:
 
 
 def client_connected(client_token: str) -> bool:
-    """Is a browser tab with this Reflex client token connected right now?"""
+    """Is a browser tab with this Reflex client token connected right now?
+
+    Asked by every following page once a second. Reflex's ``token_to_sid`` is a copy of its
+    token manager's map built on every access, so a thousand pages asking it cost a million
+    dictionary entries a second (BENCHMARKS.md, item 12): the token manager's own map
+    (``token_to_socket``, what that copy is made of) is asked directly, in constant time."""
     namespace = getattr(reflex_app, "event_namespace", None)
     if namespace is None:
         return True  # not running under Reflex (tests of the state): assume yes
-    return client_token in namespace.token_to_sid
+    sockets = getattr(getattr(namespace, "_token_manager", None), "token_to_socket", None)
+    if isinstance(sockets, dict):
+        return client_token in sockets
+    return client_token in namespace.token_to_sid  # another Reflex: its public (slow) copy

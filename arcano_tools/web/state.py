@@ -12,9 +12,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import logging
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
@@ -57,6 +60,8 @@ from arcano_tools.web.texts import (
     success_toast,
 )
 
+logger = logging.getLogger(__name__)
+
 #: Tabs of this process whose Supabase session a ``keep_fresh`` background event refreshes.
 _session_keepers: set[str] = set()
 
@@ -83,6 +88,14 @@ def job_ended(ok: bool, title: str) -> Any:
     )
 
 
+@functools.cache
+def _success_toast(output_kind: str) -> Any:
+    """The toast of a completed job, built once per kind of result: Reflex builds a toast's
+    script with ``inspect.signature`` and friends, about half a millisecond of the worker's
+    CPU for every job that ends (BENCHMARKS.md, item 12); the event itself is immutable."""
+    return rx.toast.success(success_toast(output_kind))
+
+
 _TYPICAL: list[TypicalDurations] = []
 
 
@@ -97,6 +110,45 @@ def _typical_durations() -> TypicalDurations:
 
         _TYPICAL.append(TypicalDurations(read))
     return _TYPICAL[0]
+
+
+#: How long a page whose job ended waits for the result's size and the balance before it
+#: shows the end without them. Each push costs the worker a delta, a socket message and a
+#: state write, so when both come at once (a near file host, a quick read) the end and
+#: they are one push; a slow file host costs the end no more than this.
+END_DETAILS_WAIT_S = 0.05
+
+
+@dataclass(frozen=True)
+class EndDetails:
+    """What completes an ended job's picture: its result's size (bytes; None when unknown)
+    and the balance of ``user_id`` (None when not signed in)."""
+
+    size: int | None
+    credits: int | None
+    user_id: str = ""
+
+
+async def _end_details(job: Job, user_id: str) -> EndDetails:
+    """The size (a ``HEAD`` to the result's host, a trusted one only) and the balance (a
+    failed or cancelled job gave its credits back), asked at the same time."""
+    services = runtime.services()
+
+    async def size() -> int | None:
+        if job.status is not JobStatus.COMPLETED or not job.output_url:
+            return None
+        return await output_bytes(job.output_url, services.settings.output_hosts)
+
+    async def credits() -> int | None:
+        user = await services.store.get_user(user_id) if user_id else None
+        return user.credits if user is not None else None
+
+    try:
+        found_size, found_credits = await asyncio.gather(size(), credits())
+    except Exception:  # the end is shown regardless: these only complete it
+        logger.exception("the size or balance of an ended job could not be read")
+        return EndDetails(None, None)
+    return EndDetails(found_size, found_credits, user_id)
 
 
 class SessionState(rx.State):
@@ -584,28 +636,70 @@ class ToolPageState(rx.State, mixin=True):
         return await self._submit()
 
     def _show(self, job: Job) -> None:
-        self.job_id = self.shown_job = job.id
-        self.status = job.status.value
-        self.error_message = job.error_message or ""
-        self.output_url = job.output_url or ""
-        self.saving = job.saving
-        self.download_url = download_href(job) if job.output_url else ""
-        self.download_file = download_name(job) if job.output_url else ""
-        self.end_step = ended_step(
-            job.status.value, started=job.started_at is not None, has_task=bool(job.task_id)
-        )
+        """Copy the job into the page's vars — only those whose value changed.
+
+        Reflex counts every assignment as a change: it recomputes the computed vars that
+        depend on the var and sends it to the browser again. A following page shows its job
+        once a second (the elapsed time), so assigning all eleven each time made every tick a
+        delta of most of the page (BENCHMARKS.md, item 12); a tick now sends the clock."""
         now = time.time()
-        self.elapsed_s = elapsed_since_submission(job, now)
         end = job.completed_at.timestamp() if job.completed_at else now
-        self.run_s = max(0, int(end - job.clock_start.timestamp())) if job.started_at else 0
+        shown = {
+            "job_id": job.id,
+            "shown_job": job.id,
+            "status": job.status.value,
+            "error_message": job.error_message or "",
+            "output_url": job.output_url or "",
+            "saving": job.saving,
+            "download_url": download_href(job) if job.output_url else "",
+            "download_file": download_name(job) if job.output_url else "",
+            "end_step": ended_step(
+                job.status.value, started=job.started_at is not None, has_task=bool(job.task_id)
+            ),
+            "elapsed_s": elapsed_since_submission(job, now),
+            "run_s": max(0, int(end - job.clock_start.timestamp())) if job.started_at else 0,
+        }
+        for name, value in shown.items():
+            if getattr(self, name) != value:
+                setattr(self, name, value)
 
     # --- following the job: push updates + the plan's watchdog ----------------------------------
+
+    async def _show_details(self, details: EndDetails) -> None:
+        """The result's size and the balance, once the job ended (only what changed)."""
+        size = size_text(details.size) if details.size else ""
+        if self.output_size != size:
+            self.output_size = size
+        if details.credits is not None and details.user_id == self.user_id:  # still signed in
+            session = await self.get_state(SessionState)
+            if session.credits != details.credits:
+                session.credits = details.credits
+
+    def _end_events(self, job: Job, tool: Tool) -> list[Any]:
+        """What the browser is told when the job ends: the tab's title and notification, and
+        a toast (a failure's offers to try again)."""
+        events = [job_ended(job.status is JobStatus.COMPLETED, tool.title)]
+        if job.status is JobStatus.COMPLETED:
+            events.append(_success_toast(tool.output_kind))
+        elif job.status is JobStatus.FAILED:
+            reason = failure_reason(job.error_message, tool.output_kind, scalable=bool(tool.scales))
+            events.append(
+                rx.toast.error(
+                    c.TOAST_FAILURE_DEFAULT,
+                    description=f"{reason} {refund_text(job.cost)}",
+                    action={"label": "Tentar de novo", "on_click": TOOL_STATES[self.TOOL].retry},
+                    duration=12_000,
+                    close_button=True,
+                )
+            )
+        return events
 
     @rx.event(background=True)
     async def follow(self) -> Any:
         """Follow the job until it ends; one follower per job, however often it is fired."""
         async with self:
             job_id = self.job_id
+            user_id = self.user_id
             tool = self.tool()
             table = tool.table
             client_token = self.router.session.client_token
@@ -625,6 +719,7 @@ class ToolPageState(rx.State, mixin=True):
                 gone_since.append(time.monotonic())
             return time.monotonic() - gone_since[0] < grace_s
 
+        details: asyncio.Future[EndDetails] | None = None
         try:
             async for step in follow_job(
                 store=services.store,
@@ -637,43 +732,36 @@ class ToolPageState(rx.State, mixin=True):
             ):
                 job = step.job
                 position = await services.store.queue_position(job)
-                async with self:  # the end is shown at once (this block's exit pushes it)
+                # at the end, what completes the picture: the result's size (a HEAD to
+                # RunningHub's file host, far away in production) and the balance (a read)
+                details = (
+                    asyncio.ensure_future(_end_details(job, user_id))
+                    if job.status.is_terminal
+                    else None
+                )
+                if details is not None:  # shown with the end if they come at once
+                    await asyncio.wait({details}, timeout=END_DETAILS_WAIT_S)
+                async with self:  # the end is shown now (this block's exit pushes it)
                     if self.job_id != job_id:
                         return
                     self._show(job)
-                    self.queue_position = position
-                if job.status.is_terminal:
-                    # then what only completes the picture: the result's size is a HEAD to
-                    # RunningHub's file host (far away in production), the balance a read
-                    size = None
-                    if job.status is JobStatus.COMPLETED and job.output_url:
-                        size = await output_bytes(job.output_url, services.settings.output_hosts)
+                    if self.queue_position != position:
+                        self.queue_position = position
+                    if details is not None and details.done():
+                        await self._show_details(details.result())
+                        details = None
+                if details is not None:  # a slow file host: they follow in a second push
+                    shown = await details
                     async with self:
                         if self.job_id != job_id:
                             return
-                        self.output_size = size_text(size) if size else ""
-                        await self._refresh_credits()
-                if job.status.is_terminal:
-                    yield reveal_status()
-                    yield job_ended(job.status is JobStatus.COMPLETED, tool.title)
-                if job.status is JobStatus.COMPLETED:
-                    yield rx.toast.success(success_toast(tool.output_kind))
-                elif job.status is JobStatus.FAILED:
-                    reason = failure_reason(
-                        job.error_message, tool.output_kind, scalable=bool(tool.scales)
-                    )
-                    yield rx.toast.error(
-                        c.TOAST_FAILURE_DEFAULT,
-                        description=f"{reason} {refund_text(job.cost)}",
-                        action={
-                            "label": "Tentar de novo",
-                            "on_click": TOOL_STATES[self.TOOL].retry,
-                        },
-                        duration=12_000,
-                        close_button=True,
-                    )
+                        await self._show_details(shown)
+                if job.status.is_terminal:  # one message to the browser, not three
+                    yield [reveal_status(), *self._end_events(job, tool)]
         finally:
             runtime.followers.discard(follower)
+            if details is not None and not details.done():  # the page moved on meanwhile
+                details.cancel()
 
 
 class UpscalerState(ToolPageState, SessionState):

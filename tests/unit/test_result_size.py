@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import ssl
 import threading
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from arcano_tools.domain.urls import OutputHosts
-from arcano_tools.web.result_size import output_bytes
+from arcano_tools.web.result_size import HEAD_CONNECTIONS, output_bytes
 
 FILE_BYTES = 1234
 
@@ -56,3 +57,52 @@ async def test_the_tls_settings_are_built_once_for_every_size_asked(
     sizes = [await output_bytes(file_host, hosts) for _ in range(3)]
     assert sizes == [FILE_BYTES] * 3
     assert len(loaded) <= 1  # none when an earlier check in this process built it
+
+
+class _KeepAliveHost(_FileHost):
+    protocol_version = "HTTP/1.1"  # answers with a length: the connection stays open
+
+
+@pytest.fixture
+def counting_host() -> Iterator[tuple[str, list[int]]]:
+    """A file host that counts the connections made to it."""
+    connections: list[int] = []
+
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 4 * HEAD_CONNECTIONS  # no connection waits for a SYN retry
+
+        def get_request(self) -> Any:
+            connections.append(1)
+            return super().get_request()
+
+    server = Server(("127.0.0.1", 0), _KeepAliveHost)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/out.png", connections
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_sizes_asked_one_after_another_share_one_connection(
+    counting_host: tuple[str, list[int]],
+) -> None:
+    """A client (and a connection) per size asked was most of the cost of showing a result
+    when a thousand jobs ended at once."""
+    url, connections = counting_host
+    hosts = OutputHosts.of(["127.0.0.1"])
+    sizes = [await output_bytes(url, hosts) for _ in range(3)]
+    assert sizes == [FILE_BYTES] * 3
+    assert len(connections) == 1
+
+
+async def test_many_sizes_asked_at_once_all_come_back_over_a_few_connections(
+    counting_host: tuple[str, list[int]],
+) -> None:
+    url, connections = counting_host
+    hosts = OutputHosts.of(["127.0.0.1"])
+    many = 3 * HEAD_CONNECTIONS
+    sizes = await asyncio.gather(*(output_bytes(url, hosts) for _ in range(many)))
+    assert sizes == [FILE_BYTES] * many
+    assert 1 <= len(connections) <= HEAD_CONNECTIONS
