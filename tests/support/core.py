@@ -88,6 +88,19 @@ class Core:
     emulator_app: Any = None
 
     # --- staging ---------------------------------------------------------------------------
+    def sync_with(self, **timings: Any) -> JobSync:
+        """A second sync service over this core with other timings (``poll_interval=…``)."""
+        return JobSync(
+            store=self.store,
+            client=self.client,
+            queue=self.queue,
+            tools=self.tools,
+            timings=dataclasses.replace(self.sync.timings, **timings),
+            default_account=ACCOUNT,
+            output_hosts=self.sync.output_hosts,
+            clock=self.clock,
+        )
+
     async def submit(self, tool: str = "upscaler", user: str = "u1", *, credits: int = 100) -> Job:
         await self.store.ensure_user(user, credits=credits)
         spec = self.tools.by_name(tool)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -96,17 +95,7 @@ async def test_the_last_look_at_the_deadline_waits_at_most_one_poll_interval(
     core.control(outcome="never")
     job = await core.running()
     core.control(latency_ms=5_000)  # RunningHub answers far slower than one interval
-    timings = dataclasses.replace(TIMINGS, poll_interval=timedelta(milliseconds=50))
-    sync = JobSync(
-        store=core.store,
-        client=core.client,
-        queue=core.queue,
-        tools=core.tools,
-        timings=timings,
-        default_account=ACCOUNT,
-        output_hosts=core.sync.output_hosts,
-        clock=core.clock,
-    )
+    sync = core.sync_with(poll_interval=timedelta(milliseconds=50))
     core.clock.advance(seconds=TIMINGS.max_timeout.total_seconds())
 
     outcome = await sync.sync(job.table, job.id, USER)
@@ -140,16 +129,7 @@ SLOW_MS = 8_000
 def quick_sync(core: Core) -> JobSync:
     """The core's sync with a 0.2 s poll interval: the watchdog's loop ticks every 0.1 s
     (real time) and a last look waits 0.2 s at most, while the deadline stays 12 minutes."""
-    return JobSync(
-        store=core.store,
-        client=core.client,
-        queue=core.queue,
-        tools=core.tools,
-        timings=dataclasses.replace(TIMINGS, poll_interval=timedelta(milliseconds=200)),
-        default_account=ACCOUNT,
-        output_hosts=core.sync.output_hosts,
-        clock=core.clock,
-    )
+    return core.sync_with(poll_interval=timedelta(milliseconds=200))
 
 
 async def old_and_young(core: Core, sync: JobSync, before_deadline: timedelta) -> tuple[Job, Job]:

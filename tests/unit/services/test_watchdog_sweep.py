@@ -6,14 +6,12 @@ RunningHub is read once per batch, not once per check."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import timedelta
 
 import pytest
 
 from arcano_tools.services import server_watchdog
 from arcano_tools.services.server_watchdog import ServerWatchdog
-from arcano_tools.services.sync import JobSync
 from tests.support.core import ACCOUNT, API_KEY, TIMINGS, Core
 from tests.support.stores import CountingStore
 from tests.support.waiting import wait_for_async
@@ -53,17 +51,7 @@ async def test_a_watchdog_with_no_room_leases_again_as_checks_end_not_a_tick_lat
     interval, minutes here) before leasing the due ones again: a sweep crawled."""
     monkeypatch.setattr(server_watchdog, "LEASE_BATCH", 2)
     await still_running(core, 6)
-    slow_tick = dataclasses.replace(TIMINGS, poll_interval=timedelta(minutes=10))
-    sync = JobSync(
-        store=core.store,
-        client=core.client,
-        queue=core.queue,
-        tools=core.tools,
-        timings=slow_tick,
-        default_account=ACCOUNT,
-        output_hosts=core.sync.output_hosts,
-        clock=core.clock,
-    )
+    sync = core.sync_with(poll_interval=timedelta(minutes=10))  # a tick of five minutes
     watchdog = ServerWatchdog(
         store=core.store,
         sync=sync,
