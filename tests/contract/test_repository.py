@@ -29,6 +29,20 @@ async def new_job(store: Repository, user: str = "u1", cost: int = 5) -> str:
     return job_id
 
 
+async def running_jobs(store: Repository, count: int) -> list[str]:
+    """``count`` jobs started on RunningHub (slot claimed, task id saved), oldest first."""
+    ids = []
+    for _ in range(count):
+        job_id = await new_job(store, cost=1)
+        job = await store.get_job(TABLE, job_id)
+        assert job is not None
+        claimed = await store.claim_slot(job, "acc")
+        assert claimed is not None
+        await store.save_task_id(TABLE, job_id, f"T-{job_id}", claim_id=claimed.claim_id)
+        ids.append(job_id)
+    return ids
+
+
 async def test_concurrent_finishes_make_exactly_one_transition_and_one_refund(
     store: Repository,
 ) -> None:
@@ -324,15 +338,7 @@ async def test_jobs_past_their_deadline_are_leased_first_whatever_their_schedule
     """The deadline is enforced on time: an overdue job is leased before younger due ones,
     even though it was checked a moment ago (the sync then ends it without a call) and
     another owner holds its lease."""
-    jobs = []
-    for _ in range(2):
-        job_id = await new_job(store, cost=1)
-        job = await store.get_job(TABLE, job_id)
-        assert job is not None
-        claimed = await store.claim_slot(job, "acc")
-        assert claimed is not None
-        await store.save_task_id(TABLE, job_id, f"T-{job_id}", claim_id=claimed.claim_id)
-        jobs.append(job_id)
+    jobs = await running_jobs(store, 2)
     old = jobs[0]
     now = utcnow() + timedelta(minutes=12, seconds=1)
     deadline_before = now - timedelta(minutes=12)
@@ -785,16 +791,7 @@ async def test_many_job_lives_at_once_reuse_each_statement_many_times(store: Rep
 async def test_a_lease_reserves_the_due_checks_and_their_answer_ends_it(store: Repository) -> None:
     """The server watchdog's check is one lease (which reserves it, as ``reserve_check``
     would) and one write (RunningHub's answer, which ends the lease)."""
-    ids = []
-    for n in range(2):
-        job_id = await new_job(store, cost=1)
-        job = await store.get_job(TABLE, job_id)
-        assert job is not None
-        claimed = await store.claim_slot(job, "acc")
-        assert claimed is not None
-        await store.save_task_id(TABLE, job_id, f"T-{n}", claim_id=claimed.claim_id)
-        ids.append(job_id)
-    due, checked = ids
+    due, checked = await running_jobs(store, 2)
     now = utcnow() + timedelta(minutes=13)  # both past their deadline: both are leased
     checked_until = now + timedelta(seconds=5)
     assert await store.reserve_check(TABLE, checked, now=now, next_check_at=checked_until)
