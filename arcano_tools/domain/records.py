@@ -145,11 +145,16 @@ class NewJob:
 
 @dataclass(frozen=True)
 class WebhookRecord:
-    """A webhook event written later, in bulk (one that changed nothing: a retried delivery
-    of a job that has ended); ``received_at`` is when it came, not when it was written."""
+    """A webhook event to record: written at once, or later in bulk (one that changed
+    nothing: a retried delivery of a job that has ended); ``received_at`` is when it came, not
+    when it was written."""
 
     received_at: datetime
     outcome: WebhookOutcome
     table: str | None = None
     job_id: str | None = None
     task_id: str | None = None
+    detail: str | None = None
+    body: str | None = None
+    #: Applied to its job (then ``applied_at`` is ``received_at``).
+    applied: bool = False

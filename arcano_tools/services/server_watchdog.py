@@ -243,7 +243,7 @@ class ServerWatchdog:
                 extra={"action": "server_watchdog", "job_id": job.id, "table": job.table},
             )
         finally:
-            if not lease.released:  # cancelled or failed before the sync ended it
+            if not lease.released:  # any end but "still running" (whose write ended it)
                 await self.store.release_lease(job.table, job.id, self.owner)
 
     @contextlib.asynccontextmanager

@@ -50,7 +50,6 @@ from arcano_tools.services.queue_manager import QueueManager
 
 log = logging.getLogger(__name__)
 
-
 #: Shown when a result came from a host that is not RunningHub's (never displayed itself).
 MSG_UNTRUSTED_OUTPUT = (
     "O serviço de IA devolveu o resultado de um endereço não reconhecido; por segurança ele "
@@ -133,9 +132,9 @@ class SyncOutcome:
 
 @dataclass
 class CheckLease:
-    """The server watchdog's lease on the job it checks (``ServerWatchdog``): the check ends
-    it — in the write of RunningHub's answer when that answer is "still running" (one write
-    per check, not two), else on the way out, whatever happened."""
+    """The server watchdog's lease on the job it checks (``ServerWatchdog``): the sync ends
+    it in the write of RunningHub's answer when that answer is "still running" (one write per
+    check, not two); otherwise the watchdog ends it on the way out, whatever happened."""
 
     owner: str
     #: The lease reserved the check already (``lease_due_jobs(reserve_until=…)``).
@@ -233,17 +232,7 @@ class JobSync:
         lease: CheckLease | None = None,
     ) -> SyncOutcome:
         """Check one job against RunningHub if due (``force``: whether due or not); with
-        ``lease``, the watchdog's lease on it ends with the check."""
-        try:
-            return await self._sync_job(job, finished_by, force, lease)
-        finally:
-            if lease is not None and not lease.released:
-                await self.store.release_lease(job.table, job.id, lease.owner)
-                lease.released = True
-
-    async def _sync_job(
-        self, job: Job, finished_by: FinishedBy, force: bool, lease: CheckLease | None
-    ) -> SyncOutcome:
+        ``lease``, the watchdog's: RunningHub's "still running" ends it in the same write."""
         if job.status.is_terminal:
             return SyncOutcome.already_terminal(job)
         if job.saving:  # RunningHub is done; the copier ends it (no deadline applies)
@@ -255,7 +244,7 @@ class JobSync:
                 return await self._timeout(job)
             return SyncOutcome(synced=False, reason=SyncReason.NO_TASK_ID)
         name = job.api_account or self.default_account
-        account = lease.account if lease is not None and lease.account is not None else None
+        account = lease.account if lease is not None else None
         if account is None or account.name != name:
             account = await self.store.get_account(name)
         if account is None or not account.api_key:

@@ -184,7 +184,7 @@ class WebhookReceiver:
         digest = body_digest(raw)
         if ended is not None and ended.body == digest and ended.task_id is not None:
             # a byte-identical retry of a delivery that named this job's task: not parsed
-            return await self._duplicate(table, job_id, ended.task_id, ended.status)
+            return self._duplicate(table, job_id, ended.task_id, ended.status)
         body_text = raw[:BODY_KEEP_CHARS].decode("utf-8", "replace")
         try:
             event = parse_webhook(raw)
@@ -192,7 +192,7 @@ class WebhookReceiver:
             return await self._malformed(table, job_id, str(exc), body_text)
         if ended is not None and ended.task_id == event.task_id:
             self.ended.put(table, job_id, ended.status, ended.task_id, body=digest)
-            return await self._duplicate(table, job_id, event.task_id, ended.status)
+            return self._duplicate(table, job_id, event.task_id, ended.status)
         job = await self.store.get_job(table, job_id)
         claim = webhook_token_claim(token)
         if (
@@ -226,7 +226,7 @@ class WebhookReceiver:
             return WebhookResult(Delivery.TASK_MISMATCH)
         if job.status.is_terminal:  # its task id is the event's (a mismatch was refused)
             self.ended.put(table, job_id, job.status, job.task_id, body=digest)
-            return await self._duplicate(table, job_id, event.task_id, job.status)
+            return self._duplicate(table, job_id, event.task_id, job.status)
         early = not job.task_id
         if early:
             # under the URL's claim (if it names one): never onto a start that lost it
@@ -274,15 +274,9 @@ class WebhookReceiver:
         )
         return WebhookResult(Delivery.APPLIED, synced.status, early=early)
 
-    async def _duplicate(
-        self, table: str, job_id: str, task_id: str, status: JobStatus
-    ) -> WebhookResult:
+    def _duplicate(self, table: str, job_id: str, task_id: str, status: JobStatus) -> WebhookResult:
         """A retried delivery for a job that has ended: no change, and no write before the
         answer — recorded (webhook health) in the next bulk write of ``events``."""
-        self._note_duplicate(table, job_id, task_id)
-        return WebhookResult(Delivery.DUPLICATE, status)
-
-    def _note_duplicate(self, table: str, job_id: str, task_id: str) -> None:
         self._duplicates_seen.inc()
         self.events.add(
             WebhookRecord(
@@ -293,6 +287,7 @@ class WebhookReceiver:
                 task_id=task_id,
             )
         )
+        return WebhookResult(Delivery.DUPLICATE, status)
 
     async def _orphan(
         self, job: Job, task_id: str, claim: str | None, body_text: str
@@ -356,8 +351,7 @@ class WebhookReceiver:
                 await self.apply_kept(job)
             return WebhookResult(Delivery.KEPT)
         if job.status.is_terminal:
-            self._note_duplicate(job.table, job.id, event.task_id)
-            return WebhookResult(Delivery.DUPLICATE, job.status)
+            return self._duplicate(job.table, job.id, event.task_id, job.status)
         # only a hint (anyone may post here): it goes through the job's shared schedule
         synced = await self.sync.sync_job(job, finished_by=FinishedBy.WEBHOOK)
         await self._record(

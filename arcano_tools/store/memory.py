@@ -44,7 +44,7 @@ from arcano_tools.domain.status import (
     OutputCopy,
     WebhookOutcome,
 )
-from arcano_tools.store.schema import job_tables
+from arcano_tools.store.schema import job_tables, webhook_event_row
 
 #: Upstream messages are kept to this length (the SQL store's column does the same).
 UPSTREAM_MSG_KEEP_CHARS = 500
@@ -583,36 +583,21 @@ class InMemoryStore:
         body: str | None = None,
         applied: bool = False,
     ) -> None:
-        now = self.clock()
-        self._webhooks.append(
-            {
-                "id": self._row_id(),
-                "received_at": now,
-                "job_table": table,
-                "job_id": job_id,
-                "task_id": task_id,
-                "outcome": outcome.value,
-                "detail": detail,
-                "body": body,
-                "applied_at": now if applied else None,
-            }
+        record = WebhookRecord(
+            received_at=self.clock(),
+            outcome=outcome,
+            table=table,
+            job_id=job_id,
+            task_id=task_id,
+            detail=detail,
+            body=body,
+            applied=applied,
         )
+        await self.record_webhooks([record])
 
     async def record_webhooks(self, records: Sequence[WebhookRecord]) -> None:
-        for r in records:
-            self._webhooks.append(
-                {
-                    "id": self._row_id(),
-                    "received_at": r.received_at,
-                    "job_table": r.table,
-                    "job_id": r.job_id,
-                    "task_id": r.task_id,
-                    "outcome": r.outcome.value,
-                    "detail": None,
-                    "body": None,
-                    "applied_at": None,
-                }
-            )
+        for record in records:
+            self._webhooks.append({"id": self._row_id(), **webhook_event_row(record)})
 
     async def take_unmatched_webhooks(self, task_id: str) -> list[dict[str, Any]]:
         taken = []

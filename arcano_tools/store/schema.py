@@ -5,8 +5,11 @@ The four job tables share one shape, built by :func:`_job_table`. Times are stor
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
+from arcano_tools.domain.records import WebhookRecord
 from arcano_tools.domain.tools import JOB_TABLES
 
 metadata = sa.MetaData()
@@ -131,6 +134,21 @@ webhook_events = sa.Table(
     # Counting the kept (unmatched, unapplied) events for their bound (migration 5).
     sa.Index("ix_webhook_events_outcome_unapplied", "outcome", "applied_at"),
 )
+
+
+def webhook_event_row(record: WebhookRecord) -> dict[str, Any]:
+    """The ``webhook_events`` row of one record (both stores write it: SQL and in memory)."""
+    return {
+        "received_at": record.received_at,
+        "job_table": record.table,
+        "job_id": record.job_id,
+        "task_id": record.task_id,
+        "outcome": record.outcome.value,
+        "detail": record.detail,
+        "body": record.body,
+        "applied_at": record.received_at if record.applied else None,
+    }
+
 
 upstream_errors = sa.Table(
     "upstream_errors",

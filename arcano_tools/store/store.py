@@ -1274,43 +1274,25 @@ class JobStore:
         body: str | None = None,
         applied: bool = False,
     ) -> None:
-        now = self.clock()
-
-        params = {
-            "received_at": now,
-            "job_table": table,
-            "job_id": job_id,
-            "task_id": task_id,
-            "outcome": outcome.value,
-            "detail": detail,
-            "body": body,
-            "applied_at": now if applied else None,
-        }
-
-        def write(conn: sa.Connection) -> None:
-            conn.execute(_WEBHOOK_EVENT, params)
-
-        await self._grouped(write)
+        record = WebhookRecord(
+            received_at=self.clock(),
+            outcome=outcome,
+            table=table,
+            job_id=job_id,
+            task_id=task_id,
+            detail=detail,
+            body=body,
+            applied=applied,
+        )
+        await self.record_webhooks([record])
 
     async def record_webhooks(self, records: Sequence[WebhookRecord]) -> None:
         if not records:
             return
-        rows = [
-            {
-                "received_at": r.received_at,
-                "job_table": r.table,
-                "job_id": r.job_id,
-                "task_id": r.task_id,
-                "outcome": r.outcome.value,
-                "detail": None,
-                "body": None,
-                "applied_at": None,
-            }
-            for r in records
-        ]
+        rows = [s.webhook_event_row(r) for r in records]
 
         def write(conn: sa.Connection) -> None:
-            conn.execute(_WEBHOOK_EVENT, rows)  # one executemany
+            conn.execute(_WEBHOOK_EVENT, rows)  # one statement, however many rows
 
         await self._grouped(write)
 
