@@ -1284,7 +1284,12 @@ class JobStore:
             body=body,
             applied=applied,
         )
-        await self.record_webhooks([record])
+        row = s.webhook_event_row(record)
+
+        def write(conn: sa.Connection) -> None:
+            conn.execute(_WEBHOOK_EVENT, row)  # one row: not an executemany
+
+        await self._grouped(write)
 
     async def record_webhooks(self, records: Sequence[WebhookRecord]) -> None:
         if not records:
