@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from arcano_tools.emulator.control import WebhookStats
+from arcano_tools.tls import client_tls
 
 log = logging.getLogger("arcano_tools.emulator")
 
@@ -50,7 +51,7 @@ async def post_once(url: str, body: bytes, stats: WebhookStats) -> str:
     """One POST. Returns "ok" (2xx), "final" (401, never retried) or "retry"."""
     stats.attempts += 1
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+        async with httpx.AsyncClient(timeout=TIMEOUT_S, verify=client_tls()) as client:
             resp = await client.post(
                 url,
                 content=body,

@@ -32,6 +32,7 @@ from arcano_tools.runninghub.errors import (
     TransportError,
     error_for,
 )
+from arcano_tools.tls import client_tls
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,7 @@ class RunningHubClient:
                 base_url=base_url.rstrip("/"),
                 timeout=timeout,
                 transport=transport,
+                verify=client_tls(),
                 headers={"User-Agent": "arcano-tools/1.0"},
             )
 

@@ -41,6 +41,7 @@ from arcano_tools.services.output_verify import (
 )
 from arcano_tools.services.queue_manager import QueueManager
 from arcano_tools.storage import ObjectStorage, StorageError
+from arcano_tools.tls import client_tls
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,10 @@ class OutputCopier:
         self.clock = clock
         self.metrics = queue.metrics
         self._http = httpx.AsyncClient(
-            timeout=self.policy.fetch_timeout_s, follow_redirects=False, transport=transport
+            timeout=self.policy.fetch_timeout_s,
+            follow_redirects=False,
+            transport=transport,
+            verify=client_tls(),
         )
         self._tasks: set[asyncio.Task[None]] = set()
 

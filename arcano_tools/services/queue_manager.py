@@ -251,12 +251,14 @@ class QueueManager:
         a first delivery's CPU. Wakes within the gap are served by one dispatch after it.
         """
         while not stop.is_set():
+            # cleared before the queue is read: a wake while it is read (a submission the
+            # read missed) is kept for the next dispatch, not lost until the tick
+            self._wake.clear()
             try:
                 await self.dispatch_once()
             except Exception:
                 log.exception("dispatch failed", extra={"action": "dispatch"})
             dispatched = time.monotonic()
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=c.DISPATCH_TICK_S)
             gap = dispatched + c.DISPATCH_MIN_GAP_S - time.monotonic()

@@ -20,6 +20,7 @@ import httpx
 import jwt
 
 from arcano_tools import constants as c
+from arcano_tools.tls import client_tls
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ class SigningKeys:
         url = jwks_url(supabase_url)
 
         async def fetch() -> dict[str, Any]:
-            async with httpx.AsyncClient(timeout=c.SUPABASE_HTTP_TIMEOUT_S) as http:
+            async with httpx.AsyncClient(
+                timeout=c.SUPABASE_HTTP_TIMEOUT_S, verify=client_tls()
+            ) as http:
                 response = await http.get(url)
                 response.raise_for_status()
                 data: dict[str, Any] = response.json()

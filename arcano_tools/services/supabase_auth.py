@@ -26,6 +26,7 @@ from supabase_auth.errors import AuthError, AuthRetryableError
 from supabase_auth.types import AuthResponse
 
 from arcano_tools import constants as c
+from arcano_tools.tls import client_tls
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class SupabaseAuth:
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[AsyncClient]:
-        async with httpx.AsyncClient(timeout=self._timeout_s) as http:
+        async with httpx.AsyncClient(timeout=self._timeout_s, verify=client_tls()) as http:
             options = AsyncClientOptions(
                 auto_refresh_token=False,
                 persist_session=False,

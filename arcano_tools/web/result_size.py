@@ -10,34 +10,25 @@ thousand jobs ended at once (BENCHMARKS.md, item 12). At most ``HEAD_CONNECTIONS
 at once; the others wait their turn outside the client, because httpcore scans its whole
 queue of waiting requests against every connection at each step, and a thousand queued
 ``HEAD``s to a slow host made that scan the worker's main work (the same scan starved the
-benchmark's own webhook sender). The TLS settings are made once per process too: httpx
-builds a new ``SSLContext`` (the whole CA bundle parsed again) for every client it creates,
-20–60 ms on the event loop on this machine (BENCHMARKS.md, target 6).
+benchmark's own webhook sender). The TLS settings are the process's one
+(:func:`arcano_tools.tls.client_tls`; BENCHMARKS.md, target 6).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import ssl
 import weakref
 
 import httpx
 
 from arcano_tools.domain.urls import OutputHosts
+from arcano_tools.tls import client_tls
 
 #: A HEAD that takes longer than this (its turn included) is given up on (the line then
 #: shows the resolution only).
 HEAD_TIMEOUT_S = 3.0
 #: HEADs in flight at once per process (and connections kept to the file hosts).
 HEAD_CONNECTIONS = 16
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """httpx's default verification (certifi's CA bundle), built once and shared (an
-    ``SSLContext`` is safe to share between connections)."""
-    return httpx.create_ssl_context()
 
 
 class _Asker:
@@ -47,7 +38,7 @@ class _Asker:
         self.client = httpx.AsyncClient(
             timeout=HEAD_TIMEOUT_S,
             follow_redirects=False,
-            verify=_tls(),
+            verify=client_tls(),
             limits=httpx.Limits(
                 max_connections=HEAD_CONNECTIONS, max_keepalive_connections=HEAD_CONNECTIONS
             ),

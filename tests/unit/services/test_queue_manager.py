@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from arcano_tools import constants
 from arcano_tools.constants import DISPATCH_MIN_GAP_S, QUEUE_RETRY_MAX_S
 from arcano_tools.domain.errors import InsufficientCredits, InvalidInput, JobNotCancellable
 from arcano_tools.domain.records import FinishRequest
@@ -221,3 +222,33 @@ async def test_a_burst_of_wakes_is_served_by_few_dispatches(core: Core) -> None:
     await asyncio.wait_for(dispatcher, 5)
 
     assert 1 <= burst_reads < wakes / 10
+
+
+async def test_a_wake_during_a_dispatch_is_not_lost(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job submitted while the dispatcher reads the queue (the read does not see it) wakes
+    it; that wake was cleared when the dispatch ended, and the job waited for the tick."""
+    monkeypatch.setattr(constants, "DISPATCH_TICK_S", 3600.0)  # a lost wake: never started
+    real_read = core.store.queued_jobs_due
+    submitted: list[str] = []
+
+    async def submit_during_the_read(*args: Any, **kwargs: Any) -> Any:
+        found = await real_read(*args, **kwargs)
+        if not submitted:  # the first read: a job arrives before its answer is used
+            submitted.append(await core.submit())
+        return found
+
+    core.store.queued_jobs_due = submit_during_the_read  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    dispatcher = asyncio.create_task(core.queue.run(stop))
+
+    async def started() -> bool:
+        return bool(submitted) and (await core.job(submitted[0])).status is not JobStatus.QUEUED
+
+    try:
+        await wait_for_async(started, timeout=5, interval=DISPATCH_MIN_GAP_S, what="the start")
+    finally:
+        stop.set()
+        core.queue.wake()
+        await asyncio.wait_for(dispatcher, 5)

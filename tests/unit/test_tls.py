@@ -1,0 +1,86 @@
+"""Outgoing HTTP clients share one TLS setting per process (``arcano_tools/tls.py``).
+
+httpx parses certifi's whole CA bundle for every client built without one — 20–60 ms of CPU
+on the event loop here. The emulator built a client per webhook it delivered, so its three
+copies of each webhook held its loop while tasks, creates and answers waited: a CI run of the
+fault matrix's "webhook x3" scenario timed out two jobs. Each test fails without the shared
+setting (one load per client).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from arcano_tools.emulator.control import WebhookStats
+from arcano_tools.emulator.webhooks import deliver
+from arcano_tools.runninghub.client import POOL_SHARDS, RunningHubClient
+from arcano_tools.services.signing_keys import SigningKeys
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """Accepts any POST (a webhook receiver) and answers GET with an empty key set."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._answer({"ok": True})
+
+    def do_GET(self) -> None:
+        self._answer({"keys": []})
+
+    def _answer(self, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args: Any) -> None:  # quiet
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_the_emulators_webhook_copies_share_one_tls_setting(
+    receiver: str, ca_bundle_loads: list[object]
+) -> None:
+    stats = WebhookStats()
+    for _ in range(3):  # mode "duplicate": three copies
+        assert await deliver(f"{receiver}/webhooks/x?token=t", b"{}", stats, backoff=())
+    assert stats.sent == 3
+    assert len(ca_bundle_loads) <= 1  # none when an earlier test in this process built it
+
+
+async def test_runninghubs_pools_share_one_tls_setting(ca_bundle_loads: list[object]) -> None:
+    client = RunningHubClient("https://www.runninghub.ai")
+    try:
+        assert POOL_SHARDS > 1
+        assert len(ca_bundle_loads) <= 1
+    finally:
+        await client.aclose()
+
+
+async def test_fetching_the_signing_keys_again_loads_no_ca_bundle(
+    receiver: str, ca_bundle_loads: list[object]
+) -> None:
+    keys = SigningKeys.from_supabase(receiver)
+    for kid in ("a", "b", "c"):
+        keys._last_fetch = None  # each asks the host again (the refetch limit aside)
+        assert await keys.key_for(kid) is None
+    assert len(ca_bundle_loads) <= 1
