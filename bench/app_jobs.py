@@ -22,6 +22,7 @@ from arcano_tools.emulator.tasks import envelope
 from arcano_tools.emulator.webhooks import webhook_body
 from arcano_tools.services.auth import issue_user_token
 from arcano_tools.services.queue_manager import webhook_token
+from arcano_tools.tls import client_tls
 
 JWT_SECRET = "bench-jwt-secret-" + "j" * 32
 SERVICE_KEY = "bench-service-key-" + "k" * 32
@@ -73,7 +74,7 @@ def submit_all(url: str, tokens: list[str]) -> list[str]:
     image = png()
 
     def one(token: str) -> str:
-        with httpx.Client(timeout=SUBMIT_TIMEOUT_S) as http:
+        with httpx.Client(verify=client_tls(), timeout=SUBMIT_TIMEOUT_S) as http:
             r = http.post(
                 url + "/api/jobs",
                 headers={"Authorization": f"Bearer {token}"},

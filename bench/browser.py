@@ -49,6 +49,7 @@ import httpx
 
 from arcano_tools.constants import MAX_NEW_USER_CREDITS
 from arcano_tools.domain.tools import DEFAULT_TOOLS
+from arcano_tools.tls import client_tls
 from arcano_tools.web.state import REOPEN_PARAM
 from bench.app_jobs import (
     ROUTE,
@@ -383,7 +384,7 @@ async def _measure(
     ours, floors = Series(), Series()
     async with (
         async_playwright() as pw,
-        httpx.AsyncClient(timeout=SEEN_TIMEOUT_S) as http,
+        httpx.AsyncClient(verify=client_tls(), timeout=SEEN_TIMEOUT_S) as http,
     ):
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True

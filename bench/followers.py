@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 import socketio
 
+from arcano_tools.tls import client_tls
 from bench import profile as bench_profile
 from bench.app_jobs import ROUTE, SERVICE_KEY, app_env, submit_all, task_end_webhooks, user_token
 from bench.servers import start_stub
@@ -249,7 +250,7 @@ async def _burst(
         seconds while the server sat idle.)"""
         timeout = httpx.Timeout(60.0)
         async with httpx.AsyncClient(
-            timeout=timeout, limits=httpx.Limits(max_connections=1)
+            verify=client_tls(), timeout=timeout, limits=httpx.Limits(max_connections=1)
         ) as http:
             while not due.empty():
                 page, at = due.get_nowait()
@@ -329,7 +330,7 @@ async def _measure(
     following = sum(p.running.is_set() for p in pages)
     _progress(f"{following}/{n} pages follow a running job; idle for {idle_s:g} s")
     open_s = time.monotonic() - opened
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(verify=client_tls(), timeout=30) as http:
         await asyncio.sleep(5)  # let the page loads settle
         before, cpu_before = _queries(http, url), _cpu_s(worker)
         if spy is not None and spy.phase == "idle":

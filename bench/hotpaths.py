@@ -16,6 +16,7 @@ import httpx
 
 from arcano_tools.services.auth import issue_user_token
 from arcano_tools.services.queue_manager import webhook_token
+from arcano_tools.tls import client_tls
 from bench import staging
 from bench.profile import Profiler
 from bench.servers import Server, start_api
@@ -164,7 +165,7 @@ def sync_section(
     path = _requests_file(lines)
     # every page asks again and again: one pass first, so the runs measure the steady state
     # (the first sync of each job reads its row — no write — and keeps the answer)
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with httpx.Client(verify=client_tls(), base_url=server.url, timeout=30) as client:
         for job_id, _ in jobs:
             client.post(
                 SYNC_PATH,

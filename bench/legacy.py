@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from arcano_tools.tls import client_tls
 from tests.support.postgres import create_database, postgres_server
 from tests.support.redis_server import RedisServer
 from tests.support.servers import (
@@ -60,14 +61,14 @@ def bench_submit_and_complete(backend: Backend, emulator_url: str, jobs: int) ->
     emulator_set(emulator_url, task_ms=100, webhook="deliver")
     user = f"bench-{time.time_ns()}"
     backend.rows("SELECT 1")
-    with httpx.Client(timeout=30) as c:
+    with httpx.Client(verify=client_tls(), timeout=30) as c:
         c.get(backend.url + "/api/me", headers=backend.user_headers(user))
     backend.rows("UPDATE users SET credits = 1000000 WHERE id = :u RETURNING 1", u=user)
 
     submitted: dict[str, float] = {}
 
     def one(_: int) -> None:
-        with httpx.Client(timeout=60) as c:
+        with httpx.Client(verify=client_tls(), timeout=60) as c:
             t = time.monotonic()
             r = submit_upscale(c, backend, user)
             r.raise_for_status()
@@ -77,7 +78,7 @@ def bench_submit_and_complete(backend: Backend, emulator_url: str, jobs: int) ->
     parallel(jobs, one)
     submit_s = time.monotonic() - t0
     done: dict[str, float] = {}
-    with httpx.Client(timeout=30) as c:
+    with httpx.Client(verify=client_tls(), timeout=30) as c:
         while len(done) < jobs:
             for job_id in submitted:
                 if job_id in done:
@@ -103,7 +104,7 @@ def bench_sync(backend: Backend, emulator_url: str, jobs: int) -> dict[str, floa
     emulator_set(emulator_url, reset=True)
     emulator_set(emulator_url, outcome="never", latency_ms=150)
     user = f"bench-sync-{time.time_ns()}"
-    with httpx.Client(timeout=60) as c:
+    with httpx.Client(verify=client_tls(), timeout=60) as c:
         c.get(backend.url + "/api/me", headers=backend.user_headers(user))
         backend.rows("UPDATE users SET credits = 1000000 WHERE id = :u RETURNING 1", u=user)
         ids = [submit_upscale(c, backend, user).json()["jobId"] for _ in range(jobs)]
@@ -155,7 +156,7 @@ def bench_tabs(
     emulator_set(emulator_url, reset=True)
     emulator_set(emulator_url, webhook="drop", outcome="never")
     user = f"bench-tabs-{time.time_ns()}"
-    with httpx.Client(timeout=30) as c:
+    with httpx.Client(verify=client_tls(), timeout=30) as c:
         job_id = submit_upscale(c, backend, user).json()["jobId"]
         body = {"table": "upscaler_jobs", "jobId": job_id}
         wait_for(
@@ -199,7 +200,7 @@ def bench_relay(first: Backend, second: Backend, emulator_url: str, jobs: int) -
     local: list[float] = []
     relayed: list[float] = []
     for _ in range(jobs):
-        with httpx.Client(timeout=30) as c:
+        with httpx.Client(verify=client_tls(), timeout=30) as c:
             job_id = submit_upscale(c, first, user).json()["jobId"]
         path = f"/api/jobs/upscaler_jobs/{job_id}"
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:

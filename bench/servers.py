@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from arcano_tools.tls import client_tls
 from tests.support.processes import free_port, stop_process_group
 from tests.support.servers import JWT_SECRET, RH_API_KEY, SERVICE_KEY
 
@@ -83,7 +84,7 @@ def _start(name: str, args: list[str], env: Mapping[str, str], cwd: Path, port: 
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+            if httpx.get(url + "/healthz", timeout=2, verify=client_tls()).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from arcano_tools.tls import client_tls
+
 if TYPE_CHECKING:
     from playwright.async_api import ConsoleMessage, Page
 
@@ -16,7 +18,9 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_healthz_answers_from_our_api_app(reflex_app: RunningApp) -> None:
-    async with httpx.AsyncClient(base_url=reflex_app.backend_url, timeout=5) as client:
+    async with httpx.AsyncClient(
+        verify=client_tls(), base_url=reflex_app.backend_url, timeout=5
+    ) as client:
         response = await client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"ok": True}

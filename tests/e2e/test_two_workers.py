@@ -36,6 +36,7 @@ import psycopg
 import pytest
 
 from arcano_tools.services.auth import issue_user_token
+from arcano_tools.tls import client_tls
 from tests.support.app_driver import AppDriver
 from tests.support.fixtures import pg_server_url  # noqa: F401  (fixtures are found by name)
 from tests.support.pgbouncer import pgbouncer, through
@@ -98,7 +99,7 @@ class Worker:
     """One backend process seen from outside: its API as the test user, its counters."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.AsyncClient(base_url=url, timeout=10)
+        self.http = httpx.AsyncClient(verify=client_tls(), base_url=url, timeout=10)
         self.user_headers = {"Authorization": f"Bearer {issue_user_token(JWT_SECRET, USER)}"}
         self.service_headers = {"Authorization": f"Bearer {SERVICE_KEY}"}
 
@@ -173,7 +174,7 @@ async def test_a_page_on_one_worker_follows_a_job_finished_on_another_and_surviv
             pytest.fail(str(exc), pytrace=False)
     started = [b_app]
     a, b = Worker(a_app.url), Worker(b_app.url)
-    emu = httpx.AsyncClient(base_url=emulator.url, timeout=10)
+    emu = httpx.AsyncClient(verify=client_tls(), base_url=emulator.url, timeout=10)
     clients = [a.http, b.http, emu]
     driver = AppDriver(a_app, page)
     try:

@@ -35,6 +35,7 @@ from arcano_tools.constants import (
     NODE_SECOND_IMAGE,
 )
 from arcano_tools.emulator import ControlError, EmulatorControl, create_emulator_app
+from arcano_tools.tls import client_tls
 from tests.support.images import decode_image, png_bytes
 from tests.support.processes import ServerProcess, free_port, http_ready, start_process
 
@@ -214,7 +215,7 @@ class Emu:
 
 @pytest.fixture
 def emulator(emulator_server: ServerProcess) -> Iterator[Emu]:
-    with httpx.Client(timeout=15.0) as client:
+    with httpx.Client(verify=client_tls(), timeout=15.0) as client:
         resp = client.post(f"{emulator_server.url}/_control", json={"reset": True})
         assert resp.status_code == 200, resp.text
         yield Emu(emulator_server.url, client)
@@ -646,7 +647,9 @@ async def test_mounted_app_hands_out_urls_under_its_prefix(tmp_path: Path) -> No
     transport = httpx.ASGITransport(app=outer)
     base = "http://testserver/_emulator/runninghub"
     try:
-        async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+        async with httpx.AsyncClient(
+            verify=client_tls(), transport=transport, base_url=base
+        ) as client:
             up = await client.post(
                 "/task/openapi/upload",
                 data={"apiKey": KEY, "fileType": "input"},

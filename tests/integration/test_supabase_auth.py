@@ -23,6 +23,7 @@ from arcano_tools.services.supabase_auth import (
     ConfirmationSent,
     SupabaseAuth,
 )
+from arcano_tools.tls import client_tls
 from arcano_tools.web import session
 from tests.support.images import png_bytes
 from tests.support.processes import ServerProcess
@@ -220,7 +221,9 @@ async def test_the_api_ties_credits_and_jobs_to_the_supabase_user(
     assert isinstance(bob, AuthSession)
     before = fake.jwks_requests
     as_alice = {"Authorization": f"Bearer {alice.access_token}"}
-    async with httpx.AsyncClient(base_url=api_on_supabase.url, timeout=30) as http:
+    async with httpx.AsyncClient(
+        verify=client_tls(), base_url=api_on_supabase.url, timeout=30
+    ) as http:
         me = await http.get("/api/me", headers=as_alice)
         assert me.status_code == 200, me.text
         assert me.json() == {"userId": alice.user_id, "credits": c.STARTING_CREDITS}

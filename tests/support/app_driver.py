@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from arcano_tools.tls import client_tls
 from tests.support.images import png_bytes
 from tests.support.reflex_app import RunningApp
 
@@ -84,7 +85,7 @@ class AppDriver:
     def __init__(self, app: RunningApp, page: Page) -> None:
         self.app = app
         self.page = page
-        self.http = httpx.AsyncClient(base_url=app.url, timeout=10)
+        self.http = httpx.AsyncClient(verify=client_tls(), base_url=app.url, timeout=10)
         self.console_errors: list[str] = []
         #: Every user the test acted as (their unfinished jobs are cancelled at the end).
         self.tokens: set[str] = set()

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from arcano_tools.tls import client_tls
 from tests.support.postgres import create_database, postgres_server
 from tests.support.processes import ServerProcess
 from tests.support.servers import Backend, start_backend, start_emulator
@@ -79,7 +80,7 @@ def backends_on_one_postgres(
 
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30.0) as c:
+    with httpx.Client(verify=client_tls(), timeout=30.0) as c:
         yield c
 
 
@@ -101,7 +102,7 @@ def user(request: pytest.FixtureRequest) -> Iterator[str]:
     if not names:
         return
     b: Backend = request.getfixturevalue(names[0])
-    with httpx.Client(timeout=30.0) as c:
+    with httpx.Client(verify=client_tls(), timeout=30.0) as c:
         jobs = c.get(b.url + "/api/jobs", headers=b.user_headers(user_id)).json().get("jobs", [])
         for job in jobs:
             if job["status"] in ("pending", "queued", "starting", "running"):

@@ -59,6 +59,7 @@ from arcano_tools.emulator.tasks import envelope, failure_envelope
 from arcano_tools.emulator.webhooks import webhook_body
 from arcano_tools.services.queue_manager import webhook_token
 from arcano_tools.store import JobStore
+from arcano_tools.tls import client_tls
 from tests.support.invariants import check_jobs
 from tests.support.postgres import PostgresServer, create_database, postgres_server_handle
 from tests.support.processes import ServerProcess, free_port
@@ -499,7 +500,7 @@ class FaultProxy:
                     if k.lower() in ("content-type", "authorization")
                 }
                 try:
-                    with httpx.Client(timeout=120) as client:
+                    with httpx.Client(verify=client_tls(), timeout=120) as client:
                         r = client.request(
                             method, proxy.target + self.path, content=body, headers=headers
                         )
@@ -1132,7 +1133,7 @@ def _submit(run: Run) -> None:
 
     def one(i: int) -> tuple[str, int]:
         index = i % len(run.backends)
-        with httpx.Client(timeout=60) as own:
+        with httpx.Client(verify=client_tls(), timeout=60) as own:
             r = submit_upscale(own, run.backends[index], f"{stem}-{i // JOBS_PER_USER}")
         assert r.status_code == 201, r.text
         return str(r.json()["jobId"]), index
@@ -1154,7 +1155,7 @@ def _followers(run: Run) -> Iterator[None]:
 
     def follow(backend: Backend) -> None:
         pending = set(run.job_ids)
-        with httpx.Client(timeout=30, headers=backend.service_headers) as http:
+        with httpx.Client(verify=client_tls(), timeout=30, headers=backend.service_headers) as http:
             while pending and not stop.is_set():
                 for job_id in sorted(pending):
                     with contextlib.suppress(httpx.HTTPError, ValueError):
@@ -1321,7 +1322,7 @@ def run_case(
     began = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        client = stack.enter_context(httpx.Client(timeout=30))
+        client = stack.enter_context(httpx.Client(verify=client_tls(), timeout=30))
         run = Run(case, plan, n, workdir, client)
         stack.callback(run.close)
         try:

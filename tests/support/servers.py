@@ -14,6 +14,7 @@ import httpx
 
 from arcano_tools import constants as c
 from arcano_tools.services.auth import issue_user_token
+from arcano_tools.tls import client_tls
 from tests.support.images import png_bytes
 from tests.support.processes import ServerProcess, free_port, http_ready, start_process
 from tests.support.waiting import wait_for
@@ -190,7 +191,7 @@ def submit_upscales(backend: Backend, user: str, n: int, *, workers: int = 8) ->
     """``n`` upscales submitted at once, each on its own connection; their job ids."""
 
     def one(_: int) -> str:
-        with httpx.Client(timeout=60) as own:
+        with httpx.Client(verify=client_tls(), timeout=60) as own:
             r = submit_upscale(own, backend, user)
             assert r.status_code == 201, r.text
             return str(r.json()["jobId"])
