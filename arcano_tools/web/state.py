@@ -71,6 +71,8 @@ ACTIVE_STATUS_VALUES = tuple(sorted(st.value for st in ACTIVE_STATUSES))
 REOPEN_PARAM = "job"
 #: Notification.permission's values ("unsupported": the browser has no notifications).
 NOTIFY_STATES = ("default", "granted", "denied", "unsupported")
+#: The notification permission, read in the page (``notifyState`` of ``assets/arcano.js``).
+NOTIFY_STATE_JS = "'Notification' in window ? Notification.permission : 'unsupported'"
 #: The id of the tool page's status card (brought into view when a job starts and ends).
 STATUS_CARD_ID = "job-status"
 
@@ -406,10 +408,10 @@ class ToolPageState(rx.State, mixin=True):
 
     @rx.event
     def ask_notify_state(self) -> Any:
-        """On load: read (never request) the notification permission."""
-        return rx.call_script(
-            "window.arcano ? window.arcano.notifyState() : ''", callback=type(self).set_notify
-        )
+        """On load: read (never request) the notification permission — here, not through
+        ``arcano.js``: Next loads that script after hydration, and a load event that came
+        first got "" (no "Avisar quando terminar" for that tab)."""
+        return rx.call_script(NOTIFY_STATE_JS, callback=type(self).set_notify)
 
     def _take_inputs_of(self, job: Job) -> None:
         """Show the job's own stored inputs (a second tab, a reopened job, a new device): the

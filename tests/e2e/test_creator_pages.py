@@ -16,6 +16,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Route
 
 from arcano_tools import constants as c
 from arcano_tools.web.texts import size_text
@@ -261,6 +262,9 @@ FAKE_NOTIFICATIONS = """
 """
 
 
+#: How late ``arcano.js`` arrives in the notification offer's test.
+SCRIPT_DELAY_S = 4
+
 #: Seconds the server stays frozen after the page said so (point 6), and the silence after
 #: which the page says so (``STALE_MS`` in assets/arcano.js, rounded down).
 FREEZE_S = 1
@@ -361,7 +365,6 @@ async def test_a_sample_result_is_compared_zoomed_measured_downloaded_and_announ
     await on.page.mouse.up()
     assert await on.page.evaluate("document.querySelector('[data-compare-view]').scrollLeft") > 0
 
-    # the download: the result's bytes under a name a person can read
     # the download: the result's bytes, saved under a name a person can read
     async with on.page.expect_download() as info:
         await on.page.get_by_test_id("download").click()
@@ -371,6 +374,25 @@ async def test_a_sample_result_is_compared_zoomed_measured_downloaded_and_announ
     assert (await download.path()).read_bytes() == output
     assert await on.blocking_a11y_violations() == []
     await on.shots("upscaler-compare")
+
+
+async def test_the_notification_offer_does_not_wait_for_the_pages_script(on: AppDriver) -> None:
+    """The page reads the notification permission on load. That read asked ``arcano.js``,
+    which Next loads after hydration: when the load event came first (a busy machine, a slow
+    network) the answer was "" and "Avisar quando terminar" never showed for that tab."""
+
+    async def late(route: Route) -> None:
+        await asyncio.sleep(SCRIPT_DELAY_S)
+        await route.continue_()
+
+    await on.page.add_init_script(FAKE_NOTIFICATIONS)
+    await on.page.route("**/arcano.js", late)
+    await on.emulator(task_ms=4000)
+    await on.open_tool()
+    await on.page.get_by_test_id("try-sample").click()
+    await on.page.get_by_text("240×160 px").wait_for()
+    await on.page.get_by_test_id("submit").click()
+    await on.page.get_by_test_id("notify").wait_for(timeout=SCRIPT_DELAY_S * 1000)
 
 
 async def test_on_a_phone_the_status_comes_into_view_and_toasts_leave_processar_free(
