@@ -37,6 +37,7 @@ from arcano_tools.constants import (
 from arcano_tools.emulator import ControlError, EmulatorControl, create_emulator_app
 from arcano_tools.tls import client_tls
 from tests.support.images import decode_image, png_bytes
+from tests.support.loopback import serving
 from tests.support.processes import ServerProcess, free_port, http_ready, start_process
 
 KEY = "k" * 16 + "0123456789abcdef"  # 32 characters, like RunningHub's keys
@@ -109,14 +110,8 @@ def emulator_receiver() -> Iterator[Receiver]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     receiver.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 # --- the emulator subprocess --------------------------------------------------------------------

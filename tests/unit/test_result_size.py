@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from arcano_tools.domain.urls import OutputHosts
 from arcano_tools.web.result_size import HEAD_CONNECTIONS, output_bytes
+from tests.support.loopback import serving
 
 FILE_BYTES = 1234
 
@@ -29,14 +29,8 @@ class _FileHost(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def file_host() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FileHost)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/out.png"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FileHost)) as url:
+        yield url + "/out.png"
 
 
 async def test_the_tls_settings_are_built_once_for_every_size_asked(
@@ -66,14 +60,8 @@ def counting_host() -> Iterator[tuple[str, list[int]]]:
             connections.append(1)
             return super().get_request()
 
-    server = Server(("127.0.0.1", 0), _KeepAliveHost)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/out.png", connections
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Server(("127.0.0.1", 0), _KeepAliveHost)) as url:
+        yield url + "/out.png", connections
 
 
 async def test_sizes_asked_one_after_another_share_one_connection(

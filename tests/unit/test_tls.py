@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from arcano_tools.emulator.control import WebhookStats
 from arcano_tools.emulator.webhooks import deliver
 from arcano_tools.runninghub.client import POOL_SHARDS, RunningHubClient
 from arcano_tools.services.signing_keys import SigningKeys
+from tests.support.loopback import serving
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
@@ -47,14 +47,8 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)) as url:
+        yield url
 
 
 async def test_the_emulators_webhook_copies_share_one_tls_setting(
