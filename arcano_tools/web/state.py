@@ -865,7 +865,7 @@ def job_row(job: Job, tool: Tool | None) -> dict[str, str]:
         "created": job.created_at.strftime("%d/%m %H:%M"),
         "took": took,
         "output_url": job.output_url or "",
-        "download_url": download_href(job),
+        "download_url": download_href(job) if job.output_url else "",
         "download_file": download_name(job) if job.output_url else "",
         # what happened in Portuguese; RunningHub's text stays on /admin and the API
         "error": (

@@ -20,7 +20,7 @@ from playwright.async_api import Route
 
 from arcano_tools import constants as c
 from arcano_tools.web.texts import size_text
-from tests.support.app_driver import ARTIFACTS, LAPTOP, PHONE, SERVICE_KEY, AppDriver, photo
+from tests.support.app_driver import LAPTOP, PHONE, SERVICE_KEY, AppDriver, photo
 from tests.support.images import decode_image
 from tests.support.tools import tool_cost
 from tests.support.waiting import wait_for_async
@@ -520,6 +520,10 @@ async def test_two_inputs_side_by_side_a_second_tab_and_a_live_meus_trabalhos(
     assert await cancelled_row.locator("[data-accent-color=red]").count() == 0
     video_row = jobs_tab.get_by_test_id("job-row").filter(has_text="Video Upscaler")
     assert await video_row.locator("[data-kind=video] svg.lucide-film").count() == 1
+    # "Baixar" only where there is a result (it was offered on every row, running or not)
+    assert await done_row.get_by_test_id("job-download").count() == 1
+    for row in (cancelled_row, video_row, pose_row):
+        assert await row.get_by_test_id("job-download").count() == 0
     await jobs_tab.set_viewport_size(PHONE)  # type: ignore[arg-type]
     assert await jobs_tab.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     rows = jobs_tab.get_by_test_id("job-row")
@@ -528,9 +532,15 @@ async def test_two_inputs_side_by_side_a_second_tab_and_a_live_meus_trabalhos(
         assert box is not None
         assert box["x"] >= 0
         assert box["x"] + box["width"] <= PHONE["width"], i
-    await jobs_tab.screenshot(path=str(ARTIFACTS / "meus-trabalhos-phone.png"), full_page=True)
+    # the thumbnail keeps its distance from the text beside it (``gap="4"`` was no gap)
+    thumb = await done_row.locator("img[data-testid=job-thumb]").bounding_box()
+    title = await done_row.get_by_text("Upscaler", exact=True).bounding_box()
+    assert thumb is not None
+    assert title is not None
+    assert title["x"] >= thumb["x"] + thumb["width"] + 8
+    await on.shot("meus-trabalhos-phone", jobs_tab)
     await jobs_tab.set_viewport_size(LAPTOP)  # type: ignore[arg-type]
-    await jobs_tab.screenshot(path=str(ARTIFACTS / "meus-trabalhos-laptop.png"), full_page=True)
+    await on.shot("meus-trabalhos-laptop", jobs_tab)
 
     # a row reopens its job: the before/after, "Antes" loaded in this tab too
     await done_row.get_by_test_id("job-reopen").click()

@@ -228,8 +228,12 @@ class AppDriver:
         return str(r.json()["jobId"])
 
     async def shot(self, name: str, page: Page | None = None) -> None:
+        """The page as a person sees it once it has settled: finite animations fast-forwarded
+        (a toast caught sliding in made a phone screenshot look broken when it was not)."""
         ARTIFACTS.mkdir(exist_ok=True)
-        await (page or self.page).screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        await (page or self.page).screenshot(
+            path=str(ARTIFACTS / f"{name}.png"), full_page=True, animations="disabled"
+        )
 
     async def shots(self, name: str) -> None:
         """``<name>-laptop.png`` and ``<name>-phone.png``; the page is left at laptop width."""
