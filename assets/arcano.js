@@ -5,7 +5,9 @@
  * - reveal: bring the status card into view on a phone, only when it is not in view.
  * - jobEnded: a tab in the background learns a job ended — its title and icon change (back
  *   when the tab is looked at) and, if the person allowed it, a notification is shown.
- * - askNotify: ask for notifications; called only from a click ("Avisar quando terminar").
+ * (Reading and asking the notification permission is inline in the page's events,
+ * NOTIFY_STATE_JS and NOTIFY_ASK_JS of web/state.py: Next loads this file after hydration, and
+ * the offer must work before it has.)
  * - connection: the page shows when the server stopped answering (a frozen or unreachable
  *   backend keeps its socket open, so Reflex's own connection errors come much later):
  *   while a job is followed the server updates the page every second; no change in the page
@@ -126,15 +128,6 @@
           });
         } catch (err) { /* some browsers only notify from a service worker */ }
       }
-    },
-    notifyState: function () {
-      return "Notification" in window ? Notification.permission : "unsupported";
-    },
-    askNotify: function () {
-      if (!("Notification" in window) || Notification.permission !== "default") {
-        return Promise.resolve(window.arcano.notifyState());
-      }
-      return Notification.requestPermission();
     },
   };
 })();

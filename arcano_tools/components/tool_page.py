@@ -19,7 +19,7 @@ from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.tools import FileInput, Tool
 from arcano_tools.web import failures
 from arcano_tools.web.samples import has_samples
-from arcano_tools.web.state import STATUS_CARD_ID, SessionState, ToolPageState
+from arcano_tools.web.state import NOTIFY_ASK_JS, STATUS_CARD_ID, SessionState, ToolPageState
 from arcano_tools.web.texts import CREDITS_ROUTE, accept_hint, again_label
 
 IMAGE_ACCEPT = {"image/png": [".png"], "image/jpeg": [".jpg", ".jpeg"], "image/webp": [".webp"]}
@@ -415,7 +415,7 @@ def notify_offer(state: type[ToolPageState]) -> rx.Component:
                 "Avisar quando terminar",
                 variant="ghost",
                 size="2",
-                on_click=rx.call_script("window.arcano.askNotify()", callback=state.set_notify),
+                on_click=rx.call_script(NOTIFY_ASK_JS, callback=state.set_notify),
                 data_testid="notify",
             ),
         ),

@@ -17,7 +17,6 @@ from storage3.types import URLOptions
 from supabase import ClientOptions, create_client
 
 from arcano_tools.storage.base import ObjectNotFound, StorageError, check_key
-from arcano_tools.tls import client_tls
 
 #: Seconds one Storage call may take (an upload of a large result included).
 STORAGE_TIMEOUT_S = 60.0
@@ -31,7 +30,8 @@ class SupabaseStorage:
     """One private bucket (created at start if missing) holding inputs and results."""
 
     def __init__(self, url: str, service_role_key: str, bucket: str) -> None:
-        self._http = httpx.Client(timeout=STORAGE_TIMEOUT_S, verify=client_tls())
+        # its own TLS context (built once, here): it is used from worker threads (arcano_tools.tls)
+        self._http = httpx.Client(timeout=STORAGE_TIMEOUT_S)
         options = ClientOptions(
             auto_refresh_token=False,
             persist_session=False,

@@ -71,8 +71,14 @@ ACTIVE_STATUS_VALUES = tuple(sorted(st.value for st in ACTIVE_STATUSES))
 REOPEN_PARAM = "job"
 #: Notification.permission's values ("unsupported": the browser has no notifications).
 NOTIFY_STATES = ("default", "granted", "denied", "unsupported")
-#: The notification permission, read in the page (``notifyState`` of ``assets/arcano.js``).
+#: The notification permission, read in the page — inline, as is the ask, not through
+#: ``assets/arcano.js``: the offer may show before that script has loaded (``ask_notify_state``).
 NOTIFY_STATE_JS = "'Notification' in window ? Notification.permission : 'unsupported'"
+#: Ask for notifications (only from a click), or say why not.
+NOTIFY_ASK_JS = (
+    "'Notification' in window && Notification.permission === 'default'"
+    f" ? Notification.requestPermission() : ({NOTIFY_STATE_JS})"
+)
 #: The id of the tool page's status card (brought into view when a job starts and ends).
 STATUS_CARD_ID = "job-status"
 

@@ -262,9 +262,6 @@ FAKE_NOTIFICATIONS = """
 """
 
 
-#: How late ``arcano.js`` arrives in the notification offer's test.
-SCRIPT_DELAY_S = 4
-
 #: Seconds the server stays frozen after the page said so (point 6), and the silence after
 #: which the page says so (``STALE_MS`` in assets/arcano.js, rounded down).
 FREEZE_S = 1
@@ -377,22 +374,30 @@ async def test_a_sample_result_is_compared_zoomed_measured_downloaded_and_announ
 
 
 async def test_the_notification_offer_does_not_wait_for_the_pages_script(on: AppDriver) -> None:
-    """The page reads the notification permission on load. That read asked ``arcano.js``,
-    which Next loads after hydration: when the load event came first (a busy machine, a slow
-    network) the answer was "" and "Avisar quando terminar" never showed for that tab."""
+    """The page read the notification permission on load through ``arcano.js``, which Next
+    loads after hydration: when the load event came first (a busy machine, a slow network)
+    the answer was "" and "Avisar quando terminar" never showed for that tab. Here the script
+    is held back until the offer has been shown and used."""
+    script_may_load = asyncio.Event()
 
-    async def late(route: Route) -> None:
-        await asyncio.sleep(SCRIPT_DELAY_S)
+    async def held(route: Route) -> None:
+        await script_may_load.wait()
         await route.continue_()
 
     await on.page.add_init_script(FAKE_NOTIFICATIONS)
-    await on.page.route("**/arcano.js", late)
-    await on.emulator(task_ms=4000)
-    await on.open_tool()
-    await on.page.get_by_test_id("try-sample").click()
-    await on.page.get_by_text("240×160 px").wait_for()
-    await on.page.get_by_test_id("submit").click()
-    await on.page.get_by_test_id("notify").wait_for(timeout=SCRIPT_DELAY_S * 1000)
+    await on.page.route("**/arcano.js", held)
+    try:
+        await on.emulator(task_ms=4000)
+        await on.open_tool()
+        await on.page.get_by_test_id("try-sample").click()
+        await on.page.get_by_text("240×160 px").wait_for()
+        await on.page.get_by_test_id("submit").click()
+        await on.page.get_by_test_id("notify").click()
+        await on.page.get_by_text("Você será avisado quando terminar.").wait_for()
+        assert await on.page.evaluate("window.__notifications.asked()") == 1
+        assert await on.page.evaluate("window.arcano === undefined")  # still held back
+    finally:
+        script_may_load.set()
 
 
 async def test_on_a_phone_the_status_comes_into_view_and_toasts_leave_processar_free(

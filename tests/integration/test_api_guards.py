@@ -14,7 +14,6 @@ from starlette.responses import Response
 from arcano_tools import constants as c
 from arcano_tools.api.routes import MSG_INTERNAL, _route
 from arcano_tools.services.auth import issue_user_token
-from arcano_tools.tls import client_tls
 from tests.support.fixtures import EmulatorControl
 from tests.support.images import png_bytes
 from tests.support.processes import ServerProcess
@@ -582,9 +581,7 @@ async def test_a_bug_in_a_handler_is_a_json_500_not_a_traceback() -> None:
 
     app = Starlette(routes=[_route("/broken", broken, ["GET"])])
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        verify=client_tls(), transport=transport, base_url="http://api"
-    ) as in_process:
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as in_process:
         r = await in_process.get("/broken")
     assert r.status_code == 500
     assert r.json() == {"error": MSG_INTERNAL}

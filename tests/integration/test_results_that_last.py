@@ -28,6 +28,7 @@ from PIL import Image
 from arcano_tools.domain.records import utcnow
 from arcano_tools.services.downloads import sign_download
 from arcano_tools.storage.supabase import SupabaseStorage
+from arcano_tools.tls import client_tls
 from tests.support.fixtures import EmulatorControl
 from tests.support.images import png_bytes
 from tests.support.processes import ServerProcess, free_port, start_process
@@ -203,7 +204,10 @@ def supabase() -> Iterator[ServerProcess]:
 
     def ready() -> bool:
         try:  # the gateway answers 401 without an API key: it is up
-            return httpx.get(url + "/storage/v1/bucket/x", timeout=2).status_code == 401
+            return (
+                httpx.get(url + "/storage/v1/bucket/x", timeout=2, verify=client_tls()).status_code
+                == 401
+            )
         except httpx.TransportError:
             return False
 

@@ -45,9 +45,8 @@ def job_of(client: httpx.Client, backend: Backend, job_id: str) -> dict[str, Any
 
 
 def submit_many(backend: Backend, user: str, n: int) -> list[str]:
-    with httpx.Client(
-        verify=client_tls(), timeout=30
-    ) as c:  # creates the user, then tops up its credits
+    # creates the user, then tops up its credits
+    with httpx.Client(verify=client_tls(), timeout=30) as c:
         assert c.get(backend.url + "/api/me", headers=backend.user_headers(user)).status_code == 200
     backend.rows("UPDATE users SET credits = 100000 WHERE id = :u RETURNING 1", u=user)
     return submit_upscales(backend, user, n)

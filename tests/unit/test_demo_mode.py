@@ -13,7 +13,6 @@ from arcano_tools.config import Settings
 from arcano_tools.emulator import create_emulator_app
 from arcano_tools.emulator.control import EmulatorControl
 from arcano_tools.emulator.guard import EmulatorGuard
-from arcano_tools.tls import client_tls
 from arcano_tools.wiring import UnsafeConfiguration, refuse_unsafe_start
 from tests.support.env import settings_env_names
 
@@ -142,7 +141,7 @@ async def test_the_emulator_refuses_a_task_whose_webhook_points_elsewhere(
 ) -> None:
     app = create_emulator_app(tmp_path, EmulatorControl(task_ms=0, webhook="drop"))
     async with httpx.AsyncClient(
-        verify=client_tls(), transport=httpx.ASGITransport(app=app), base_url="http://emulator.test"
+        transport=httpx.ASGITransport(app=app), base_url="http://emulator.test"
     ) as http:
         answer = await http.post(
             "/task/openapi/ai-app/run",
@@ -162,7 +161,7 @@ async def test_the_emulator_refuses_a_task_whose_webhook_points_elsewhere(
 async def test_the_emulators_controls_need_the_key_when_one_is_set(tmp_path: Path) -> None:
     app = create_emulator_app(tmp_path, EmulatorControl(), EmulatorGuard(control_key=KEY))
     async with httpx.AsyncClient(
-        verify=client_tls(), transport=httpx.ASGITransport(app=app), base_url="http://emulator.test"
+        transport=httpx.ASGITransport(app=app), base_url="http://emulator.test"
     ) as http:
         refused = [
             await http.post("/_control", json={"outcome": "fail"}),

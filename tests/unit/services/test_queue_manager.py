@@ -12,7 +12,7 @@ import pytest
 from arcano_tools import constants
 from arcano_tools.constants import DISPATCH_MIN_GAP_S, QUEUE_RETRY_MAX_S
 from arcano_tools.domain.errors import InsufficientCredits, InvalidInput, JobNotCancellable
-from arcano_tools.domain.records import FinishRequest
+from arcano_tools.domain.records import FinishRequest, Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.services.queue_manager import (
     FIRST_CHECK_CACHE_S,
@@ -231,7 +231,7 @@ async def test_a_wake_during_a_dispatch_is_not_lost(
     it; that wake was cleared when the dispatch ended, and the job waited for the tick."""
     monkeypatch.setattr(constants, "DISPATCH_TICK_S", 3600.0)  # a lost wake: never started
     real_read = core.store.queued_jobs_due
-    submitted: list[str] = []
+    submitted: list[Job] = []
 
     async def submit_during_the_read(*args: Any, **kwargs: Any) -> Any:
         found = await real_read(*args, **kwargs)
