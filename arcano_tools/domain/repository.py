@@ -32,7 +32,7 @@ from arcano_tools.domain.records import (
     User,
     WebhookRecord,
 )
-from arcano_tools.domain.status import FinishedBy, OutputCopy, WebhookOutcome
+from arcano_tools.domain.status import FinishedBy, OutputCopy
 
 
 class Repository(Protocol):
@@ -214,17 +214,8 @@ class Repository(Protocol):
         """Recount ``in_flight`` from the slot-holding jobs; ``(account, before, after)``."""
 
     # --- webhook events and upstream errors --------------------------------------------------------------
-    async def record_webhook(
-        self,
-        *,
-        outcome: WebhookOutcome,
-        table: str | None = None,
-        job_id: str | None = None,
-        task_id: str | None = None,
-        detail: str | None = None,
-        body: str | None = None,
-        applied: bool = False,
-    ) -> None: ...
+    async def record_webhook(self, record: WebhookRecord) -> None:
+        """Write one event now (its body kept: the receiver's answer waits for it)."""
 
     async def record_webhooks(self, records: Sequence[WebhookRecord]) -> None:
         """Write many events at once (``EventBuffer``'s batches: one statement, no body)."""

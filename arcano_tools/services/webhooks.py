@@ -163,7 +163,8 @@ class WebhookReceiver:
 
     async def _record(self, *, outcome: WebhookOutcome, **fields: Any) -> None:
         self.metrics.webhooks.labels(outcome).inc()
-        await self.store.record_webhook(outcome=outcome, **fields)
+        record = WebhookRecord(received_at=self.sync.clock(), outcome=outcome, **fields)
+        await self.store.record_webhook(record)
 
     async def receive(
         self, table: str, job_id: str, token: str | None, raw: bytes

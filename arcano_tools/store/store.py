@@ -1263,27 +1263,7 @@ class JobStore:
 
     # --- webhook events and upstream errors --------------------------------------------------
 
-    async def record_webhook(
-        self,
-        *,
-        outcome: WebhookOutcome,
-        table: str | None = None,
-        job_id: str | None = None,
-        task_id: str | None = None,
-        detail: str | None = None,
-        body: str | None = None,
-        applied: bool = False,
-    ) -> None:
-        record = WebhookRecord(
-            received_at=self.clock(),
-            outcome=outcome,
-            table=table,
-            job_id=job_id,
-            task_id=task_id,
-            detail=detail,
-            body=body,
-            applied=applied,
-        )
+    async def record_webhook(self, record: WebhookRecord) -> None:
         row = s.webhook_event_row(record)
 
         def write(conn: sa.Connection) -> None:

@@ -395,7 +395,7 @@ async def test_an_account_disabled_is_not_enabled_even_when_full(store: Reposito
 
 
 async def test_old_webhook_events_and_upstream_errors_are_pruned(store: Repository) -> None:
-    await store.record_webhook(outcome=WebhookOutcome.REJECTED, detail="forged")
+    await store.record_webhook(WebhookRecord(utcnow(), WebhookOutcome.REJECTED, detail="forged"))
     await store.record_upstream_error("outputs", "http_502")
     assert await store.prune_events(utcnow() - timedelta(days=7)) == 0  # recent: kept
     assert await store.webhook_counts() == {"rejected": 1}
@@ -527,8 +527,10 @@ async def test_a_lease_is_exclusive_until_released_or_expired(store: Repository)
 
 
 async def test_a_kept_webhook_event_is_taken_exactly_once(store: Repository) -> None:
-    await store.record_webhook(outcome=WebhookOutcome.UNMATCHED, task_id="T9", body="{}")
-    await store.record_webhook(outcome=WebhookOutcome.REJECTED, task_id="T9")
+    await store.record_webhook(
+        WebhookRecord(utcnow(), WebhookOutcome.UNMATCHED, task_id="T9", body="{}")
+    )
+    await store.record_webhook(WebhookRecord(utcnow(), WebhookOutcome.REJECTED, task_id="T9"))
 
     first = await store.take_unmatched_webhooks("T9")
     second = await store.take_unmatched_webhooks("T9")
@@ -639,9 +641,13 @@ async def test_a_late_create_answer_never_lands_on_a_job_back_in_the_queue(
 async def test_kept_webhook_events_are_counted_until_applied(store: Repository) -> None:
     assert await store.count_unmatched_webhooks() == 0
     for task_id in ("T1", "T2", "T3"):
-        await store.record_webhook(outcome=WebhookOutcome.UNMATCHED, task_id=task_id, body="{}")
-    await store.record_webhook(outcome=WebhookOutcome.REJECTED, task_id="T4")
-    await store.record_webhook(outcome=WebhookOutcome.UNMATCHED, task_id="T5", applied=True)
+        await store.record_webhook(
+            WebhookRecord(utcnow(), WebhookOutcome.UNMATCHED, task_id=task_id, body="{}")
+        )
+    await store.record_webhook(WebhookRecord(utcnow(), WebhookOutcome.REJECTED, task_id="T4"))
+    await store.record_webhook(
+        WebhookRecord(utcnow(), WebhookOutcome.UNMATCHED, task_id="T5", applied=True)
+    )
     assert await store.count_unmatched_webhooks() == 3
 
     await store.take_unmatched_webhooks("T2")
@@ -655,7 +661,9 @@ async def test_webhook_events_written_in_bulk_are_counted_like_the_others(
     store: Repository,
 ) -> None:
     now = utcnow()
-    await store.record_webhook(outcome=WebhookOutcome.ACCEPTED, task_id="T0", applied=True)
+    await store.record_webhook(
+        WebhookRecord(utcnow(), WebhookOutcome.ACCEPTED, task_id="T0", applied=True)
+    )
     records = [
         WebhookRecord(now, WebhookOutcome.DUPLICATE, TABLE, f"job-{n}", f"T{n}") for n in range(3)
     ]
