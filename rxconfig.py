@@ -34,6 +34,14 @@ def state_manager() -> dict[str, rx.constants.StateManagerMode]:
     return {"state_manager_mode": rx.constants.StateManagerMode.MEMORY}
 
 
+#: The socket's engine.io ping every 2 s (Reflex's default: 25 s), unless the deployment says
+#: otherwise. A tool page runs its job's clock itself and the server pushes only changes, so
+#: the pings are the page's sign of life: ``assets/arcano.js`` says "sem conexão" after
+#: ``STALE_MS`` (4.5 s) without a message. A ping costs the worker a few microseconds; the
+#: once-a-second push it replaces cost ~0.6 ms per page (BENCHMARKS.md, items 12 and 19).
+SOCKET_PING_S = "2"
+os.environ.setdefault("REFLEX_SOCKET_INTERVAL", SOCKET_PING_S)
+
 config = rx.Config(
     app_name="arcano_tools",
     telemetry_enabled=False,

@@ -9,24 +9,40 @@
  * NOTIFY_STATE_JS and NOTIFY_ASK_JS of web/state.py: Next loads this file after hydration, and
  * the offer must work before it has.)
  * - connection: the page shows when the server stopped answering (a frozen or unreachable
- *   backend keeps its socket open, so Reflex's own connection errors come much later):
- *   while a job is followed the server updates the page every second; no change in the page
- *   for STALE_MS, or an action (Processar, Cancelar…) unanswered for STALE_MS, means "sem
- *   conexão". Reflex keeps the events and sends them when the server answers again.
+ *   backend keeps its socket open, so Reflex's own connection errors come much later). Every
+ *   message on the websocket is a sign of life: the page's updates and the socket's pings,
+ *   which the server sends every 2 s (REFLEX_SOCKET_INTERVAL, rxconfig.py) — the job's clock
+ *   runs in the page (job_clock.jsx), so an unchanged job sends no updates. While a job is
+ *   followed, nothing for STALE_MS, or an action (Processar, Cancelar…) unanswered for
+ *   STALE_MS, means "sem conexão". Reflex keeps the events and sends them when the server
+ *   answers again.
  */
 (function () {
   "use strict";
   if (window.arcano) return;
-  var STALE_MS = 2500;
+  /* Two pings' silence and some room: one late ping on a busy server is not an outage. */
+  var STALE_MS = 4500;
   var lastMessage = Date.now();
   var lastAction = 0;
   var originalTitle = null;
   var originalIcon = null;
 
   /* --- connection ---------------------------------------------------------------------- */
-  /* Every server update re-renders part of the page: a change in <body> is a sign of life. */
-  new MutationObserver(function () { lastMessage = Date.now(); })
-    .observe(document.documentElement, { childList: true, subtree: true, characterData: true });
+  /* A websocket message is read through MessageEvent.prototype's `data` getter: wrapping it
+   * sees every message of the socket Reflex opened, although that socket was made before
+   * this script loaded (Next loads it after hydration). */
+  var data = Object.getOwnPropertyDescriptor(MessageEvent.prototype, "data");
+  if (data && data.get && data.configurable) { /* every current browser */
+    Object.defineProperty(MessageEvent.prototype, "data", {
+      configurable: true,
+      enumerable: data.enumerable,
+      get: function () {
+        if (this.target instanceof WebSocket) lastMessage = Date.now();
+        return data.get.call(this);
+      },
+    });
+  }
+  /* (Not changes in the page: the job's clock changes it every second on its own.) */
 
   document.addEventListener("click", function (e) {
     if (e.target.closest && e.target.closest("[data-server-action]")) lastAction = Date.now();

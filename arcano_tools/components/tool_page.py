@@ -14,6 +14,7 @@ import reflex as rx
 from reflex.vars import ArrayVar, ObjectVar, Var
 
 from arcano_tools import constants as c
+from arcano_tools.components import job_clock
 from arcano_tools.components.compare import LoadedImg, LoadedVideo, compare_view
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.tools import FileInput, Tool
@@ -306,7 +307,7 @@ def status_panel(tool: Tool, state: type[ToolPageState]) -> rx.Component:
             rx.cond(state.is_active, rx.spinner(size="3")),
             rx.heading(state.status_label, size="6", data_testid="status-label"),
             rx.spacer(),
-            rx.text(state.elapsed_text, size="2", color_scheme="gray", data_testid="elapsed"),
+            rx.text(job_clock.elapsed(state), size="2", color_scheme="gray", data_testid="elapsed"),
             align="center",
             width="100%",
         ),
@@ -315,9 +316,9 @@ def status_panel(tool: Tool, state: type[ToolPageState]) -> rx.Component:
             state.is_active,
             rx.vstack(
                 rx.cond(
-                    state.progress >= 0,
-                    rx.progress(
-                        value=state.progress,
+                    state.left_s >= 0,
+                    job_clock.progress_bar(
+                        state,
                         width="100%",
                         aria_label="Progresso estimado",
                         data_testid="progress",
@@ -325,7 +326,9 @@ def status_panel(tool: Tool, state: type[ToolPageState]) -> rx.Component:
                     # no history to estimate from: a bar that only says it is working
                     rx.progress(width="100%", aria_label="Processando", data_testid="progress"),
                 ),
-                rx.text(state.typical_text, size="1", color_scheme="gray", data_testid="estimate"),
+                rx.text(
+                    job_clock.estimate(state), size="1", color_scheme="gray", data_testid="estimate"
+                ),
                 rx.hstack(
                     rx.button(
                         rx.icon("x"),

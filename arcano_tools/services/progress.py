@@ -5,6 +5,10 @@ person clicked "Processar" (a queued wait included, so a job leaving the queue n
 clock) over that plus an estimate of the time left from the tool's history (the queue ahead
 included). It never reaches 100 % before the result exists, and with no history at all there
 is no percentage to show (``-1``: the page draws a bar that only says it is working).
+
+The server computes a snapshot — the elapsed time and the estimate — when the job changes; the
+browser moves it along every second and draws the bar (``assets/job_clock_math.js``), so a
+followed page costs the server nothing while its job does not change.
 """
 
 from __future__ import annotations
@@ -35,10 +39,10 @@ def timeline_step(status: str) -> int:
 UNKNOWN = -1
 
 
-def elapsed_since_submission(job: Job, now: float) -> int:
-    """Whole seconds from the click to the end (or ``now``), the queue included."""
+def elapsed_ms_since_submission(job: Job, now: float) -> int:
+    """Milliseconds from the click to the end (or ``now``), the queue included."""
     end = job.completed_at.timestamp() if job.completed_at else now
-    return max(0, int(end - job.created_at.timestamp()))
+    return max(0, int((end - job.created_at.timestamp()) * 1000))
 
 
 def left_estimate_s(status: str, run_s: int, typical_s: int, *, queue_ahead: int = 0) -> int:
@@ -50,19 +54,6 @@ def left_estimate_s(status: str, run_s: int, typical_s: int, *, queue_ahead: int
     if STEP_OF_STATUS[status] == 1:
         return typical_s * (1 + max(0, queue_ahead - 1))
     return max(0, typical_s - run_s)
-
-
-def progress_percent(status: str, elapsed_s: int, left_s: int) -> int:
-    """0–100 for the bar: full only when completed, empty once the job ended badly,
-    :data:`UNKNOWN` while active with nothing to estimate from."""
-    if status == JobStatus.COMPLETED.value:
-        return 100
-    if status not in STEP_OF_STATUS:
-        return 0
-    if left_s < 0:
-        return UNKNOWN
-    done = round(100 * elapsed_s / max(1, elapsed_s + left_s))
-    return max(c.PROGRESS_QUEUED_PCT, min(c.PROGRESS_MAX_ACTIVE_PCT, done))
 
 
 def typical_duration_s(durations_s: Sequence[float]) -> int:

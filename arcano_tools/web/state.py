@@ -33,9 +33,8 @@ from arcano_tools.domain.urls import OutputHosts
 from arcano_tools.services.follow import follow_job
 from arcano_tools.services.progress import (
     TypicalDurations,
-    elapsed_since_submission,
+    elapsed_ms_since_submission,
     left_estimate_s,
-    progress_percent,
     timeline_step,
 )
 from arcano_tools.services.uploads import Upload, check_file
@@ -277,8 +276,12 @@ class ToolPageState(rx.State, mixin=True):
     #: "4096×3072 px" (read from the loaded image by the browser) and "6,1 MB" (a HEAD).
     output_resolution: str = ""
     output_size: str = ""
-    #: Seconds since the job was submitted (a queued job's wait included: never restarts).
-    elapsed_s: int = 0
+    #: The clock's snapshot, taken when the shown job changes (and on every page load): the
+    #: milliseconds since the job was submitted (a queued job's wait included: never restarts).
+    #: The browser advances it each second (``assets/job_clock.jsx``): no push per second.
+    elapsed_ms: int = 0
+    #: Whether the estimate counts down from the snapshot (the job has left the queue).
+    left_counts: bool = False
     #: The timeline step a failed or cancelled job had reached (1–3), 0 otherwise.
     end_step: int = 0
     queue_position: int = 0
@@ -359,26 +362,6 @@ class ToolPageState(rx.State, mixin=True):
         )
 
     @rx.var
-    def progress(self) -> int:
-        """Elapsed over elapsed + estimated left (never 100 before the job is done); -1 when
-        there is nothing to estimate from (the bar then only says that it is working)."""
-        return progress_percent(self.status, self.elapsed_s, self.left_s)
-
-    @rx.var
-    def elapsed_text(self) -> str:
-        return duration_text(self.elapsed_s)
-
-    @rx.var
-    def typical_text(self) -> str:
-        """Said as an estimate, with what it is based on."""
-        if not self.is_active:
-            return ""
-        if self.left_s < 0:
-            return "Sem estimativa ainda: é um dos primeiros trabalhos desta ferramenta."
-        left = "menos de 5 s" if self.left_s < 5 else f"cerca de {duration_text(self.left_s)}"
-        return f"Faltam {left} (estimativa pelos últimos trabalhos, fila incluída)."
-
-    @rx.var
     def result_facts(self) -> str:
         """``4096×3072 px · 6,1 MB``: what is known of the result, in one line."""
         return " · ".join(x for x in (self.output_resolution, self.output_size) if x)
@@ -406,7 +389,8 @@ class ToolPageState(rx.State, mixin=True):
             return None
         if job.id != self.job_id:
             self.output_resolution = self.output_size = ""
-        self._show(job)
+        # a fresh clock: a reload's restored state holds the snapshot of an earlier push
+        self._show(job, await services.store.queue_position(job), clock=True)
         self._take_inputs_of(job)
         if job.status is JobStatus.COMPLETED:
             await self._measure_output()
@@ -630,7 +614,8 @@ class ToolPageState(rx.State, mixin=True):
         self.saving = False
         self.download_url = self.download_file = ""
         self.output_resolution = self.output_size = ""
-        self.elapsed_s = 0
+        self.elapsed_ms = 0
+        self.left_counts = False
         self.run_s = 0
         self.end_step = 0
         self.queue_position = 0
@@ -643,19 +628,20 @@ class ToolPageState(rx.State, mixin=True):
         self._forget_job()
         return await self._submit()
 
-    def _show(self, job: Job) -> None:
-        """Copy the job into the page's vars — only those whose value changed.
+    def _show(self, job: Job, queue_position: int = 0, *, clock: bool = False) -> None:
+        """Copy the job into the page's vars — only those whose value changed — and, when any
+        did (or ``clock``: a page load), a new snapshot of its clock.
 
         Reflex counts every assignment as a change: it recomputes the computed vars that
-        depend on the var and sends it to the browser again. A following page shows its job
-        once a second (the elapsed time), so assigning all eleven each time made every tick a
-        delta of most of the page (BENCHMARKS.md, item 12); a tick now sends the clock."""
-        now = time.time()
-        end = job.completed_at.timestamp() if job.completed_at else now
+        depend on the var and sends it to the browser again (BENCHMARKS.md, item 12). The
+        clock itself runs in the browser from the snapshot (``assets/job_clock.jsx``), so a
+        job that has not changed sends nothing at all: a thousand followed pages cost the
+        server nothing between their jobs' changes (item 19)."""
         shown = {
             "job_id": job.id,
             "shown_job": job.id,
             "status": job.status.value,
+            "queue_position": queue_position,
             "error_message": job.error_message or "",
             "output_url": job.output_url or "",
             "saving": job.saving,
@@ -664,10 +650,23 @@ class ToolPageState(rx.State, mixin=True):
             "end_step": ended_step(
                 job.status.value, started=job.started_at is not None, has_task=bool(job.task_id)
             ),
-            "elapsed_s": elapsed_since_submission(job, now),
-            "run_s": max(0, int(end - job.clock_start.timestamp())) if job.started_at else 0,
         }
-        for name, value in shown.items():
+        changed = [name for name, value in shown.items() if getattr(self, name) != value]
+        for name in changed:
+            setattr(self, name, shown[name])
+        if not (changed or clock):
+            return
+        now = time.time()
+        end = job.completed_at.timestamp() if job.completed_at else now
+        snapshot = {
+            "elapsed_ms": elapsed_ms_since_submission(job, now),
+            "run_s": max(0, int(end - job.clock_start.timestamp())) if job.started_at else 0,
+            # out of the queue and started: the estimate counts down (``left_estimate_s``)
+            "left_counts": job.status.is_active
+            and timeline_step(job.status.value) > 1
+            and job.started_at is not None,
+        }
+        for name, value in snapshot.items():
             if getattr(self, name) != value:
                 setattr(self, name, value)
 
@@ -728,6 +727,7 @@ class ToolPageState(rx.State, mixin=True):
             return time.monotonic() - gone_since[0] < grace_s
 
         details: asyncio.Future[EndDetails] | None = None
+        last_shown: tuple[Job, int] | None = None
         try:
             async for step in follow_job(
                 store=services.store,
@@ -749,12 +749,13 @@ class ToolPageState(rx.State, mixin=True):
                 )
                 if details is not None:  # shown with the end if they come at once
                     await asyncio.wait({details}, timeout=END_DETAILS_WAIT_S)
+                if details is None and (job, position) == last_shown:
+                    continue  # nothing new: the browser runs the clock on its own
+                last_shown = (job, position)
                 async with self:  # the end is shown now (this block's exit pushes it)
                     if self.job_id != job_id:
                         return
-                    self._show(job)
-                    if self.queue_position != position:
-                        self.queue_position = position
+                    self._show(job, position)
                     if details is not None and details.done():
                         await self._show_details(details.result())
                         details = None

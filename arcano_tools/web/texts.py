@@ -32,6 +32,13 @@ STATUS_LABELS: dict[str, str] = {
 #: into our storage (the job is still running until the copy is kept).
 SAVING_LABEL = "Salvando resultado"
 
+#: The estimate under the bar, put together in the browser (``assets/job_clock.jsx``) as the
+#: time left counts down: ``{}`` in the sentence is "menos de 5 s" or "cerca de 1 min 05 s".
+ESTIMATE_UNKNOWN = "Sem estimativa ainda: é um dos primeiros trabalhos desta ferramenta."
+ESTIMATE_SENTENCE = "Faltam {} (estimativa pelos últimos trabalhos, fila incluída)."
+ESTIMATE_SOON = "menos de 5 s"
+ESTIMATE_ABOUT = "cerca de {}"
+
 CREDITS_ROUTE = "/creditos"
 SIGN_IN_ROUTE = "/entrar"
 SIGN_UP_ROUTE = "/criar-conta"

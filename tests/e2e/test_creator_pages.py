@@ -265,7 +265,7 @@ FAKE_NOTIFICATIONS = """
 #: Seconds the server stays frozen after the page said so (point 6), and the silence after
 #: which the page says so (``STALE_MS`` in assets/arcano.js, rounded down).
 FREEZE_S = 1
-STALE_S = 2
+STALE_S = 4
 
 
 async def set_tab_visible(on: AppDriver, visible: bool) -> None:

@@ -128,6 +128,52 @@ async def test_never_ending_task_times_out_at_the_deadline_with_refund_and_cance
     assert await wait_for_async(cancelled, what="the upstream cancel") == 1
 
 
+#: Before the page's scripts: the text of every websocket frame the tab receives, in
+#: ``window.__frames`` (Reflex's socket.io client builds its sockets on ``window.WebSocket``).
+FRAMES_JS = """(() => {
+  const Native = window.WebSocket;
+  window.__frames = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (e) => window.__frames.push(String(e.data)));
+    }
+  };
+})();"""
+#: engine.io's ping frame; socket.io's events (Reflex's state updates) start with ``42``.
+PING_FRAME = "2"
+EVENT_FRAME_PREFIX = "42"
+#: Long enough for two pings (``REFLEX_SOCKET_INTERVAL``, 2 s) and more than the silence after
+#: which the page says "sem conexão" (``STALE_MS``, 4.5 s).
+QUIET_WINDOW_S = 5
+
+
+async def test_a_job_that_does_not_change_sends_the_page_nothing_but_pings(
+    on: AppDriver,
+) -> None:
+    """The page runs its job's clock itself (``assets/job_clock.jsx``): while the job does not
+    change, the server sends no state update — the page used to get one every second — the
+    elapsed time still moves, and the socket's pings keep the page from saying the server is
+    gone. (The page watchdog's syncs meanwhile, one a second here, change nothing.)"""
+    await on.page.add_init_script(FRAMES_JS)
+    await on.emulator(outcome="never")
+    await on.open_tool()
+    await on.submit_image()
+    await on.page.get_by_test_id("status-label").filter(has_text="Processando").wait_for()
+    await on.page.wait_for_timeout(300)  # the start's last updates
+    before = await on.page.evaluate("window.__frames.length")
+    elapsed_before = int((await on.page.get_by_test_id("elapsed").inner_text()).split()[0])
+
+    await on.page.wait_for_timeout(QUIET_WINDOW_S * 1000)
+    frames: list[str] = await on.page.evaluate("(n) => window.__frames.slice(n)", before)
+    elapsed_after = int((await on.page.get_by_test_id("elapsed").inner_text()).split()[0])
+    assert [f for f in frames if f.startswith(EVENT_FRAME_PREFIX)] == []
+    assert frames.count(PING_FRAME) >= 2
+    assert elapsed_after >= elapsed_before + QUIET_WINDOW_S - 1
+    assert await on.page.get_by_test_id("status-label").inner_text() == "Processando"
+    assert not await on.page.get_by_test_id("offline").is_visible()
+
+
 async def test_reload_resumes_the_job_and_keeps_the_original_deadline(on: AppDriver) -> None:
     await on.emulator(outcome="never")
     await on.open_tool()

@@ -1,12 +1,14 @@
 """``ToolPageState._show`` on Reflex's real state classes: what a following page sends.
 
-A page following a job shows it once a second (the elapsed time). Reflex sends every var that
-was assigned — equal or not — and recomputes the computed vars depending on it, so the tick
-must assign only what changed (BENCHMARKS.md, item 12)."""
+Reflex sends every var that was assigned — equal or not — and recomputes the computed vars
+depending on it, so a show assigns only what changed (BENCHMARKS.md, item 12). The clock runs in
+the browser from a snapshot taken when the job changes: a job shown again unchanged sends
+nothing, however much time passed (item 19)."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,8 +19,8 @@ from arcano_tools.web.state import EndDetails, SessionState, ToolPageState, Upsc
 from tests.support.records import job_record
 
 NOW = 1_800_000_000.0
-#: What a second passing changes on a running job's page: the clock and what it drives.
-CLOCK_VARS = {"elapsed_s", "run_s", "elapsed_text", "left_s", "progress", "typical_text"}
+#: A new snapshot of a running job's clock: what the browser counts on from.
+CLOCK_VARS = {"elapsed_ms", "run_s", "left_s"}
 
 
 def _page() -> tuple[State, ToolPageState]:
@@ -28,20 +30,61 @@ def _page() -> tuple[State, ToolPageState]:
     return root, page
 
 
-def test_a_second_later_a_running_job_sends_its_clock_only(
+def test_a_running_job_shown_again_later_sends_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root, page = _page()
     job = job_record(datetime.fromtimestamp(NOW - 30, UTC), task_id="task-1")
     monkeypatch.setattr(time, "time", lambda: NOW)
     page._show(job)
-    assert {"status", "job_id", "shown_job"} <= page.dirty_vars  # the first show sends it all
+    assert {"status", "job_id", "shown_job", "elapsed_ms"} <= page.dirty_vars  # all of it
+    assert page.elapsed_ms == 30_000
     root._clean()
 
-    monkeypatch.setattr(time, "time", lambda: NOW + 1)
+    monkeypatch.setattr(time, "time", lambda: NOW + 5)
     page._show(job)
+    assert page.dirty_vars == set()  # the browser moves the clock on by itself
+    assert page.elapsed_ms == 30_000
+
+
+def test_a_change_or_a_page_load_takes_a_new_snapshot_of_the_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root, page = _page()
+    created = datetime.fromtimestamp(NOW - 30, UTC)
+    job = job_record(created, task_id="task-1")
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    page._show(job)
+    root._clean()
+
+    monkeypatch.setattr(time, "time", lambda: NOW + 5)
+    page._show(job, clock=True)  # a reload: its restored state holds an old snapshot
     assert page.dirty_vars == CLOCK_VARS
-    assert page.elapsed_s == 31
+    assert page.elapsed_ms == 35_000
+    root._clean()
+
+    monkeypatch.setattr(time, "time", lambda: NOW + 60)
+    ended = replace(
+        job,
+        status=JobStatus.FAILED,
+        completed_at=created + timedelta(seconds=37.5),
+        error_message="out of memory",
+    )
+    page._show(ended)
+    assert {"status", "error_message", "elapsed_ms", "left_counts"} <= page.dirty_vars
+    assert page.elapsed_ms == 37_500  # the end's time, final
+    assert page.left_counts is False
+
+
+def test_a_queued_jobs_new_place_in_the_queue_is_a_change() -> None:
+    root, page = _page()
+    job = job_record(datetime.now(UTC), status=JobStatus.QUEUED, started_at=None)
+    page._show(job, 3)
+    root._clean()
+    page._show(job, 2)
+    assert "queue_position" in page.dirty_vars
+    assert page.queue_position == 2
+    assert page.left_counts is False  # no estimate counts down in the queue
 
 
 def test_an_ended_job_shown_again_sends_nothing() -> None:

@@ -13,9 +13,8 @@ from arcano_tools.services.progress import (
     TYPICAL_DURATION_CACHE_S,
     UNKNOWN,
     TypicalDurations,
-    elapsed_since_submission,
+    elapsed_ms_since_submission,
     left_estimate_s,
-    progress_percent,
     timeline_step,
     typical_duration_s,
 )
@@ -39,26 +38,10 @@ def test_the_timeline_stops_at_the_step_the_job_is_in() -> None:
     assert [timeline_step(s.value) for s in JobStatus] == [1, 1, 2, 3, 4, 4, 4]
 
 
-def test_progress_is_full_only_when_completed_and_empty_after_a_failure() -> None:
-    assert progress_percent("completed", 10, 30) == 100
-    assert progress_percent("failed", 10, 30) == 0
-    assert progress_percent("cancelled", 10, 30) == 0
-
-
-def test_progress_grows_with_time_and_never_claims_to_be_done() -> None:
-    typical = 8
-    values = [
-        progress_percent("running", s, left_estimate_s("running", s, typical)) for s in range(12)
-    ]
-    assert values == sorted(values)
-    assert values[-1] == c.PROGRESS_MAX_ACTIVE_PCT
-    # an 8 s job is nearly full by its 7th second (the old bar stood at ~35 % and jumped)
-    assert values[7] >= 80
-
-
-def test_without_history_there_is_no_percentage_only_an_honest_bar() -> None:
+def test_without_history_there_is_no_estimate() -> None:
+    """(The bar and its arithmetic are the browser's: tests/e2e/test_job_clock.py.)"""
     assert left_estimate_s("running", 3, 0) == UNKNOWN
-    assert progress_percent("running", 3, UNKNOWN) == UNKNOWN
+    assert left_estimate_s("completed", 3, 10) == UNKNOWN
 
 
 def test_the_estimate_includes_the_queue_ahead() -> None:
@@ -66,16 +49,14 @@ def test_the_estimate_includes_the_queue_ahead() -> None:
     assert left_estimate_s("queued", 0, 10, queue_ahead=3) == 30
     assert left_estimate_s("running", 4, 10) == 6
     assert left_estimate_s("running", 40, 10) == 0  # over the usual time: "menos de 5 s"
-    # 20 s queued + 5 s run of a 10 s tool: 25 of 30 s
-    assert progress_percent("running", 25, left_estimate_s("running", 5, 10)) == 83
 
 
 def test_elapsed_counts_from_the_click_not_from_the_start() -> None:
     queued_20s = job_record(T0, started_at=T0 + timedelta(seconds=20))
-    now = (T0 + timedelta(seconds=25)).timestamp()
-    assert elapsed_since_submission(queued_20s, now) == 25
+    now = (T0 + timedelta(seconds=25.25)).timestamp()
+    assert elapsed_ms_since_submission(queued_20s, now) == 25_250
     ended = dataclasses.replace(queued_20s, completed_at=T0 + timedelta(seconds=30))
-    assert elapsed_since_submission(ended, now + 100) == 30
+    assert elapsed_ms_since_submission(ended, now + 100) == 30_000
 
 
 def test_the_usual_duration_needs_a_little_history() -> None:
