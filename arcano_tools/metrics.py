@@ -107,7 +107,7 @@ class Metrics:
         )
         self.oldest_active_age = Gauge(
             "arcano_oldest_active_job_age_seconds",
-            "Age of the oldest active job, from its start (0 when none).",
+            "Age of the oldest active job, from its submission (0 when none).",
             registry=r,
         )
 

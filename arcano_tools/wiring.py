@@ -194,9 +194,9 @@ class Services:
 
     async def render_metrics(self) -> bytes:
         """The process's counters plus database gauges read now (same for every process)."""
-        active = await self.store.active_jobs(limit=10_000)
-        self.metrics.active_jobs.set(len(active))
-        oldest = min((j.deadline_from for j in active), default=None)
+        active = await self.store.active_summary()
+        self.metrics.active_jobs.set(active.count)
+        oldest = active.oldest_created_at
         age = (utcnow() - oldest).total_seconds() if oldest else 0.0
         self.metrics.oldest_active_age.set(age)
         return self.metrics.render()

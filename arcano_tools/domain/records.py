@@ -95,6 +95,15 @@ class Job:
 
 
 @dataclass(frozen=True)
+class ActiveSummary:
+    """How many jobs are active across every tool, and when the oldest was submitted (the
+    operator's gauges: ``/metrics``)."""
+
+    count: int
+    oldest_created_at: datetime | None
+
+
+@dataclass(frozen=True)
 class User:
     id: str
     credits: int

@@ -26,11 +26,12 @@ from datetime import datetime, timedelta
 from arcano_tools import constants as c
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.repository import Repository
-from arcano_tools.domain.status import FinishedBy
+from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.services.bus import JobBus, JobUpdate
 from arcano_tools.services.sync import JobSync, SyncTimings
 
-#: How often a following page refreshes its elapsed-time display when nothing happens.
+#: How often a follower looks again when nothing happens: while its job is queued (its place
+#: in the queue moves as others leave it) or the bus may miss updates.
 TICK = timedelta(seconds=1)
 #: Each follower's quiet re-read period is ``FOLLOW_REREAD_QUIET_S`` times a factor drawn in
 #: ``1 ± QUIET_JITTER``.
@@ -74,8 +75,13 @@ async def follow_job(
     watchdog_enabled: bool,
     alive: Callable[[], bool] = lambda: True,
     tick: timedelta = TICK,
+    idle_tick: timedelta | None = None,
 ) -> AsyncIterator[Followed]:
     """Yield the job now, on every change, on every tick, until it is terminal or the page left.
+
+    ``idle_tick`` (default: ``tick``) is the tick while nothing can change unseen — the job
+    out of the queue, the bus complete: a tool page runs its clock itself and needs no tick
+    then, only a look now and then at whether its tab is still there (``alive``).
 
     The job is re-read from the store only when something may have changed it: an update on
     the bus (this job's only), a watchdog sync, or — while the bus may miss updates (the Redis
@@ -86,6 +92,7 @@ async def follow_job(
     """
     plan = WatchdogPlan(sync.timings)
     clock = sync.clock
+    idle = tick if idle_tick is None else idle_tick
     quiet_reread = timedelta(
         seconds=c.FOLLOW_REREAD_QUIET_S * random.uniform(1 - QUIET_JITTER, 1 + QUIET_JITTER)
     )
@@ -99,7 +106,7 @@ async def follow_job(
             if not alive():
                 return
             now = clock()
-            wait = tick
+            wait = tick if job.status is JobStatus.QUEUED or not bus.complete else idle
             due_at: datetime | None = None
             if watchdog_enabled:
                 due_at = plan.next_sync(job)

@@ -27,6 +27,7 @@ from arcano_tools.domain.errors import InsufficientCredits
 from arcano_tools.domain.records import (
     OUTPUT_COPY_CHECK_PAUSE,
     Account,
+    ActiveSummary,
     Clock,
     FinishRequest,
     FinishResult,
@@ -187,6 +188,10 @@ class InMemoryStore:
             if j.status.is_active and (older_than is None or j.clock_start <= older_than)
         ]
         return sorted(jobs, key=lambda j: j.created_at)[:limit]
+
+    async def active_summary(self) -> ActiveSummary:
+        active = [j for j in self._all_jobs() if j.status.is_active]
+        return ActiveSummary(len(active), min((j.created_at for j in active), default=None))
 
     async def queued_jobs_due(self, now: datetime, limit: int = 50) -> list[Job]:
         jobs = [

@@ -43,6 +43,7 @@ from arcano_tools.domain.errors import InsufficientCredits
 from arcano_tools.domain.records import (
     OUTPUT_COPY_CHECK_PAUSE,
     Account,
+    ActiveSummary,
     Clock,
     FinishRequest,
     FinishResult,
@@ -633,6 +634,18 @@ class JobStore:
                 jobs.extend(_job_from_row(table, r) for r in rows.mappings())
         jobs.sort(key=lambda j: j.created_at)
         return jobs[:limit]
+
+    async def active_summary(self) -> ActiveSummary:
+        """One statement: each tool's count and oldest submission, added up by the database."""
+        columns = [
+            sa.select(aggregate).where(t.c.status.in_(_ACTIVE)).scalar_subquery()
+            for t in s.job_tables.values()
+            for aggregate in (sa.func.count(), sa.func.min(t.c.created_at))
+        ]
+        async with self._read() as conn:
+            rows = (await conn.execute(sa.select(*columns))).one()
+        oldest = [when for o in rows[1::2] if (when := _aware(o)) is not None]
+        return ActiveSummary(sum(rows[0::2]), min(oldest, default=None))
 
     async def queued_jobs_due(self, now: datetime, limit: int = 50) -> list[Job]:
         """Queued jobs whose retry time has come, in the order they were submitted."""

@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
@@ -78,6 +79,10 @@ NOTIFY_ASK_JS = (
     "'Notification' in window && Notification.permission === 'default'"
     f" ? Notification.requestPermission() : ({NOTIFY_STATE_JS})"
 )
+#: A followed job out of the queue changes only through the bus or a watchdog sync, and the
+#: page runs its clock itself: its follower wakes this often just to see whether the tab is
+#: still there (well within ``ARCANO_PAGE_WATCHDOG_GRACE_MS``).
+FOLLOW_IDLE_TICK = timedelta(seconds=5)
 #: The id of the tool page's status card (brought into view when a job starts and ends).
 STATUS_CARD_ID = "job-status"
 
@@ -737,6 +742,7 @@ class ToolPageState(rx.State, mixin=True):
                 job_id=job_id,
                 watchdog_enabled=services.settings.watchdog_enabled,
                 alive=alive,
+                idle_tick=FOLLOW_IDLE_TICK,
             ):
                 job = step.job
                 position = await services.store.queue_position(job)

@@ -12,7 +12,13 @@ from datetime import timedelta
 import pytest
 
 from arcano_tools.domain.errors import InsufficientCredits
-from arcano_tools.domain.records import FinishRequest, NewJob, WebhookRecord, utcnow
+from arcano_tools.domain.records import (
+    ActiveSummary,
+    FinishRequest,
+    NewJob,
+    WebhookRecord,
+    utcnow,
+)
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from tests.support.stores import force_in_flight
@@ -833,3 +839,23 @@ async def test_a_lease_reserves_the_due_checks_and_their_answer_ends_it(store: R
     again_args = {"now": due_again, "deadline_before": due_again - timedelta(hours=1), **args}
     # w2 held no lease on ``due``: w1's still holds it; ``checked``'s was ended by its answer
     assert [j.id for j in await store.lease_due_jobs(owner="w3", **again_args)] == [checked]
+
+
+async def test_the_active_summary_counts_every_tools_active_jobs_and_the_oldest(
+    store: Repository,
+) -> None:
+    """``/metrics``' gauges, counted by the database (it read every active job before)."""
+    assert await store.active_summary() == ActiveSummary(0, None)
+    first = await new_job(store, cost=1)
+    await store.ensure_user("u2", credits=100)
+    await store.create_job(
+        NewJob(id=str(uuid.uuid4()), table="pose_changer_jobs", user_id="u2", cost=1, inputs={})
+    )
+    ended = await new_job(store, cost=1)
+    await store.finish(TABLE, ended, FinishRequest(JobStatus.CANCELLED, FinishedBy.USER))
+
+    summary = await store.active_summary()
+
+    oldest = await store.get_job(TABLE, first)
+    assert oldest is not None
+    assert summary == ActiveSummary(2, oldest.created_at)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from arcano_tools.config import Settings
+from arcano_tools.wiring import Services
+from bench.staging import stage_running_jobs
+from tests.support.env import settings_env_names
 from tests.support.fixtures import EmulatorControl
 from tests.support.servers import Backend, submit_upscale, wait_for, wait_synced, wait_terminal
 
@@ -66,3 +74,33 @@ def test_counters_follow_what_happened(
     assert delta("arcano_recovery_seconds_count") == 1
     assert value(after, "arcano_active_jobs") == 0
     assert value(after, "arcano_oldest_active_job_age_seconds") == 0
+
+
+#: What the gauges could count before: they read the active jobs themselves, 10,000 at most.
+OLD_READ_CAP = 10_000
+
+
+async def test_the_active_gauges_count_every_active_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``arcano_active_jobs`` said 10,000 however many more were active: the scrape read up
+    to 10,000 jobs on the event loop (~0.7 s per 1,000, every page of that worker waiting).
+    The database counts them now, on a real SQLite file."""
+    for name in settings_env_names():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARCANO_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ARCANO_DEMO", "true")
+    services = Services(Settings())
+    await services.store.migrate()
+    started_ago = timedelta(minutes=3)
+    stage_running_jobs("", tmp_path, OLD_READ_CAP + 1, started_ago=started_ago)
+
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families((await services.render_metrics()).decode())
+        for s in family.samples
+    }
+    await services.store.close()
+
+    assert samples["arcano_active_jobs"] == OLD_READ_CAP + 1
+    assert samples["arcano_oldest_active_job_age_seconds"] >= started_ago.total_seconds()

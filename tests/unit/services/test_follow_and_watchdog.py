@@ -4,6 +4,7 @@ change) and the server watchdog's decisions (lost webhooks, stuck starts, drifte
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from arcano_tools import constants as c
@@ -202,4 +203,70 @@ async def test_a_quiet_follower_re_reads_its_job_about_once_a_minute(core: Core)
     core.clock.advance(seconds=high - low + 1)
     await anext(steps)
     assert counting.reads == 2  # past the longest: re-read once
+    await steps.aclose()
+
+
+async def _next_within(steps: AsyncIterator[Followed], seconds: float) -> Followed | None:
+    """The follower's next step, or None when it yields nothing for ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await anext(steps)
+    except TimeoutError:
+        return None
+
+
+async def test_out_of_the_queue_a_follower_wakes_only_at_its_idle_tick(core: Core) -> None:
+    """A tool page runs its clock itself: a running job's follower has nothing to do each
+    tick (a thousand pages woke a worker a thousand times a second for nothing)."""
+    job = await core.running()
+    steps = follow_job(
+        store=core.store,
+        bus=core.bus,
+        sync=core.sync,
+        table=job.table,
+        job_id=job.id,
+        watchdog_enabled=False,
+        tick=TICK,
+        idle_tick=timedelta(hours=1),
+    )
+    assert (await anext(steps)).job.status is JobStatus.RUNNING
+    assert await _next_within(steps, 40 * TICK.total_seconds()) is None  # 40 ticks: nothing
+    await steps.aclose()
+
+    # a change still comes at once
+    steps = follow_job(
+        store=core.store,
+        bus=core.bus,
+        sync=core.sync,
+        table=job.table,
+        job_id=job.id,
+        watchdog_enabled=False,
+        tick=TICK,
+        idle_tick=timedelta(hours=1),
+    )
+    await anext(steps)
+    await core.webhooks.receive(job.table, job.id, core.token(job), await core.webhook_for(job))
+    step = await _next_within(steps, FOLLOW_WAIT_S)
+    assert step is not None
+    assert step.job.status is JobStatus.COMPLETED
+    await steps.aclose()
+
+
+async def test_a_queued_jobs_follower_still_ticks_its_place_in_the_queue_moves(
+    core: Core,
+) -> None:
+    job = await core.submit()  # not dispatched: queued
+    assert job.status is JobStatus.QUEUED
+    steps = follow_job(
+        store=core.store,
+        bus=core.bus,
+        sync=core.sync,
+        table=job.table,
+        job_id=job.id,
+        watchdog_enabled=False,
+        tick=TICK,
+        idle_tick=timedelta(hours=1),
+    )
+    await anext(steps)
+    assert await _next_within(steps, FOLLOW_WAIT_S) is not None  # a tick, not an hour
     await steps.aclose()
