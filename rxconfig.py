@@ -38,7 +38,7 @@ def state_manager() -> dict[str, rx.constants.StateManagerMode]:
 #: otherwise. A tool page runs its job's clock itself and the server pushes only changes, so
 #: the pings are the page's sign of life: ``assets/arcano.js`` says "sem conexão" after
 #: ``STALE_MS`` (4.5 s) without a message. A ping costs the worker a few microseconds; the
-#: once-a-second push it replaces cost ~0.6 ms per page (BENCHMARKS.md, items 12 and 19).
+#: once-a-second push it replaces cost ~0.6 ms per page (BENCHMARKS.md, items 12 and 20).
 SOCKET_PING_S = "2"
 os.environ.setdefault("REFLEX_SOCKET_INTERVAL", SOCKET_PING_S)
 

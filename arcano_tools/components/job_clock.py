@@ -3,7 +3,7 @@
 The server sends a snapshot of the clock when the job changes (``ToolPageState._show``); these
 React components (``assets/job_clock.jsx``) move it along every second. Before, the server
 pushed the elapsed time to every following page once a second: with a thousand pages open that
-was most of a worker's CPU while nothing happened (BENCHMARKS.md, items 12 and 19).
+was most of a worker's CPU while nothing happened (BENCHMARKS.md, items 12 and 20).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arcano_tools.domain.records import Job
 
@@ -29,6 +29,10 @@ class JobUpdate:
     output_url: str | None = None
     error_message: str | None = None
     finished_by: str | None = None
+    #: The job as this process wrote it (never relayed: other processes re-read it). A page
+    #: following the job shows it without reading it again — a read per followed job per
+    #: change, on the way from a webhook to the page (BENCHMARKS.md, item 22).
+    job: Job | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, job: Job) -> JobUpdate:
@@ -40,6 +44,7 @@ class JobUpdate:
             output_url=job.output_url,
             error_message=job.error_message,
             finished_by=job.finished_by.value if job.finished_by else None,
+            job=job,
         )
 
 

@@ -46,7 +46,9 @@ READ_TIMEOUT_S = 1.0
 #: Redis connect timeout: a wrong URL must not hang start-up or a publish.
 CONNECT_TIMEOUT_S = 2.0
 
-_FIELDS = {f.name: f for f in dataclasses.fields(JobUpdate)}
+#: What crosses to the other processes: the update's text fields, not the job it carries
+#: (they re-read the job from the database, the truth).
+_FIELDS = {f.name: f for f in dataclasses.fields(JobUpdate) if f.name != "job"}
 _REQUIRED = ("table", "job_id", "user_id", "status")
 
 
@@ -59,7 +61,7 @@ def redacted(url: str) -> str:
 
 
 def encode(update: JobUpdate, origin: str) -> str:
-    return json.dumps({"origin": origin, **dataclasses.asdict(update)})
+    return json.dumps({"origin": origin, **{name: getattr(update, name) for name in _FIELDS}})
 
 
 def decode(raw: Any) -> tuple[str, JobUpdate] | None:

@@ -111,31 +111,51 @@ async def follow_job(
             if watchdog_enabled:
                 due_at = plan.next_sync(job)
                 wait = min(wait, max(due_at - now, timedelta(0)))
-            changed = await _wait_for_update(updates, job_id, wait.total_seconds())
+            update = await _wait_for_update(updates, job_id, wait.total_seconds())
+            changed = update is not None
             from_watchdog = False
             if due_at is not None and clock() >= due_at and not changed:
                 plan.last_sync = clock()
                 await sync.sync_job(job, finished_by=FinishedBy.WATCHDOG)
                 from_watchdog = True
-            if changed or from_watchdog or not bus.complete or clock() - read_at >= quiet_reread:
+            # the row the update carries, when it was written here and is not older than ours
+            carried = update.job if update is not None else None
+            if carried is not None and carried.updated_at < job.updated_at:
+                carried = None
+            if (
+                (changed and carried is None)
+                or from_watchdog
+                or not bus.complete
+                or clock() - read_at >= quiet_reread
+            ):
                 fresh = await store.get_job(table, job_id)
                 if fresh is None:
                     return
                 job, read_at = fresh, clock()
+            elif carried is not None:
+                job = carried
             yield Followed(job, from_watchdog)
 
 
-async def _wait_for_update(updates: asyncio.Queue[JobUpdate], job_id: str, timeout: float) -> bool:
-    """True as soon as an update of ``job_id`` arrives; False after ``timeout`` seconds.
+async def _wait_for_update(
+    updates: asyncio.Queue[JobUpdate], job_id: str, timeout: float
+) -> JobUpdate | None:
+    """The latest update of ``job_id`` as soon as one arrives (with any others already
+    queued behind it: the newest is what matters); None after ``timeout`` seconds.
 
-    A thousand following pages wait here once a second each: ``asyncio.timeout`` is one timer
-    on the waiting task, where ``asyncio.wait_for`` also wrapped every wait in a new task."""
+    A thousand following pages wait here: ``asyncio.timeout`` is one timer on the waiting
+    task, where ``asyncio.wait_for`` also wrapped every wait in a new task."""
     if timeout <= 0:
-        return False
+        return None
+    found: JobUpdate | None = None
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout):
-            while True:
+            while found is None:
                 update = await updates.get()
                 if update.job_id == job_id:
-                    return True
-    return False
+                    found = update
+    while found is not None and not updates.empty():
+        update = updates.get_nowait()
+        if update.job_id == job_id:
+            found = update
+    return found

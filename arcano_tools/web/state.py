@@ -641,7 +641,7 @@ class ToolPageState(rx.State, mixin=True):
         depend on the var and sends it to the browser again (BENCHMARKS.md, item 12). The
         clock itself runs in the browser from the snapshot (``assets/job_clock.jsx``), so a
         job that has not changed sends nothing at all: a thousand followed pages cost the
-        server nothing between their jobs' changes (item 19)."""
+        server nothing between their jobs' changes (item 20)."""
         shown = {
             "job_id": job.id,
             "shown_job": job.id,

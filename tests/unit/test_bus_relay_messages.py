@@ -4,11 +4,14 @@ real Redis in tests/integration/test_bus_relay.py)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
+from arcano_tools.domain.status import JobStatus
 from arcano_tools.services.bus import JobUpdate
 from arcano_tools.services.bus_relay import decode, encode, redacted
+from tests.support.records import job_record
 
 UPDATE = JobUpdate(
     table="upscaler_jobs",
@@ -22,6 +25,19 @@ UPDATE = JobUpdate(
 
 def test_an_update_survives_the_round_trip_with_its_origin() -> None:
     assert decode(encode(UPDATE, "proc-a")) == ("proc-a", UPDATE)
+
+
+def test_the_job_an_update_carries_stays_in_its_process() -> None:
+    """Other processes re-read the job from the database; its row (datetimes and all) is
+    not part of the message."""
+    carrying = JobUpdate.of(job_record(datetime.now(UTC), id="j1", status=JobStatus.COMPLETED))
+    assert carrying.job is not None
+    message = json.loads(encode(carrying, "proc-a"))
+    assert "job" not in message
+    decoded = decode(json.dumps(message))
+    assert decoded is not None
+    assert decoded[1].job is None
+    assert decoded[1] == carrying  # the same update otherwise
 
 
 def test_bytes_from_redis_decode_too() -> None:

@@ -3,7 +3,7 @@
 Reflex sends every var that was assigned — equal or not — and recomputes the computed vars
 depending on it, so a show assigns only what changed (BENCHMARKS.md, item 12). The clock runs in
 the browser from a snapshot taken when the job changes: a job shown again unchanged sends
-nothing, however much time passed (item 19)."""
+nothing, however much time passed (item 20)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from arcano_tools import constants as c
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import FinishedBy, JobStatus
+from arcano_tools.services.bus import JobUpdate
 from arcano_tools.services.follow import QUIET_JITTER, Followed, follow_job
 from arcano_tools.store.memory import InMemoryStore
 from tests.support.core import ACCOUNT, TIMINGS, Core
@@ -269,4 +270,59 @@ async def test_a_queued_jobs_follower_still_ticks_its_place_in_the_queue_moves(
     )
     await anext(steps)
     assert await _next_within(steps, FOLLOW_WAIT_S) is not None  # a tick, not an hour
+    await steps.aclose()
+
+
+async def test_a_follower_shows_the_job_its_update_carries_without_reading_it_again(
+    core: Core,
+) -> None:
+    """An update made in this process carries the job as written: the follower shows it
+    (one read less per followed job per change, on the way from a webhook to the page).
+    An update relayed from another process carries none: the follower reads the job."""
+    counting = CountingStore(clock=core.clock)
+    await counting.upsert_account(ACCOUNT, "k" * 32, 2)
+    core.store = counting
+    core.queue.store = counting
+    core.sync.store = counting
+    core.webhooks.store = counting
+    job = await core.running()
+    steps = follow_job(
+        store=counting,
+        bus=core.bus,
+        sync=core.sync,
+        table=job.table,
+        job_id=job.id,
+        watchdog_enabled=False,
+        tick=TICK,
+        idle_tick=timedelta(hours=1),
+    )
+    await anext(steps)
+    counting.reads = 0
+    await core.webhooks.receive(job.table, job.id, core.token(job), await core.webhook_for(job))
+    reads_by_the_webhook = counting.reads
+    step = await _next_within(steps, FOLLOW_WAIT_S)
+    assert step is not None
+    assert step.job.status is JobStatus.COMPLETED
+    assert step.job.output_url
+    assert counting.reads == reads_by_the_webhook  # the follower read nothing
+    await steps.aclose()
+
+    other = await core.running(user="u2")
+    steps = follow_job(
+        store=counting,
+        bus=core.bus,
+        sync=core.sync,
+        table=other.table,
+        job_id=other.id,
+        watchdog_enabled=False,
+        tick=TICK,
+        idle_tick=timedelta(hours=1),
+    )
+    await anext(steps)
+    counting.reads = 0
+    relayed = JobUpdate.of(other)
+    core.bus.deliver(JobUpdate(relayed.table, relayed.job_id, relayed.user_id, relayed.status))
+    step = await _next_within(steps, FOLLOW_WAIT_S)
+    assert step is not None
+    assert counting.reads == 1  # the database says what changed
     await steps.aclose()
