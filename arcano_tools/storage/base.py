@@ -48,6 +48,9 @@ class ObjectStorage(Protocol):
         """The object as a readable binary stream (the caller closes it); raises
         :class:`ObjectNotFound`."""
 
+    def size(self, key: str) -> int:
+        """The object's length in bytes; raises :class:`ObjectNotFound`."""
+
     def signed_url(
         self, key: str, *, expires_in_s: int, download_name: str | None = None
     ) -> str | None:

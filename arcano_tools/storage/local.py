@@ -50,6 +50,12 @@ class LocalStorage:
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
 
+    def size(self, key: str) -> int:
+        try:
+            return self.path_of(key).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
     def signed_url(
         self,
         key: str,

@@ -68,6 +68,21 @@ class SupabaseStorage:
     def open(self, key: str) -> BinaryIO:
         return io.BytesIO(self.read(key))
 
+    def size(self, key: str) -> int:
+        """From the folder's listing, searched by the object's name (Storage's list answers
+        each object's ``metadata.size``; no download)."""
+        folder, _, name = check_key(key).rpartition("/")
+        try:
+            listed = self._files.list(folder, {"limit": FOLDER_LIST_LIMIT, "search": name})
+        except StorageApiError as exc:
+            raise _error("size", key, exc) from exc
+        for item in listed:
+            if item.get("name") == name and isinstance(item.get("metadata"), dict):
+                size = item["metadata"].get("size")
+                if isinstance(size, int):
+                    return size
+        raise ObjectNotFound(key)
+
     def signed_url(
         self, key: str, *, expires_in_s: int, download_name: str | None = None
     ) -> str | None:

@@ -1,8 +1,11 @@
 """The size of a job's result, for the page's "4096×3072 px · 6,1 MB" line.
 
-RunningHub's answer names a URL, not a size, so the backend asks the file host with a
-``HEAD`` request — only a host the sync trusts for outputs (``OutputHosts``): a page must never
-make the server call an address someone else chose. Any failure means "size unknown".
+A result kept in our storage (``ARCANO_KEEP_RESULTS``, the default) is measured there: its
+URL is our own address, which the list of output hosts rightly does not name, so in
+production such a result showed no size at all. RunningHub's answer names a URL, not a size,
+so for a result still at RunningHub the backend asks the file host with a ``HEAD`` request —
+only a host the sync trusts for outputs (``OutputHosts``): a page must never make the server
+call an address someone else chose. Any failure means "size unknown".
 
 One client per event loop, its connections kept alive: a client per ``HEAD`` meant a new
 connection (and httpx's setup) for every result shown — 11 % of the worker's CPU when a
@@ -21,7 +24,10 @@ import weakref
 
 import httpx
 
+from arcano_tools.domain.records import Job
+from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.urls import OutputHosts
+from arcano_tools.storage import ObjectStorage, StorageError
 from arcano_tools.tls import client_tls
 
 #: A HEAD that takes longer than this (its turn included) is given up on (the line then
@@ -71,3 +77,16 @@ async def output_bytes(url: str, hosts: OutputHosts) -> int | None:
     if response.status_code != httpx.codes.OK or not length.isdigit():
         return None
     return int(length)
+
+
+async def result_bytes(job: Job, storage: ObjectStorage, hosts: OutputHosts) -> int | None:
+    """The size of a completed job's result: our copy's from the storage, else by a ``HEAD``
+    to RunningHub's file host (:func:`output_bytes`); None when unknown."""
+    if job.status is not JobStatus.COMPLETED:
+        return None
+    if job.output_key:
+        try:
+            return await asyncio.to_thread(storage.size, job.output_key)
+        except (StorageError, ValueError):
+            return None
+    return await output_bytes(job.output_url, hosts) if job.output_url else None

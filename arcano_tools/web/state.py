@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 import reflex as rx
 
@@ -30,7 +29,6 @@ from arcano_tools.domain.errors import JobError
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import ACTIVE_STATUSES, JobStatus
 from arcano_tools.domain.tools import Tool
-from arcano_tools.domain.urls import OutputHosts
 from arcano_tools.services.follow import follow_job
 from arcano_tools.services.progress import (
     TypicalDurations,
@@ -42,7 +40,7 @@ from arcano_tools.services.uploads import Upload, check_file
 from arcano_tools.web import runtime, session
 from arcano_tools.web.downloads import download_href, download_name
 from arcano_tools.web.failures import ended_step, failure_reason, refund_text, timeline_marks
-from arcano_tools.web.result_size import output_bytes
+from arcano_tools.web.result_size import result_bytes
 from arcano_tools.web.samples import sample_files
 from arcano_tools.web.texts import (
     MSG_GENERIC,
@@ -142,14 +140,12 @@ class EndDetails:
 
 
 async def _end_details(job: Job, user_id: str) -> EndDetails:
-    """The size (a ``HEAD`` to the result's host, a trusted one only) and the balance (a
+    """The size (our copy's from the storage, else a ``HEAD`` to a trusted file host) and the balance (a
     failed or cancelled job gave its credits back), asked at the same time."""
     services = runtime.services()
 
     async def size() -> int | None:
-        if job.status is not JobStatus.COMPLETED or not job.output_url:
-            return None
-        return await output_bytes(job.output_url, services.settings.output_hosts)
+        return await result_bytes(job, services.storage, services.settings.output_hosts)
 
     async def credits() -> int | None:
         user = await services.store.get_user(user_id) if user_id else None
@@ -398,7 +394,7 @@ class ToolPageState(rx.State, mixin=True):
         self._show(job, await services.store.queue_position(job), clock=True)
         self._take_inputs_of(job)
         if job.status is JobStatus.COMPLETED:
-            await self._measure_output()
+            await self._measure_output(job)
         return type(self).follow if job.status.is_active else None
 
     @rx.event
@@ -433,15 +429,10 @@ class ToolPageState(rx.State, mixin=True):
             self.infos[spec.name] = stored_summary(stored)
             self.errors = {k: v for k, v in self.errors.items() if k != spec.name}
 
-    async def _measure_output(self) -> None:
-        """The result's size, asked of its host (only a host trusted for outputs)."""
-        if not self.output_url:
-            return
-        settings = runtime.services().settings
-        # RunningHub's file hosts, and our own (a result kept in our storage is served there)
-        own = urlsplit(settings.own_base_url).hostname or ""
-        hosts = OutputHosts.of(settings.output_hosts.patterns, also=[own])
-        size = await output_bytes(self.output_url, hosts)
+    async def _measure_output(self, job: Job) -> None:
+        """The result's size (``result_size.result_bytes``: our copy's from the storage)."""
+        services = runtime.services()
+        size = await result_bytes(job, services.storage, services.settings.output_hosts)
         self.output_size = size_text(size) if size else ""
 
     @rx.event

@@ -21,6 +21,8 @@ from tests.support.supabase_storage_server import (
 )
 
 BUCKET = "arcano-test"
+#: More objects in one folder than one listing returns (the Supabase adapter's 100).
+FOLDER_NEIGHBOURS = 120
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,18 @@ def test_put_read_open_delete(storage: ObjectStorage) -> None:
     with pytest.raises(ObjectNotFound):
         storage.read("results/t/job-1.png")
     storage.delete("results/t/job-1.png")  # gone already: no error
+
+
+def test_size_is_the_objects_length_without_reading_it(storage: ObjectStorage) -> None:
+    """The page's "· 6,1 MB" for a result in our storage: asked of the storage, by name
+    among a folder of others (Supabase: a listing searched by the name)."""
+    for i in range(FOLDER_NEIGHBOURS):
+        storage.put(f"results/t/job-{i:03d}.png", b"x" * i, "image/png")
+    storage.put("results/t/zz-result.png", b"result!", "image/png")  # listed after them all
+    assert storage.size("results/t/zz-result.png") == len(b"result!")
+    assert storage.size(f"results/t/job-{FOLDER_NEIGHBOURS - 1:03d}.png") == FOLDER_NEIGHBOURS - 1
+    with pytest.raises(ObjectNotFound):
+        storage.size("results/t/job-none.png")
 
 
 def test_missing_object_is_a_file_not_found(storage: ObjectStorage) -> None:

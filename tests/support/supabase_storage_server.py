@@ -199,8 +199,9 @@ async def signed_download(request: Request) -> Response:
 
 
 async def list_objects(request: Request) -> Response:
-    """``POST /object/list/{bucket}`` ``{prefix, limit, offset, sortBy}``: the objects directly
-    under ``prefix`` (names relative to it), sorted by name."""
+    """``POST /object/list/{bucket}`` ``{prefix, limit, offset, sortBy, search}``: the objects
+    directly under ``prefix`` whose names start with ``search`` (names relative to ``prefix``),
+    sorted by name."""
     state = _state(request)
     if (refused := _authorized(request, state)) is not None:
         return refused
@@ -210,10 +211,14 @@ async def list_objects(request: Request) -> Response:
     body = await request.json()
     prefix = str(body.get("prefix") or "").strip("/")
     head = f"{prefix}/" if prefix else ""
+    search = str(body.get("search") or "").lower()  # Storage: name ILIKE search || '%'
     names = sorted(
         path[len(head) :]
         for (b, path) in state.objects
-        if b == bucket and path.startswith(head) and "/" not in path[len(head) :]
+        if b == bucket
+        and path.startswith(head)
+        and "/" not in path[len(head) :]
+        and path[len(head) :].lower().startswith(search)
     )
     offset, limit = int(body.get("offset", 0)), int(body.get("limit", 100))
     return JSONResponse(

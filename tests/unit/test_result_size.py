@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import http.server
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.urls import OutputHosts
-from arcano_tools.web.result_size import HEAD_CONNECTIONS, output_bytes
+from arcano_tools.storage.local import LocalStorage
+from arcano_tools.web.result_size import HEAD_CONNECTIONS, output_bytes, result_bytes
 from tests.support.loopback import serving
+from tests.support.records import job_record
 
 FILE_BYTES = 1234
 
@@ -85,3 +91,28 @@ async def test_many_sizes_asked_at_once_all_come_back_over_a_few_connections(
     sizes = await asyncio.gather(*(output_bytes(url, hosts) for _ in range(many)))
     assert sizes == [FILE_BYTES] * many
     assert 1 <= len(connections) <= HEAD_CONNECTIONS
+
+
+async def test_a_result_in_our_storage_is_measured_there_not_asked_of_a_host(
+    tmp_path: Path, file_host: str
+) -> None:
+    """In production a kept result's URL is our own address, which the output hosts (rightly)
+    do not name: its size was never shown. The storage knows it."""
+    storage = LocalStorage(tmp_path)
+    storage.put("results/upscaler_jobs/j.png", b"x" * 5000, "image/png")
+    hosts = OutputHosts.of(["*.runninghub.ai"])
+    kept = job_record(
+        datetime.now(UTC),
+        status=JobStatus.COMPLETED,
+        output_url="https://app.example.com/files/results/upscaler_jobs/j.png",
+        output_key="results/upscaler_jobs/j.png",
+    )
+    assert await output_bytes(kept.output_url or "", hosts) is None  # refused, as it should be
+    assert await result_bytes(kept, storage, hosts) == 5000
+
+    gone = replace(kept, output_key="results/upscaler_jobs/deleted.png")
+    assert await result_bytes(gone, storage, hosts) is None
+    at_runninghub = replace(kept, output_key=None, output_url=file_host)
+    assert await result_bytes(at_runninghub, storage, OutputHosts.of(["127.0.0.1"])) == FILE_BYTES
+    running = replace(kept, status=JobStatus.RUNNING)
+    assert await result_bytes(running, storage, hosts) is None
