@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from arcano_tools import constants as c
 from arcano_tools.domain.records import Job
+from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy, JobStatus
 from arcano_tools.services.bus import JobUpdate
 from arcano_tools.services.follow import QUIET_JITTER, Followed, follow_job
@@ -207,6 +208,23 @@ async def test_a_quiet_follower_re_reads_its_job_about_once_a_minute(core: Core)
     await steps.aclose()
 
 
+def quiet_follower(
+    core: Core, job: Job, *, store: Repository | None = None
+) -> AsyncIterator[Followed]:
+    """A follower of ``job`` without the page watchdog whose idle tick is an hour away: it
+    yields only on a change (or, while queued, on its ``TICK``)."""
+    return follow_job(
+        store=store or core.store,
+        bus=core.bus,
+        sync=core.sync,
+        table=job.table,
+        job_id=job.id,
+        watchdog_enabled=False,
+        tick=TICK,
+        idle_tick=timedelta(hours=1),
+    )
+
+
 async def _next_within(steps: AsyncIterator[Followed], seconds: float) -> Followed | None:
     """The follower's next step, or None when it yields nothing for ``seconds``."""
     try:
@@ -220,31 +238,13 @@ async def test_out_of_the_queue_a_follower_wakes_only_at_its_idle_tick(core: Cor
     """A tool page runs its clock itself: a running job's follower has nothing to do each
     tick (a thousand pages woke a worker a thousand times a second for nothing)."""
     job = await core.running()
-    steps = follow_job(
-        store=core.store,
-        bus=core.bus,
-        sync=core.sync,
-        table=job.table,
-        job_id=job.id,
-        watchdog_enabled=False,
-        tick=TICK,
-        idle_tick=timedelta(hours=1),
-    )
+    steps = quiet_follower(core, job)
     assert (await anext(steps)).job.status is JobStatus.RUNNING
     assert await _next_within(steps, 40 * TICK.total_seconds()) is None  # 40 ticks: nothing
     await steps.aclose()
 
     # a change still comes at once
-    steps = follow_job(
-        store=core.store,
-        bus=core.bus,
-        sync=core.sync,
-        table=job.table,
-        job_id=job.id,
-        watchdog_enabled=False,
-        tick=TICK,
-        idle_tick=timedelta(hours=1),
-    )
+    steps = quiet_follower(core, job)
     await anext(steps)
     await core.webhooks.receive(job.table, job.id, core.token(job), await core.webhook_for(job))
     step = await _next_within(steps, FOLLOW_WAIT_S)
@@ -258,16 +258,7 @@ async def test_a_queued_jobs_follower_still_ticks_its_place_in_the_queue_moves(
 ) -> None:
     job = await core.submit()  # not dispatched: queued
     assert job.status is JobStatus.QUEUED
-    steps = follow_job(
-        store=core.store,
-        bus=core.bus,
-        sync=core.sync,
-        table=job.table,
-        job_id=job.id,
-        watchdog_enabled=False,
-        tick=TICK,
-        idle_tick=timedelta(hours=1),
-    )
+    steps = quiet_follower(core, job)
     await anext(steps)
     assert await _next_within(steps, FOLLOW_WAIT_S) is not None  # a tick, not an hour
     await steps.aclose()
@@ -286,16 +277,7 @@ async def test_a_follower_shows_the_job_its_update_carries_without_reading_it_ag
     core.sync.store = counting
     core.webhooks.store = counting
     job = await core.running()
-    steps = follow_job(
-        store=counting,
-        bus=core.bus,
-        sync=core.sync,
-        table=job.table,
-        job_id=job.id,
-        watchdog_enabled=False,
-        tick=TICK,
-        idle_tick=timedelta(hours=1),
-    )
+    steps = quiet_follower(core, job, store=counting)
     await anext(steps)
     counting.reads = 0
     await core.webhooks.receive(job.table, job.id, core.token(job), await core.webhook_for(job))
@@ -308,16 +290,7 @@ async def test_a_follower_shows_the_job_its_update_carries_without_reading_it_ag
     await steps.aclose()
 
     other = await core.running(user="u2")
-    steps = follow_job(
-        store=counting,
-        bus=core.bus,
-        sync=core.sync,
-        table=other.table,
-        job_id=other.id,
-        watchdog_enabled=False,
-        tick=TICK,
-        idle_tick=timedelta(hours=1),
-    )
+    steps = quiet_follower(core, other, store=counting)
     await anext(steps)
     counting.reads = 0
     relayed = JobUpdate.of(other)
