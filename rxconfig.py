@@ -34,13 +34,15 @@ def state_manager() -> dict[str, rx.constants.StateManagerMode]:
     return {"state_manager_mode": rx.constants.StateManagerMode.MEMORY}
 
 
-#: The socket's engine.io ping every 2 s (Reflex's default: 25 s), unless the deployment says
-#: otherwise. A tool page runs its job's clock itself and the server pushes only changes, so
-#: the pings are the page's sign of life: ``assets/arcano.js`` says "sem conexão" after
-#: ``STALE_MS`` (4.5 s) without a message. A ping costs the worker a few microseconds; the
-#: once-a-second push it replaces cost ~0.6 ms per page (BENCHMARKS.md, items 12 and 20).
+#: The socket's engine.io ping every 2 s (Reflex's default: 25 s), for every deployment. A tool
+#: page runs its job's clock itself and the server pushes only changes, so the pings are the
+#: page's sign of life: ``assets/arcano.js`` says "sem conexão" after ``STALE_MS`` (4.5 s: two
+#: pings and some room) without a message. Set, not defaulted: a longer interval would show
+#: every quiet page as offline. A ping and its answer cost the worker ~0.1–0.2 ms, every 2 s
+#: for every open page; the once-a-second push it replaced cost ~0.6 ms per following page
+#: (BENCHMARKS.md, items 12 and 20).
 SOCKET_PING_S = "2"
-os.environ.setdefault("REFLEX_SOCKET_INTERVAL", SOCKET_PING_S)
+os.environ["REFLEX_SOCKET_INTERVAL"] = SOCKET_PING_S
 
 config = rx.Config(
     app_name="arcano_tools",

@@ -2,7 +2,7 @@
  *
  * The server sends a snapshot when the job changes (its elapsed time in ms, the estimated
  * seconds left, whether that estimate counts down); the page advances it every second on its
- * own, so a thousand open pages cost the server nothing between changes (BENCHMARKS.md, item
+ * own, so a thousand open pages are sent nothing between changes (BENCHMARKS.md, item
  * 20). The estimate itself stays on the server (services/progress.py, left_estimate_s); this
  * file only moves it along. durationText mirrors web/texts.py duration_text:
  * tests/e2e/test_job_clock.py runs both on the same inputs.

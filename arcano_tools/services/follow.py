@@ -111,17 +111,14 @@ async def follow_job(
             if watchdog_enabled:
                 due_at = plan.next_sync(job)
                 wait = min(wait, max(due_at - now, timedelta(0)))
-            update = await _wait_for_update(updates, job_id, wait.total_seconds())
-            changed = update is not None
+            heard = await _wait_for_updates(updates, job_id, wait.total_seconds())
+            changed = bool(heard)
             from_watchdog = False
             if due_at is not None and clock() >= due_at and not changed:
                 plan.last_sync = clock()
                 await sync.sync_job(job, finished_by=FinishedBy.WATCHDOG)
                 from_watchdog = True
-            # the row the update carries, when it was written here and is not older than ours
-            carried = update.job if update is not None else None
-            if carried is not None and carried.updated_at < job.updated_at:
-                carried = None
+            carried = _newest_carried(heard, job)
             if (
                 (changed and carried is None)
                 or from_watchdog
@@ -137,25 +134,37 @@ async def follow_job(
             yield Followed(job, from_watchdog)
 
 
-async def _wait_for_update(
+def _newest_carried(heard: list[JobUpdate], shown: Job) -> Job | None:
+    """The newest row the updates carry, if every one of them carries its row (a relayed
+    update does not: the database must be asked) and it is not older than ``shown``. The
+    newest by ``updated_at``, not the last delivered: two writes' updates may arrive in
+    either order."""
+    rows = [update.job for update in heard]
+    if not rows or any(row is None for row in rows):
+        return None
+    newest = max((row for row in rows if row is not None), key=lambda row: row.updated_at)
+    return newest if newest.updated_at >= shown.updated_at else None
+
+
+async def _wait_for_updates(
     updates: asyncio.Queue[JobUpdate], job_id: str, timeout: float
-) -> JobUpdate | None:
-    """The latest update of ``job_id`` as soon as one arrives (with any others already
-    queued behind it: the newest is what matters); None after ``timeout`` seconds.
+) -> list[JobUpdate]:
+    """The updates of ``job_id`` as soon as one arrives (with any others already queued
+    behind it); empty after ``timeout`` seconds.
 
     A thousand following pages wait here: ``asyncio.timeout`` is one timer on the waiting
     task, where ``asyncio.wait_for`` also wrapped every wait in a new task."""
+    heard: list[JobUpdate] = []
     if timeout <= 0:
-        return None
-    found: JobUpdate | None = None
+        return heard
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout):
-            while found is None:
+            while not heard:
                 update = await updates.get()
                 if update.job_id == job_id:
-                    found = update
-    while found is not None and not updates.empty():
+                    heard.append(update)
+    while heard and not updates.empty():
         update = updates.get_nowait()
         if update.job_id == job_id:
-            found = update
-    return found
+            heard.append(update)
+    return heard

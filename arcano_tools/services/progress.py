@@ -8,7 +8,7 @@ is no percentage to show (``-1``: the page draws a bar that only says it is work
 
 The server computes a snapshot — the elapsed time and the estimate — when the job changes; the
 browser moves it along every second and draws the bar (``assets/job_clock_math.js``), so a
-followed page costs the server nothing while its job does not change.
+followed page is sent nothing while its job does not change.
 """
 
 from __future__ import annotations

@@ -22,6 +22,22 @@ reflex_app: Any = None
 #: (client token, job id) pairs followed by a background event of THIS process. Kept here, not
 #: in the page state: with Redis the state outlives a crashed process, a flag in it would too.
 followers: set[tuple[str, str]] = set()
+#: The job each following tab of THIS process shows (client token → job id), kept while a
+#: follower runs: a follower whose tab moved on to another job (reopened from "Meus
+#: trabalhos", or a new submission) stops at its next look, although its own job is unchanged
+#: and it pushes nothing (``ToolPageState.follow``).
+tab_jobs: dict[str, str] = {}
+
+
+def tab_moved_on(client_token: str, job_id: str) -> bool:
+    """The tab now shows another job (or none) than ``job_id``."""
+    return tab_jobs.get(client_token, job_id) != job_id
+
+
+def tab_shows(client_token: str, job_id: str) -> None:
+    """The tab shows ``job_id`` now (only noted for a tab that has a follower here)."""
+    if client_token in tab_jobs:
+        tab_jobs[client_token] = job_id
 
 
 def services() -> Services:
@@ -55,7 +71,7 @@ async def lifespan() -> AsyncIterator[None]:
 def client_connected(client_token: str) -> bool:
     """Is a browser tab with this Reflex client token connected right now?
 
-    Asked by every following page once a second. Reflex's ``token_to_sid`` is a copy of its
+    Asked by every following page at each of its looks (every 5 s once out of the queue). Reflex's ``token_to_sid`` is a copy of its
     token manager's map built on every access, so a thousand pages asking it cost a million
     dictionary entries a second (BENCHMARKS.md, item 12): the token manager's own map
     (``token_to_socket``, what that copy is made of) is asked directly, in constant time."""

@@ -572,7 +572,8 @@ class ToolPageState(rx.State, mixin=True):
             raise
         finally:
             self.submitting = False
-        self._show(job)
+        # its place in the queue with it: "Na fila (posição 3)" and the estimate from the start
+        self._show(job, await runtime.services().store.queue_position(job))
         self.output_resolution = self.output_size = ""
         await self._refresh_credits()
         return [type(self).follow, reveal_status()]
@@ -602,6 +603,7 @@ class ToolPageState(rx.State, mixin=True):
             self._forget_job()
 
     def _forget_job(self) -> None:
+        runtime.tab_shows(self.router.session.client_token, "")
         self.job_id = ""
         self.shown_job = ""
         self.status = ""
@@ -631,8 +633,8 @@ class ToolPageState(rx.State, mixin=True):
         Reflex counts every assignment as a change: it recomputes the computed vars that
         depend on the var and sends it to the browser again (BENCHMARKS.md, item 12). The
         clock itself runs in the browser from the snapshot (``assets/job_clock.jsx``), so a
-        job that has not changed sends nothing at all: a thousand followed pages cost the
-        server nothing between their jobs' changes (item 20)."""
+        job that has not changed sends nothing at all: a thousand followed pages are sent
+        nothing between their jobs' changes but the socket's pings (item 20)."""
         shown = {
             "job_id": job.id,
             "shown_job": job.id,
@@ -650,6 +652,8 @@ class ToolPageState(rx.State, mixin=True):
         changed = [name for name, value in shown.items() if getattr(self, name) != value]
         for name in changed:
             setattr(self, name, shown[name])
+        if "job_id" in changed:
+            runtime.tab_shows(self.router.session.client_token, job.id)
         if not (changed or clock):
             return
         now = time.time()
@@ -710,11 +714,14 @@ class ToolPageState(rx.State, mixin=True):
         if not job_id or follower in runtime.followers:
             return
         runtime.followers.add(follower)
+        runtime.tab_jobs[client_token] = job_id
         services = runtime.services()
         grace_s = services.settings.page_watchdog_grace_ms / 1000
         gone_since: list[float] = []
 
         def alive() -> bool:
+            if runtime.tab_moved_on(client_token, job_id):
+                return False
             if runtime.client_connected(client_token):
                 gone_since.clear()
                 return True
@@ -766,6 +773,8 @@ class ToolPageState(rx.State, mixin=True):
                     yield [reveal_status(), *self._end_events(job, tool)]
         finally:
             runtime.followers.discard(follower)
+            if runtime.tab_jobs.get(client_token) == job_id:
+                del runtime.tab_jobs[client_token]
             if details is not None and not details.done():  # the page moved on meanwhile
                 details.cancel()
 

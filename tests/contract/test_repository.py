@@ -846,16 +846,18 @@ async def test_the_active_summary_counts_every_tools_active_jobs_and_the_oldest(
 ) -> None:
     """``/metrics``' gauges, counted by the database (it read every active job before)."""
     assert await store.active_summary() == ActiveSummary(0, None)
-    first = await new_job(store, cost=1)
     await store.ensure_user("u2", credits=100)
+    first = str(uuid.uuid4())  # the oldest, in another tool's table than the upscaler's
     await store.create_job(
-        NewJob(id=str(uuid.uuid4()), table="pose_changer_jobs", user_id="u2", cost=1, inputs={})
+        NewJob(id=first, table="pose_changer_jobs", user_id="u2", cost=1, inputs={})
     )
+    await asyncio.sleep(0.01)  # a later creation time, whatever the clock's resolution
+    await new_job(store, cost=1)
     ended = await new_job(store, cost=1)
     await store.finish(TABLE, ended, FinishRequest(JobStatus.CANCELLED, FinishedBy.USER))
 
     summary = await store.active_summary()
 
-    oldest = await store.get_job(TABLE, first)
+    oldest = await store.get_job("pose_changer_jobs", first)
     assert oldest is not None
     assert summary == ActiveSummary(2, oldest.created_at)

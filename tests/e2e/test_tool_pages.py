@@ -130,13 +130,16 @@ async def test_never_ending_task_times_out_at_the_deadline_with_refund_and_cance
 
 #: Before the page's scripts: the text of every websocket frame the tab receives, in
 #: ``window.__frames`` (Reflex's socket.io client builds its sockets on ``window.WebSocket``).
+#: The data is read through the browser's own getter, kept before ``arcano.js`` wraps it: this
+#: listener's reads must not count as the page's signs of life.
 FRAMES_JS = """(() => {
   const Native = window.WebSocket;
+  const data = Object.getOwnPropertyDescriptor(MessageEvent.prototype, "data").get;
   window.__frames = [];
   window.WebSocket = class extends Native {
     constructor(...args) {
       super(...args);
-      this.addEventListener("message", (e) => window.__frames.push(String(e.data)));
+      this.addEventListener("message", (e) => window.__frames.push(String(data.call(e))));
     }
   };
 })();"""

@@ -15,6 +15,7 @@ import pytest
 from reflex.state import State
 
 from arcano_tools.domain.status import JobStatus
+from arcano_tools.web import runtime
 from arcano_tools.web.state import EndDetails, SessionState, ToolPageState, UpscalerState
 from tests.support.records import job_record
 
@@ -116,3 +117,24 @@ async def test_the_balance_after_the_end_is_shown_only_to_the_user_it_was_read_f
     session.user_id = "the-owner"
     await page._show_details(EndDetails(size=2048, credits=95, user_id="the-owner"))
     assert session.credits == 95
+
+
+def test_a_tab_showing_another_job_tells_its_old_follower_to_stop() -> None:
+    """A follower pushes nothing while its job does not change, so it no longer finds out
+    from the page state that the tab moved on (reopened another job, or submitted one): the
+    tab's job is noted where the follower looks (``runtime.tab_jobs``)."""
+    _root, page = _page()
+    token = page.router.session.client_token
+    first = job_record(datetime.now(UTC), id="job-a")
+    page._show(first)
+    runtime.tab_jobs[token] = first.id  # its follower started
+    try:
+        page._show(first)
+        assert not runtime.tab_moved_on(token, first.id)
+        page._show(job_record(datetime.now(UTC), id="job-b"))
+        assert runtime.tab_moved_on(token, first.id)
+        assert not runtime.tab_moved_on(token, "job-b")
+        page._forget_job()  # "Processar outra imagem"
+        assert runtime.tab_moved_on(token, "job-b")
+    finally:
+        runtime.tab_jobs.pop(token, None)

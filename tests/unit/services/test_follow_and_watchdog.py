@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import pytest
+
 from arcano_tools import constants as c
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.repository import Repository
@@ -299,3 +301,22 @@ async def test_a_follower_shows_the_job_its_update_carries_without_reading_it_ag
     assert step is not None
     assert counting.reads == 1  # the database says what changed
     await steps.aclose()
+
+
+async def test_of_two_carried_rows_the_follower_shows_the_newest_whatever_their_order(
+    core: Core,
+) -> None:
+    """Two writes' updates may be delivered in either order (their commits answered in
+    another order under load): the follower must not settle on the older row — it would
+    show "Processando" for a job that has ended, until the next quiet re-read."""
+    job = await core.running()
+    steps = quiet_follower(core, job)
+    running = (await anext(steps)).job
+    core.clock.advance(seconds=1)
+    await core.fail(job)  # publishes the failed row
+    core.bus.publish(JobUpdate.of(running))  # then an older row arrives late
+    step = await _next_within(steps, FOLLOW_WAIT_S)
+    assert step is not None
+    assert step.job.status is JobStatus.FAILED
+    with pytest.raises(StopAsyncIteration):  # ended: the follower stops
+        await anext(steps)
