@@ -1,13 +1,27 @@
 """Structured logging: ``key=value`` text by default, one JSON object per line with
 ``ARCANO_LOG_FORMAT=json``. Every record may carry ``action``, ``job_id``, ``table``… as
-``extra``; secrets never reach a record (the client logs no bodies, keys are never passed)."""
+``extra``; secrets never reach a record (the client logs no bodies, keys are never passed).
+
+Records are formatted and written by a thread of their own, not by the event loop that logs
+them: writing a line to stderr was a tenth of the loop's work on a first webhook delivery
+(BENCHMARKS.md, item 23), and a log collector that stops reading (a full pipe) would have
+frozen every request of the process. Up to ``LOG_QUEUE_MAX`` records wait; beyond that they
+are counted (``LogThread.dropped``) and not kept, and a normal exit writes what waits.
+"""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import os
+import queue
 from datetime import UTC, datetime
 from typing import Any
+
+#: Records waiting for the logging thread at most (a stalled stderr): later ones are dropped.
+LOG_QUEUE_MAX = 10_000
 
 #: Attributes every LogRecord has; anything else came through ``extra=``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -44,8 +58,64 @@ def _quoted(value: Any) -> str:
     return json.dumps(text) if (not text or any(ch in text for ch in ' "=')) else text
 
 
+class _Listener(logging.handlers.QueueListener):
+    def __init__(self, waiting: queue.Queue[Any], handler: logging.Handler) -> None:
+        super().__init__(waiting, handler)
+        self._waiting = waiting
+
+    def enqueue_sentinel(self) -> None:
+        # QueueListener's sentinel (None); put waits for room, the thread writing what waits
+        self._waiting.put(None)
+
+
+class LogThread(logging.handlers.QueueHandler):
+    """Hands records to a thread that formats and writes them (``handler``)."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        waiting: queue.Queue[Any] = queue.Queue(LOG_QUEUE_MAX)
+        super().__init__(waiting)
+        self.handler = handler
+        self.dropped = 0
+        self._listener = _Listener(waiting, handler)
+        self._listener.start()
+        self._stopped = False
+        # a forked worker (granian's) inherits no thread: it starts its own, on a new queue
+        os.register_at_fork(after_in_child=self._start_in_child)
+
+    def _start_in_child(self) -> None:
+        if self._stopped:
+            return
+        waiting: queue.Queue[Any] = queue.Queue(LOG_QUEUE_MAX)
+        self.queue = waiting
+        self._listener = _Listener(waiting, self.handler)
+        self._listener.start()
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """The message is made now (its arguments may change later); the formatting is the
+        thread's. The record keeps its ``extra`` fields and its exception."""
+        record.msg = record.getMessage()
+        record.args = None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def stop(self) -> None:
+        """Write what waits, then end the thread (at exit, or when logging is set up anew)."""
+        if not self._stopped:
+            self._stopped = True
+            self._listener.stop()
+
+
+_log_thread: LogThread | None = None
+
+
 def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     """Install one handler on the ``arcano_tools`` logger (idempotent)."""
+    global _log_thread
     logger = logging.getLogger("arcano_tools")
     handler = logging.StreamHandler()
     handler.setFormatter(
@@ -53,8 +123,18 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
         if fmt == "json"
         else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
-    logger.handlers[:] = [handler]
+    if _log_thread is not None:
+        _log_thread.stop()
+    else:
+        atexit.register(_stop_log_thread)
+    _log_thread = LogThread(handler)
+    logger.handlers[:] = [_log_thread]
     logger.setLevel(level)
     logger.propagate = False
     # httpx logs every URL at INFO; webhook URLs carry per-job tokens.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _stop_log_thread() -> None:
+    if _log_thread is not None:
+        _log_thread.stop()

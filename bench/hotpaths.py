@@ -128,10 +128,12 @@ def webhook_section(
             exhausted[0] += 1  # some requests were duplicates: the figure is then too high
         return run
 
-    profiled = _Profiled(options, server, f"webhooks-{tag}")
     ratios = interleaved(
         server.url,
-        {"mixed": profiled(mixed), "first": first_only},
+        {
+            "mixed": _Profiled(options, server, f"webhooks-{tag}")(mixed),
+            "first": _Profiled(options, server, f"webhooks-first-{tag}")(first_only),
+        },
         rounds=options.rounds,
         duration_s=options.duration_s,
     )

@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import threading
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
-from arcano_tools.logs import JsonFormatter, TextFormatter, configure_logging
+from arcano_tools import logs
+from arcano_tools.logs import JsonFormatter, LogThread, TextFormatter, configure_logging
 
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
@@ -172,7 +176,9 @@ def test_configure_logging_installs_exactly_one_handler_with_the_chosen_format(
     configure_logging(fmt)
     configure_logging(fmt)  # idempotent
     assert len(arcano_logger.handlers) == 1
-    assert type(arcano_logger.handlers[0].formatter) is formatter
+    [thread] = arcano_logger.handlers
+    assert isinstance(thread, LogThread)
+    assert type(thread.handler.formatter) is formatter
     assert arcano_logger.level == logging.INFO
     assert arcano_logger.propagate is False
 
@@ -184,3 +190,87 @@ def test_configure_logging_quiets_httpx_which_would_log_webhook_tokens(
     configure_logging("text", level=logging.DEBUG)
     assert logging.getLogger("httpx").level == logging.WARNING
     assert arcano_logger.level == logging.DEBUG
+
+
+def test_the_logging_thread_writes_every_record_in_order_with_its_extras(
+    arcano_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("json")
+    log = logging.getLogger("arcano_tools.some.module")
+    items = ["a"]
+    log.info("job %s finished", "j-1", extra={"action": "finish", "job_id": "j-1"})
+    log.warning("saw %s", items)
+    items.append("changed after the call")  # the line says what was true when it was logged
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("it failed")
+    logs._stop_log_thread()  # what a normal exit does: everything waiting is written
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["msg"] for line in lines] == ["job j-1 finished", "saw ['a']", "it failed"]
+    assert lines[0]["action"] == "finish"
+    assert lines[0]["job_id"] == "j-1"
+    assert "ValueError: boom" in lines[2]["exc"]
+
+
+class _StuckSink(logging.Handler):
+    """A log collector that stopped reading: every write waits until ``released``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()
+        self.written: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.released.wait()
+        self.written.append(record.getMessage())
+
+
+def test_a_stuck_log_sink_never_blocks_the_code_that_logs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the handler on the event loop, a full stderr pipe froze every request."""
+    monkeypatch.setattr(logs, "LOG_QUEUE_MAX", 3)
+    sink = _StuckSink()
+    thread = LogThread(sink)
+    log = logging.getLogger("arcano_tools.tests.stuck")
+    log.propagate = False
+    log.addHandler(thread)
+    try:
+        for i in range(10):  # returns at once: the first is being written, 3 wait, 6 dropped
+            log.warning("line %d", i)
+        assert thread.dropped >= 10 - 3 - 1
+        sink.released.set()
+        thread.stop()
+        assert sink.written == [f"line {i}" for i in range(10 - thread.dropped)]
+    finally:
+        sink.released.set()
+        thread.stop()
+        log.removeHandler(thread)
+
+
+def test_a_forked_worker_writes_its_own_records(tmp_path: Path) -> None:
+    """granian forks its workers: a child inherits the handler but not its thread."""
+    sink = logging.FileHandler(tmp_path / "log.txt")
+    thread = LogThread(sink)
+    log = logging.getLogger("arcano_tools.tests.fork")
+    log.propagate = False
+    log.addHandler(thread)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: log, write what waits, leave
+            log.warning("from the child")
+            thread.stop()
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        log.warning("from the parent")
+        thread.stop()
+        sink.close()
+        assert sorted((tmp_path / "log.txt").read_text().splitlines()) == [
+            "from the child",
+            "from the parent",
+        ]
+    finally:
+        thread.stop()
+        log.removeHandler(thread)
