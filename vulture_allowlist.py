@@ -15,6 +15,7 @@ from arcano_tools.domain.records import Account
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.emulator.control import TaskStats, WebhookStats
+from arcano_tools.logs import LogThread, _Listener
 from arcano_tools.runninghub.client import AccountStatus, CreatedTask
 from arcano_tools.services import auth, schedule
 from arcano_tools.store.group_commit import GroupCommit
@@ -29,6 +30,8 @@ WebhookStats.dropped  # idem
 WebhookStats.duplicates  # idem
 TaskStats.succeeded  # idem
 LoadedImg.on_load  # a Reflex event trigger: declared as a field, set by keyword (on_load=…)
+LogThread.enqueue  # logging.handlers.QueueHandler's hook, called by its emit
+_Listener.enqueue_sentinel  # logging.handlers.QueueListener's hook, called by its stop
 _JobClock.library  # a Reflex component's JS module (assets/job_clock.jsx), read by Reflex
 JobEstimate.counts_down  # React props: declared as fields, set by keyword (job_clock.py)
 JobEstimate.soon  # idem
