@@ -82,6 +82,11 @@ def _hot_path_figures(out: dict[str, HotPathFigures], raw: list[str]) -> dict[st
         figures[key + "_rps"] = ratio.target_rps
         figures[key + "_non2xx"] = ratio.non_2xx
         raw += [line for line in ratio.raw() if line not in raw]
+    if "submit" in out:  # the jobs submitted during the runs, started by their end, not
+        counts = out["submit"].counts
+        figures["submit_jobs"] = counts["submitted"]
+        figures["submit_started_in_run"] = counts["started"]
+        figures["submit_queued_after_run"] = counts["queued_after"]
     lost = [out[s].counts["lost"] for s in ("webhook", "webhook_pg") if s in out]
     if lost:
         figures["webhook_lost"] = sum(lost)
@@ -194,6 +199,11 @@ def _show(figures: dict[str, Any], verdicts: dict[str, str]) -> None:
         elif floor:
             rate = figures[target.key + "_rps"]
             beside = f"  (floor {floor:,.0f} req/s, this path {rate:,.0f} req/s)"
+            if target.key == "submit_rps_ratio" and "submit_queued_after_run" in figures:
+                beside += (
+                    f"; not started by the end: {figures['submit_queued_after_run']:,} of "
+                    f"{figures['submit_jobs']:,} jobs"
+                )
         out.write(
             f"  {target.label:44s} {target.key:28s} {shown:>8s} {target.bound:>7s}  "
             f"{verdicts[target.key]}{beside}\n"

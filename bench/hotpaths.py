@@ -238,7 +238,14 @@ def submit_section(
         rounds=options.rounds,
         duration_s=options.duration_s,
     )
-    return HotPathFigures(ratios)
+    # whether the dispatcher kept up: a job still queued at the end had its start's cost
+    # (claim, upload, create, task id) left out of the runs (BENCHMARKS.md, item 19)
+    statuses = staging.status_counts(database_url, data_dir, user)
+    submitted = sum(statuses.values())
+    queued = statuses.get("queued", 0)
+    return HotPathFigures(
+        ratios, {"submitted": submitted, "started": submitted - queued, "queued_after": queued}
+    )
 
 
 def run_hot_paths(
