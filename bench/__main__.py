@@ -87,13 +87,11 @@ def _hot_path_figures(out: dict[str, HotPathFigures], raw: list[str]) -> dict[st
         figures["submit_jobs"] = counts["submitted"]
         figures["submit_started_in_run"] = counts["started"]
         figures["submit_queued_after_run"] = counts["queued_after"]
-    lost = [out[s].counts["lost"] for s in ("webhook", "webhook_pg") if s in out]
-    if lost:
-        figures["webhook_lost"] = sum(lost)
-        figures["webhook_refunds"] = sum(out[s].counts["refunds"] for s in out if out[s].counts)
-        figures["webhook_first_only_exhausted"] = sum(
-            out[s].counts["first_only_exhausted"] for s in out if out[s].counts
-        )
+    webhooks = [out[s].counts for s in ("webhook", "webhook_pg") if s in out]
+    if webhooks:
+        figures["webhook_lost"] = sum(c["lost"] for c in webhooks)
+        figures["webhook_refunds"] = sum(c["refunds"] for c in webhooks)
+        figures["webhook_first_only_exhausted"] = sum(c["first_only_exhausted"] for c in webhooks)
     return figures
 
 
