@@ -82,13 +82,16 @@ def _hot_path_figures(out: dict[str, HotPathFigures], raw: list[str]) -> dict[st
         figures[key + "_rps"] = ratio.target_rps
         figures[key + "_non2xx"] = ratio.non_2xx
         raw += [line for line in ratio.raw() if line not in raw]
-    lost = [out[s].counts["lost"] for s in ("webhook", "webhook_pg") if s in out]
-    if lost:
-        figures["webhook_lost"] = sum(lost)
-        figures["webhook_refunds"] = sum(out[s].counts["refunds"] for s in out if out[s].counts)
-        figures["webhook_first_only_exhausted"] = sum(
-            out[s].counts["first_only_exhausted"] for s in out if out[s].counts
-        )
+    if "submit" in out:  # the jobs submitted during the runs, started by their end, not
+        counts = out["submit"].counts
+        figures["submit_jobs"] = counts["submitted"]
+        figures["submit_started_in_run"] = counts["started"]
+        figures["submit_queued_after_run"] = counts["queued_after"]
+    webhooks = [out[s].counts for s in ("webhook", "webhook_pg") if s in out]
+    if webhooks:
+        figures["webhook_lost"] = sum(c["lost"] for c in webhooks)
+        figures["webhook_refunds"] = sum(c["refunds"] for c in webhooks)
+        figures["webhook_first_only_exhausted"] = sum(c["first_only_exhausted"] for c in webhooks)
     return figures
 
 
@@ -194,6 +197,11 @@ def _show(figures: dict[str, Any], verdicts: dict[str, str]) -> None:
         elif floor:
             rate = figures[target.key + "_rps"]
             beside = f"  (floor {floor:,.0f} req/s, this path {rate:,.0f} req/s)"
+            if target.key == "submit_rps_ratio" and "submit_queued_after_run" in figures:
+                beside += (
+                    f"; not started by the end: {figures['submit_queued_after_run']:,} of "
+                    f"{figures['submit_jobs']:,} jobs"
+                )
         out.write(
             f"  {target.label:44s} {target.key:28s} {shown:>8s} {target.bound:>7s}  "
             f"{verdicts[target.key]}{beside}\n"

@@ -158,3 +158,15 @@ def success_webhook_body(task_id: str, file_url: str) -> str:
     item = {"fileUrl": file_url, "fileType": "png", "taskCostTime": "12", "nodeId": "9"}
     data = {"code": 0, "msg": "success", "data": [item]}
     return json.dumps({"event": "TASK_END", "taskId": task_id, "eventData": json.dumps(data)})
+
+
+def status_counts(database_url: str, data_dir: Path, user_id: str) -> dict[str, int]:
+    """How many of the user's jobs (in the staging table) are in each status."""
+    t = s.job_tables[TABLE]
+    with connect(database_url, data_dir) as conn:
+        rows = conn.execute(
+            sa.select(t.c.status, sa.func.count())
+            .where(t.c.user_id == user_id)
+            .group_by(t.c.status)
+        )
+        return {str(status): int(n) for status, n in rows}

@@ -190,6 +190,86 @@ def _account_slot_freed() -> Any:
     )
 
 
+@functools.cache
+def _account_slot_taken() -> Any:
+    """One of the account's slots, if it is enabled and has one free."""
+    a = s.runninghub_accounts
+    return (
+        a.update()
+        .where(
+            a.c.account_name == sa.bindparam("b_account"),
+            a.c.enabled.is_(True),
+            a.c.in_flight < a.c.max_concurrent,
+        )
+        .values(in_flight=a.c.in_flight + 1, updated_at=sa.bindparam("b_now"))
+    )
+
+
+@functools.cache
+def _job_claimed(table: str) -> Any:
+    """A queued job moved to ``starting`` under a new claim, the new row returned."""
+    t = s.job_tables[table]
+    now = sa.bindparam("b_now", type_=t.c.updated_at.type)
+    return (
+        t.update()
+        .where(t.c.id == sa.bindparam("b_id"), t.c.status == JobStatus.QUEUED.value)
+        .values(
+            status=JobStatus.STARTING.value,
+            api_account=sa.bindparam("b_account"),
+            holds_slot=True,
+            started_at=sa.func.coalesce(t.c.started_at, now),
+            updated_at=now,
+            claim_id=sa.bindparam("b_claim"),
+            start_lease_until=sa.bindparam("b_lease_until", type_=t.c.start_lease_until.type),
+            error_message=None,  # a requeue's "still in the queue" no longer holds
+            next_check_at=sa.bindparam("b_next_check_at", type_=t.c.next_check_at.type),
+        )
+        .returning(*t.c)
+    )
+
+
+@functools.cache
+def _task_id_saved(table: str, fenced: bool) -> Any:
+    """RunningHub's task id onto the job (``starting`` becomes ``running``), never over another
+    task id; ``fenced``: only under claim ``b_claim`` and not onto a job back in the queue."""
+    t = s.job_tables[table]
+    task = sa.bindparam("b_task", type_=t.c.task_id.type)
+    conditions = [
+        t.c.id == sa.bindparam("b_id"),
+        sa.or_(t.c.task_id.is_(None), t.c.task_id == task),
+    ]
+    if fenced:
+        conditions.append(t.c.claim_id == sa.bindparam("b_claim"))
+        conditions.append(t.c.status != JobStatus.QUEUED.value)
+    return (
+        t.update()
+        .where(*conditions)
+        .values(
+            task_id=task,
+            status=sa.case(
+                (t.c.status == JobStatus.STARTING.value, JobStatus.RUNNING.value),
+                else_=t.c.status,
+            ),
+            updated_at=sa.bindparam("b_now", type_=t.c.updated_at.type),
+        )
+        .returning(*t.c)
+    )
+
+
+#: Whether any RunningHub account is enabled.
+_ANY_ENABLED = (
+    sa.select(s.runninghub_accounts.c.account_name)
+    .where(s.runninghub_accounts.c.enabled.is_(True))
+    .limit(1)
+)
+#: Kept old-style webhook events of a task, not applied yet (ids only: almost always none).
+_UNMATCHED_IDS = sa.select(s.webhook_events.c.id).where(
+    s.webhook_events.c.task_id == sa.bindparam("b_task"),
+    s.webhook_events.c.outcome == WebhookOutcome.UNMATCHED.value,
+    s.webhook_events.c.applied_at.is_(None),
+)
+
+
 _WRITE_OPTION = "arcano_write"
 #: A read of one statement, on SQLite sent without our ``BEGIN`` (see ``_read_in_thread``).
 _SINGLE_READ = "arcano_single_read"
@@ -716,54 +796,33 @@ class JobStore:
         """Move a queued job to ``starting`` holding one of the account's slots, atomically.
 
         Returns ``None`` when the account is full or the job is no longer queued (another
-        dispatcher took it): the transaction is rolled back and nothing changes.
+        dispatcher took it): nothing changes. Written in the process's group commit (the
+        dispatcher claims one job after another; each claim was its own transaction of five
+        statements handed one by one to aiosqlite's thread — BENCHMARKS.md, item 19).
         """
-        try:
-            async with self._write() as conn:
-                return await self._claim(conn, job, account_name, first_check_in, start_lease_for)
-        except _SlotNotTaken:
-            return None
-
-    async def _claim(
-        self,
-        conn: AsyncConnection,
-        job: Job,
-        account_name: str,
-        first_check_in: timedelta | None,
-        start_lease_for: timedelta | None,
-    ) -> Job | None:
         now = self.clock()
-        t = s.job_tables[job.table]
-        a = s.runninghub_accounts
-        took = await conn.execute(
-            a.update()
-            .where(
-                a.c.account_name == account_name,
-                a.c.enabled.is_(True),
-                a.c.in_flight < a.c.max_concurrent,
-            )
-            .values(in_flight=a.c.in_flight + 1, updated_at=now)
-        )
-        if took.rowcount != 1:
-            raise _SlotNotTaken
-        moved = await conn.execute(
-            t.update()
-            .where(t.c.id == job.id, t.c.status == JobStatus.QUEUED.value)
-            .values(
-                status=JobStatus.STARTING.value,
-                api_account=account_name,
-                holds_slot=True,
-                started_at=sa.func.coalesce(t.c.started_at, now),
-                updated_at=now,
-                claim_id=uuid.uuid4().hex,
-                start_lease_until=now + start_lease_for if start_lease_for is not None else None,
-                error_message=None,  # a requeue's "still in the queue" no longer holds
-                next_check_at=now + first_check_in if first_check_in is not None else None,
-            )
-        )
-        if moved.rowcount != 1:
-            raise _SlotNotTaken  # rolls back the slot increment with the transaction
-        return await self._get_job(conn, job.table, job.id)
+        table = job.table
+        params = {
+            "b_id": job.id,
+            "b_account": account_name,
+            "b_now": now,
+            "b_claim": uuid.uuid4().hex,
+            "b_lease_until": now + start_lease_for if start_lease_for is not None else None,
+            "b_next_check_at": now + first_check_in if first_check_in is not None else None,
+        }
+
+        def write(conn: sa.Connection) -> Job | None:
+            if conn.execute(_account_slot_taken(), params).rowcount != 1:
+                return None
+            row = conn.execute(_job_claimed(table), params).mappings().first()
+            if row is None:
+                # taken by another dispatcher meanwhile: the slot taken above goes back in the
+                # same transaction (no exception: it would undo the others' writes of the batch)
+                self._release_slot_sync(conn, account_name)
+                return None
+            return _job_from_row(table, row)
+
+        return await self._grouped(write)
 
     async def renew_start_lease(self, job: Job, *, until: datetime) -> bool:
         """The starting process is alive: extend its lease, only under its own claim."""
@@ -826,27 +885,19 @@ class JobStore:
         webhook may already have finished the job (and stored this same id). With
         ``claim_id`` (the dispatcher's own save) only the current claim may save, and not onto
         a job put back in the queue (its claim was given up): the caller sees a different
-        ``task_id`` on the returned job when its claim was lost.
+        ``task_id`` on the returned job when its claim was lost. In the group commit, the row
+        returned by the update (read only when the update changed nothing).
         """
-        t = s.job_tables[table]
-        conditions = [t.c.id == job_id, sa.or_(t.c.task_id.is_(None), t.c.task_id == task_id)]
-        if claim_id is not None:
-            conditions.append(t.c.claim_id == claim_id)
-            conditions.append(t.c.status != JobStatus.QUEUED.value)
-        async with self._write() as conn:
-            await conn.execute(
-                t.update()
-                .where(*conditions)
-                .values(
-                    task_id=task_id,
-                    status=sa.case(
-                        (t.c.status == JobStatus.STARTING.value, JobStatus.RUNNING.value),
-                        else_=t.c.status,
-                    ),
-                    updated_at=self.clock(),
-                )
-            )
-            return await self._get_job(conn, table, job_id)
+        params = {"b_id": job_id, "b_task": task_id, "b_claim": claim_id, "b_now": self.clock()}
+        saved = _task_id_saved(table, claim_id is not None)
+
+        def write(conn: sa.Connection) -> Job | None:
+            row = conn.execute(saved, params).mappings().first()
+            if row is None:
+                return self._get_job_sync(conn, table, job_id)
+            return _job_from_row(table, row)
+
+        return await self._grouped(write)
 
     async def finish(self, table: str, job_id: str, req: FinishRequest) -> FinishResult | None:
         """The one terminal transition, shared by every path (webhook, sync, watchdogs, cancel).
@@ -1260,10 +1311,8 @@ class JobStore:
         return [_account_from_row(r) for r in rows]
 
     async def has_enabled_account(self) -> bool:
-        a = s.runninghub_accounts
-        async with self._read() as conn:
-            q = sa.select(a.c.account_name).where(a.c.enabled.is_(True)).limit(1)
-            return (await conn.execute(q)).first() is not None
+        """(Asked by every dispatch that finds queued jobs: one hand-off, a statement built once.)"""
+        return await self._thread_read(lambda conn: conn.execute(_ANY_ENABLED).first() is not None)
 
     async def disable_account(self, name: str, reason: str) -> None:
         a = s.runninghub_accounts
@@ -1343,28 +1392,32 @@ class JobStore:
             return int(events.rowcount or 0) + int(errors.rowcount or 0)
 
     async def take_unmatched_webhooks(self, task_id: str) -> list[dict[str, Any]]:
-        """Mark the kept events of ``task_id`` applied and return them (each is taken once)."""
+        """Mark the kept events of ``task_id`` applied and return them (each is taken once).
+
+        Asked at every start, and almost always there are none: a read first (no write lock),
+        and only when it finds some, the taking write (which reads them again, in its own
+        transaction: whoever marks an event applied first takes it)."""
+        params = {"b_task": task_id}
+        found = await self._thread_read(lambda conn: conn.execute(_UNMATCHED_IDS, params).first())
+        if found is None:
+            return []
         w = s.webhook_events
-        async with self._write() as conn:
+        now = self.clock()
+
+        def write(conn: sa.Connection) -> list[dict[str, Any]]:
             rows = [
                 dict(r)
-                for r in (
-                    await conn.execute(
-                        sa.select(w).where(
-                            w.c.task_id == task_id,
-                            w.c.outcome == WebhookOutcome.UNMATCHED.value,
-                            w.c.applied_at.is_(None),
-                        )
-                    )
+                for r in conn.execute(
+                    sa.select(w).where(w.c.id.in_(_UNMATCHED_IDS.scalar_subquery())), params
                 ).mappings()
             ]
             if rows:
-                await conn.execute(
-                    w.update()
-                    .where(w.c.id.in_([r["id"] for r in rows]))
-                    .values(applied_at=self.clock())
+                conn.execute(
+                    w.update().where(w.c.id.in_([r["id"] for r in rows])).values(applied_at=now)
                 )
             return rows
+
+        return await self._grouped(write)
 
     async def count_unmatched_webhooks(self) -> int:
         """Kept old-style events not applied yet (read from their index, migration 5)."""
@@ -1437,10 +1490,6 @@ class JobStore:
                 jobs.extend(_job_from_row(table, r) for r in rows.mappings())
         jobs.sort(key=lambda j: j.completed_at or j.created_at, reverse=True)
         return jobs[:limit]
-
-
-class _SlotNotTaken(Exception):
-    """Raised inside a claim transaction to roll it back."""
 
 
 def _user_from_row(row: sa.RowMapping) -> User:

@@ -135,6 +135,20 @@ async def test_concurrent_claims_never_exceed_max_concurrent(store: Repository) 
     assert account.in_flight == 1
 
 
+async def test_two_claims_of_one_job_take_it_once_and_one_slot(store: Repository) -> None:
+    """The loser took a slot before it found the job gone: it gives it back (SQL store: in the
+    same group-commit transaction as the winner's claim)."""
+    job = await store.get_job(TABLE, await new_job(store))
+    assert job is not None
+
+    claims = await asyncio.gather(store.claim_slot(job, "acc"), store.claim_slot(job, "acc"))
+
+    assert sum(c is not None for c in claims) == 1
+    account = await store.get_account("acc")
+    assert account is not None
+    assert account.in_flight == 1
+
+
 async def test_requeue_gives_the_slot_back_and_delays_the_job(store: Repository) -> None:
     job_id = await new_job(store)
     job = await store.get_job(TABLE, job_id)

@@ -202,3 +202,28 @@ async def test_a_hot_read_is_its_one_statement_without_a_transaction(core: Core)
     if core.store.dialect == "sqlite":  # and its connection is left as ours: no implicit BEGIN
         with core.store._thread_engine.connect() as conn:
             assert conn.connection.dbapi_connection.isolation_level is None  # type: ignore[union-attr]
+
+
+async def test_a_start_writes_through_the_group_commit_only(core: Core) -> None:
+    """The claim, the task id and the look for kept webhooks of a start: none of them is sent
+    statement by statement through the async engine (each statement a hand-off to aiosqlite's
+    thread; the claim was five, the look for kept webhooks a write transaction that took the
+    write lock to find nothing — BENCHMARKS.md, item 19)."""
+    job = await core.submit()
+    sent: list[str] = []
+
+    def hook(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        sent.append(sql.split(None, 1)[0].upper())
+
+    event.listen(core.store.engine.sync_engine, "before_cursor_execute", hook)
+    try:
+        started = await core.dispatch()
+    finally:
+        event.remove(core.store.engine.sync_engine, "before_cursor_execute", hook)
+
+    assert started == 1
+    running = await core.job(job)
+    assert running.status is JobStatus.RUNNING
+    assert running.task_id is not None
+    assert running.holds_slot
+    assert sent == []

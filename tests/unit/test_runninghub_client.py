@@ -14,7 +14,12 @@ import httpx
 import pytest
 
 from arcano_tools.runninghub import errors as e
-from arcano_tools.runninghub.client import RunningHubClient, TaskOutputs, parse_outputs_envelope
+from arcano_tools.runninghub.client import (
+    RunningHubClient,
+    TaskOutputs,
+    multipart_form,
+    parse_outputs_envelope,
+)
 
 API_KEY = "rh-secret-" + "a1b2c3d4" * 3  # 34 characters, easy to spot in any text
 BASE_URL = "https://rh.example"
@@ -468,6 +473,52 @@ async def test_upload_sends_a_multipart_input_file_and_returns_runninghubs_file_
     assert b'name="file"; filename="foto.png"' in body
     assert b"Content-Type: image/png" in body
     assert png in body
+
+
+class ChunkCounter(httpx.AsyncBaseTransport):
+    """A transport that keeps the chunks a request body was handed over in."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        self.chunks = [chunk async for chunk in request.stream]
+        return envelope(0, {"fileName": "api/1.png", "fileType": "input"})
+
+
+async def test_an_upload_is_handed_to_the_connection_in_one_piece() -> None:
+    """httpx's multipart encoder yielded each part's headers, data and separators apart (nine
+    chunks here), each a socket write: a third of a job start's CPU (BENCHMARKS.md, item 19)."""
+    transport = ChunkCounter()
+    client = RunningHubClient(BASE_URL, transport=transport, retry_base_s=0, max_rps=10_000.0)
+
+    assert await client.upload(API_KEY, "foto.png", b"\x89PNG\r\n\x1a\npixels", "image/png")
+    await client.aclose()
+
+    assert len(transport.chunks) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "filename"),
+    [("file", "foto.png"), ('we"ird\\', 'a "b"\r\nc\\d\x00\x1b.png'), ("ç", "ação.png")],
+)
+def test_the_one_piece_form_is_the_body_httpx_would_send(name: str, filename: str) -> None:
+    form = {"apiKey": 'k"1', "fileType": "input"}
+    content_type, body = multipart_form(form, {name: (filename, b"\x00bytes\r\n", "image/png")})
+    boundary = content_type.removeprefix("multipart/form-data; boundary=")
+    theirs = httpx.Request(
+        "POST",
+        BASE_URL,
+        data=form,
+        files={name: (filename, b"\x00bytes\r\n", "image/png")},
+        headers={"Content-Type": content_type},  # httpx then takes this boundary
+    )
+
+    assert theirs.read() == body
+    assert theirs.headers["content-length"] == str(len(body))
+    assert body.endswith(f"--{boundary}--\r\n".encode())
+    assert len(boundary) == 32  # 16 random bytes, as httpx draws them
 
 
 @pytest.mark.parametrize("data", [None, {}, {"fileName": ""}, "api/x.png"])

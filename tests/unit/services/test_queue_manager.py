@@ -61,6 +61,40 @@ async def test_dispatch_starts_no_more_jobs_than_the_account_may_run(core: Core)
     assert account.in_flight == 2
 
 
+async def test_a_dispatch_reads_the_accounts_once_and_spreads_jobs_least_busy_first(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accounts were read again for every job (a twentieth of a start's CPU)."""
+    await core.store.upsert_account("arcano_second", "s" * 32, 3)
+    jobs = [await core.submit() for _ in range(6)]
+    reads = 0
+    read_accounts = core.store.accounts_with_free_slots
+
+    async def counted() -> Any:
+        nonlocal reads
+        reads += 1
+        return await read_accounts()
+
+    monkeypatch.setattr(core.store, "accounts_with_free_slots", counted)
+
+    assert await core.dispatch() == 5  # 2 + 3 slots
+
+    assert reads == 2  # once for the five, once more for the sixth (all full: none)
+    started = [await core.job(j) for j in jobs]
+    assert [j.api_account for j in started] == [
+        ACCOUNT,  # both empty: by name
+        "arcano_second",
+        ACCOUNT,
+        "arcano_second",
+        "arcano_second",  # arcano_main is full
+        None,
+    ]
+    for name, slots in ((ACCOUNT, 2), ("arcano_second", 3)):
+        account = await core.store.get_account(name)
+        assert account is not None
+        assert account.in_flight == slots
+
+
 async def test_a_finished_job_frees_its_slot_for_the_next_queued_one(core: Core) -> None:
     first, _second, third = [await core.submit() for _ in range(3)]
     await core.dispatch()
