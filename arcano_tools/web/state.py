@@ -744,8 +744,8 @@ class ToolPageState(rx.State, mixin=True):
             ):
                 job = step.job
                 position = await services.store.queue_position(job)
-                # at the end, what completes the picture: the result's size (a HEAD to
-                # RunningHub's file host, far away in production) and the balance (a read)
+                # at the end, what completes the picture: the result's size (from our
+                # storage, or a HEAD to RunningHub's file host) and the balance (a read)
                 details = (
                     asyncio.ensure_future(_end_details(job, user_id))
                     if job.status.is_terminal
