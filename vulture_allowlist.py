@@ -9,7 +9,7 @@ list short. Never imported or run; ``ruff`` checks it like any module.
 import sqlite3
 
 from arcano_tools.components.compare import LoadedImg, LoadedVideo
-from arcano_tools.components.job_clock import JobEstimate, JobProgress, _JobClock
+from arcano_tools.components.job_clock import JobEstimate, _Countdown, _JobClock
 from arcano_tools.config import Settings
 from arcano_tools.domain.records import Account
 from arcano_tools.domain.repository import Repository
@@ -33,11 +33,10 @@ LoadedImg.on_load  # a Reflex event trigger: declared as a field, set by keyword
 LogThread.enqueue  # logging.handlers.QueueHandler's hook, called by its emit
 _Listener.enqueue_sentinel  # logging.handlers.QueueListener's hook, called by its stop
 _JobClock.library  # a Reflex component's JS module (assets/job_clock.jsx), read by Reflex
-JobEstimate.counts_down  # React props: declared as fields, set by keyword (job_clock.py)
+_Countdown.counts_down  # React props: declared as fields, set by keyword (job_clock.py)
 JobEstimate.soon  # idem
 JobEstimate.about  # idem
 JobEstimate.sentence  # idem
-JobProgress.counts_down  # idem
 LoadedVideo.on_loaded_metadata  # idem
 
 # --- the design's contract --------------------------------------------------------------------

@@ -76,19 +76,22 @@ class LogThread(logging.handlers.QueueHandler):
         super().__init__(waiting)
         self.handler = handler
         self.dropped = 0
-        self._listener = _Listener(waiting, handler)
-        self._listener.start()
         self._stopped = False
+        self._listener = self._listen(waiting)
         # a forked worker (granian's) inherits no thread: it starts its own, on a new queue
         os.register_at_fork(after_in_child=self._start_in_child)
 
+    def _listen(self, waiting: queue.Queue[Any]) -> _Listener:
+        """The thread that writes what ``waiting`` holds, started."""
+        listener = _Listener(waiting, self.handler)
+        listener.start()
+        return listener
+
     def _start_in_child(self) -> None:
-        if self._stopped:
-            return
-        waiting: queue.Queue[Any] = queue.Queue(LOG_QUEUE_MAX)
-        self.queue = waiting
-        self._listener = _Listener(waiting, self.handler)
-        self._listener.start()
+        if not self._stopped:
+            waiting: queue.Queue[Any] = queue.Queue(LOG_QUEUE_MAX)
+            self.queue = waiting
+            self._listener = self._listen(waiting)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """The message is made now (its arguments may change later); the formatting is the

@@ -8,6 +8,8 @@ was most of a worker's CPU while nothing happened (BENCHMARKS.md, items 12 and 2
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 from arcano_tools import constants as c
@@ -37,38 +39,47 @@ class JobElapsed(_JobClock):
     tag = "JobElapsed"
 
 
-class JobEstimate(_JobClock):
+class _Countdown(_JobClock):
+    #: The estimate's snapshot: seconds left (-1: no history to estimate from).
+    left_s: rx.Var[int]
+    #: It counts down from the snapshot (the job has left the queue).
+    counts_down: rx.Var[bool]
+
+
+class JobEstimate(_Countdown):
     """The estimate's sentence, from the templates in ``web/texts.py``."""
 
     tag = "JobEstimate"
-    left_s: rx.Var[int]
-    counts_down: rx.Var[bool]
     unknown: rx.Var[str]
     soon: rx.Var[str]
     about: rx.Var[str]
     sentence: rx.Var[str]
 
 
-class JobProgress(_JobClock):
+class JobProgress(_Countdown):
     """Radix's progress bar at elapsed / (elapsed + left), kept within ``low``–``high``."""
 
     tag = "JobProgress"
-    left_s: rx.Var[int]
-    counts_down: rx.Var[bool]
     low: rx.Var[int]
     high: rx.Var[int]
 
 
+def _snapshot(state: type[ToolPageState]) -> dict[str, Any]:
+    """The clock's snapshot as every part of it takes it."""
+    return {"elapsed_ms": state.elapsed_ms, "running": state.is_active}
+
+
+def _countdown(state: type[ToolPageState]) -> dict[str, Any]:
+    return {**_snapshot(state), "left_s": state.left_s, "counts_down": state.left_counts}
+
+
 def elapsed(state: type[ToolPageState]) -> rx.Component:
-    return JobElapsed.create(elapsed_ms=state.elapsed_ms, running=state.is_active)
+    return JobElapsed.create(**_snapshot(state))
 
 
 def estimate(state: type[ToolPageState]) -> rx.Component:
     return JobEstimate.create(
-        elapsed_ms=state.elapsed_ms,
-        running=state.is_active,
-        left_s=state.left_s,
-        counts_down=state.left_counts,
+        **_countdown(state),
         unknown=ESTIMATE_UNKNOWN,
         soon=ESTIMATE_SOON,
         about=ESTIMATE_ABOUT,
@@ -78,11 +89,5 @@ def estimate(state: type[ToolPageState]) -> rx.Component:
 
 def progress_bar(state: type[ToolPageState], **props: object) -> rx.Component:
     return JobProgress.create(
-        elapsed_ms=state.elapsed_ms,
-        running=state.is_active,
-        left_s=state.left_s,
-        counts_down=state.left_counts,
-        low=c.PROGRESS_QUEUED_PCT,
-        high=c.PROGRESS_MAX_ACTIVE_PCT,
-        **props,
+        **_countdown(state), low=c.PROGRESS_QUEUED_PCT, high=c.PROGRESS_MAX_ACTIVE_PCT, **props
     )

@@ -139,10 +139,10 @@ def _newest_carried(heard: list[JobUpdate], shown: Job) -> Job | None:
     update does not: the database must be asked) and it is not older than ``shown``. The
     newest by ``updated_at``, not the last delivered: two writes' updates may arrive in
     either order."""
-    rows = [update.job for update in heard]
-    if not rows or any(row is None for row in rows):
+    rows = [update.job for update in heard if update.job is not None]
+    if not rows or len(rows) < len(heard):
         return None
-    newest = max((row for row in rows if row is not None), key=lambda row: row.updated_at)
+    newest = max(rows, key=lambda row: row.updated_at)
     return newest if newest.updated_at >= shown.updated_at else None
 
 

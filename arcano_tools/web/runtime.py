@@ -71,10 +71,11 @@ async def lifespan() -> AsyncIterator[None]:
 def client_connected(client_token: str) -> bool:
     """Is a browser tab with this Reflex client token connected right now?
 
-    Asked by every following page at each of its looks (every 5 s once out of the queue). Reflex's ``token_to_sid`` is a copy of its
-    token manager's map built on every access, so a thousand pages asking it cost a million
-    dictionary entries a second (BENCHMARKS.md, item 12): the token manager's own map
-    (``token_to_socket``, what that copy is made of) is asked directly, in constant time."""
+    Asked by every following page at each of its looks (every 5 s once out of the queue).
+    Reflex's ``token_to_sid`` is a copy of its token manager's map built on every access, so a
+    thousand pages asking it cost a million dictionary entries a second (BENCHMARKS.md, item
+    12): the token manager's own map (``token_to_socket``, what that copy is made of) is asked
+    directly, in constant time."""
     namespace = getattr(reflex_app, "event_namespace", None)
     if namespace is None:
         return True  # not running under Reflex (tests of the state): assume yes

@@ -140,8 +140,8 @@ class EndDetails:
 
 
 async def _end_details(job: Job, user_id: str) -> EndDetails:
-    """The size (our copy's from the storage, else a ``HEAD`` to a trusted file host) and the balance (a
-    failed or cancelled job gave its credits back), asked at the same time."""
+    """The size (our copy's from the storage, else a ``HEAD`` to a trusted file host) and
+    the balance (a failed or cancelled job gave its credits back), asked at the same time."""
     services = runtime.services()
 
     async def size() -> int | None:

@@ -33,18 +33,31 @@ class CountingStore(InMemoryStore):
         return await super().get_job(table, job_id)
 
 
+def follower(
+    core: Core,
+    job: Job,
+    *,
+    watchdog: bool = False,
+    store: Repository | None = None,
+    idle_tick: timedelta | None = None,
+) -> AsyncIterator[Followed]:
+    """``follow_job`` of ``job`` on the core's bus and sync, ticking every ``TICK``."""
+    return follow_job(
+        store=store or core.store,
+        bus=core.bus,
+        sync=core.sync,
+        table=job.table,
+        job_id=job.id,
+        watchdog_enabled=watchdog,
+        tick=TICK,
+        idle_tick=idle_tick,
+    )
+
+
 async def follow(core: Core, job: Job, *, watchdog: bool, steps: int) -> list[Followed]:
     seen: list[Followed] = []
     async with asyncio.timeout(FOLLOW_WAIT_S):
-        async for step in follow_job(
-            store=core.store,
-            bus=core.bus,
-            sync=core.sync,
-            table=job.table,
-            job_id=job.id,
-            watchdog_enabled=watchdog,
-            tick=TICK,
-        ):
+        async for step in follower(core, job, watchdog=watchdog):
             seen.append(step)
             if len(seen) >= steps:
                 break
@@ -188,15 +201,7 @@ async def test_a_quiet_follower_re_reads_its_job_about_once_a_minute(core: Core)
     core.sync.store = counting
     job = await core.running()
     counting.reads = 0
-    steps = follow_job(
-        store=counting,
-        bus=core.bus,
-        sync=core.sync,
-        table=job.table,
-        job_id=job.id,
-        watchdog_enabled=False,
-        tick=TICK,
-    )
+    steps = follower(core, job, store=counting)
     await anext(steps)
     low = c.FOLLOW_REREAD_QUIET_S * (1 - QUIET_JITTER)
     high = c.FOLLOW_REREAD_QUIET_S * (1 + QUIET_JITTER)
@@ -215,16 +220,7 @@ def quiet_follower(
 ) -> AsyncIterator[Followed]:
     """A follower of ``job`` without the page watchdog whose idle tick is an hour away: it
     yields only on a change (or, while queued, on its ``TICK``)."""
-    return follow_job(
-        store=store or core.store,
-        bus=core.bus,
-        sync=core.sync,
-        table=job.table,
-        job_id=job.id,
-        watchdog_enabled=False,
-        tick=TICK,
-        idle_tick=timedelta(hours=1),
-    )
+    return follower(core, job, store=store, idle_tick=timedelta(hours=1))
 
 
 async def _next_within(steps: AsyncIterator[Followed], seconds: float) -> Followed | None:
