@@ -75,7 +75,7 @@ class Repository(Protocol):
 
     async def active_summary(self) -> ActiveSummary:
         """Counted by the database, whatever the number of active jobs (``/metrics`` asks it
-        on every scrape; reading the jobs themselves blocked a worker ~0.7 s per 1,000)."""
+        on every scrape; reading the jobs themselves blocked a worker 330 ms at 10,000)."""
 
     async def queued_jobs_due(self, now: datetime, limit: int = 50) -> list[Job]: ...
 
