@@ -6,13 +6,14 @@ docs/emulator.md lists the endpoints and codes, and the emulator answers them th
 It owns its timeouts, retries only transient failures (network, 5xx, code 500) with jittered
 exponential backoff, and turns every answer into a typed result or an exception of
 :mod:`arcano_tools.runninghub.errors`. The API key travels in the body and the bearer header
-(RunningHub accepts both) and never reaches a log line. Tests inject an httpx transport.
+(RunningHub accepts both) and never reaches a log line. The HTTP exchange itself is
+:mod:`arcano_tools.runninghub.wire`'s: aiohttp in production, an injected httpx transport in
+tests and in the simulation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import os
@@ -31,10 +32,9 @@ from arcano_tools.runninghub.errors import (
     HTTPStatusError,
     MalformedResponse,
     RunningHubError,
-    TransportError,
     error_for,
 )
-from arcano_tools.tls import client_tls
+from arcano_tools.runninghub.wire import AiohttpWire, HttpxWire, Timeouts, Wire
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,8 @@ CODE_RUNNING = 804
 CODE_FAILED = 805
 CODE_QUEUED = 813
 
-DEFAULT_TIMEOUT = httpx.Timeout(
-    connect=c.RH_CONNECT_TIMEOUT_S, read=c.RH_READ_TIMEOUT_S, write=c.RH_READ_TIMEOUT_S, pool=5.0
-)
-UPLOAD_TIMEOUT = httpx.Timeout(
-    connect=c.RH_CONNECT_TIMEOUT_S,
-    read=c.RH_UPLOAD_TIMEOUT_S,
-    write=c.RH_UPLOAD_TIMEOUT_S,
-    pool=5.0,
-)
+DEFAULT_TIMEOUTS = Timeouts(connect=c.RH_CONNECT_TIMEOUT_S, read=c.RH_READ_TIMEOUT_S)
+UPLOAD_TIMEOUTS = Timeouts(connect=c.RH_CONNECT_TIMEOUT_S, read=c.RH_UPLOAD_TIMEOUT_S)
 
 TaskState = Literal["success", "running", "queued", "failed"]
 
@@ -187,14 +180,6 @@ class RateLimiter:
             await asyncio.sleep(at - now)
 
 
-#: Connection pools the client spreads its calls over, round robin. httpcore looks at every
-#: connection of a pool on each request (``has_expired``: a socket readability check each),
-#: so one pool of 64 busy connections cost more per call than the call itself; and httpx
-#: keeps 20 idle connections per pool, so 64 concurrent calls kept reconnecting. Eight
-#: pools of at most 20 each: a call scans a few, and 64 concurrent calls stay connected.
-POOL_SHARDS = 8
-
-
 class RunningHubClient:
     """One instance per process; safe to share between tasks.
 
@@ -208,25 +193,20 @@ class RunningHubClient:
         base_url: str,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         max_retries: int = c.RH_MAX_RETRIES,
         retry_base_s: float = c.RH_RETRY_BASE_S,
         observer: CallObserver | None = None,
         max_concurrency: int = c.UPSTREAM_MAX_CONCURRENCY,
         max_rps: float = c.UPSTREAM_MAX_RPS,
     ) -> None:
-        def client() -> httpx.AsyncClient:
-            return httpx.AsyncClient(
-                base_url=base_url.rstrip("/"),
-                timeout=timeout,
-                transport=transport,
-                verify=client_tls(),
-                headers={"User-Agent": "arcano-tools/1.0"},
-            )
-
-        # an injected transport is the test's, one pool: a single client over it
-        self._pools = [client() for _ in range(1 if transport is not None else POOL_SHARDS)]
-        self._next_pool = itertools.count()
+        #: An injected transport is a test's or the simulation's; otherwise the network.
+        self._wire: Wire = (
+            HttpxWire(base_url, transport)
+            if transport is not None
+            else AiohttpWire(base_url, max_connections=max_concurrency)
+        )
+        self.timeouts = timeouts
         self.max_retries = max_retries
         self.retry_base_s = retry_base_s
         self.observer = observer
@@ -234,8 +214,7 @@ class RunningHubClient:
         self._rate = RateLimiter(max_rps)
 
     async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+        await self._wire.aclose()
 
     # --- endpoints ------------------------------------------------------------------------
 
@@ -283,7 +262,7 @@ class RunningHubClient:
             None,
             files={"file": (filename, content, content_type)},
             form={"apiKey": api_key, "fileType": "input"},
-            timeout=UPLOAD_TIMEOUT,
+            timeouts=UPLOAD_TIMEOUTS,
         )
         if not isinstance(data, dict) or not data.get("fileName"):
             raise MalformedResponse("RunningHub's upload answered no fileName")
@@ -318,7 +297,7 @@ class RunningHubClient:
         retries: int | None = None,
         files: dict[str, Any] | None = None,
         form: dict[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
+        timeouts: Timeouts | None = None,
     ) -> dict[str, Any]:
         """POST with retries of transient failures; returns the JSON envelope."""
         endpoint = path.rsplit("/", 1)[-1]
@@ -328,7 +307,9 @@ class RunningHubClient:
             if attempt:
                 await asyncio.sleep(self._backoff(attempt))
             try:
-                envelope = await self._post_once(path, api_key, body, files, form, timeout)
+                envelope = await self._post_once(
+                    path, api_key, body, files, form, timeouts or self.timeouts
+                )
             except RunningHubError as exc:
                 last = exc
                 self._observe(endpoint, _outcome_of(exc))
@@ -356,31 +337,24 @@ class RunningHubClient:
         body: dict[str, Any] | None,
         files: dict[str, Any] | None,
         form: dict[str, str] | None,
-        timeout: httpx.Timeout | None,
+        timeouts: Timeouts,
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {api_key}"}
-        kwargs: dict[str, Any] = {"headers": headers}
-        if timeout is not None:
-            kwargs["timeout"] = timeout
         if files is not None:
-            content_type, kwargs["content"] = multipart_form(form or {}, files)
-            headers["Content-Type"] = content_type
+            headers["Content-Type"], content = multipart_form(form or {}, files)
         else:
-            kwargs["json"] = {"apiKey": api_key, **(body or {})}
+            headers["Content-Type"] = "application/json"
+            content = json.dumps(
+                {"apiKey": api_key, **(body or {})}, ensure_ascii=False, separators=(",", ":")
+            ).encode()
+        async with self._concurrency:
+            await self._rate.wait()
+            answer = await self._wire.post(path, headers, content, timeouts)
+        if answer.status >= 400:
+            raise HTTPStatusError(answer.status)
         try:
-            async with self._concurrency:
-                await self._rate.wait()
-                pool = self._pools[next(self._next_pool) % len(self._pools)]
-                resp = await pool.post(path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise TransportError(f"RunningHub timed out ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
-            raise TransportError(f"RunningHub unreachable ({type(exc).__name__})") from None
-        if resp.status_code >= 400:
-            raise HTTPStatusError(resp.status_code)
-        try:
-            envelope = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            envelope = json.loads(answer.body)
+        except ValueError:  # not JSON, or not text (UnicodeDecodeError)
             raise MalformedResponse("RunningHub answered a body that is not JSON") from None
         if not isinstance(envelope, dict) or "code" not in envelope:
             raise MalformedResponse("RunningHub answered JSON without a code")

@@ -66,7 +66,7 @@ class _Recorder:
         self.statements: list[str] = []
         self.dialect = _DIALECT
 
-    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> None:
+    async def execute(self, statement: Any, *args: Any, **_kwargs: Any) -> None:
         if not isinstance(statement, sa.TextClause | sa.schema.ExecutableDDLElement):
             raise UnrecordableStep(f"a step ran a query: {statement}")
         self.statements.append(str(statement.compile(dialect=self.dialect)).strip())
