@@ -115,7 +115,8 @@ def sweep(ctx: Context) -> dict[str, Any]:
     """Target 5 (server watchdog sweep over 10,000 jobs in PostgreSQL)."""
     if ctx.args.no_postgres:
         return {}
-    return run_sweep(ctx.stub.url, ctx.postgres_database(), ctx.work)
+    profile = ROOT / "bench" / "results" / "profile" if ctx.args.profile else None
+    return run_sweep(ctx.stub.url, ctx.postgres_database(), ctx.work, profile_dir=profile)
 
 
 def legacy(ctx: Context) -> dict[str, Any]:

@@ -10,6 +10,7 @@ with the rate it reached.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 import uuid
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 
 from arcano_tools.store import schema as s
 from bench import staging
+from bench.profile import Profiler
 from bench.servers import start_api
 
 SWEEP_JOBS = 10_000
@@ -80,8 +82,14 @@ def _busy_rate(database_url: str, data_dir: Path) -> float:
 
 
 def run_sweep(
-    stub_url: str, database_url: str, work: Path, jobs: int = SWEEP_JOBS
+    stub_url: str,
+    database_url: str,
+    work: Path,
+    jobs: int = SWEEP_JOBS,
+    *,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
+    """``profile_dir``: py-spy records the backend for the whole sweep (``sweep.txt``)."""
     data = work / f"sweep-{uuid.uuid4().hex[:6]}"
     data.mkdir()
     start_api(stub_url, data, database_url).stop()  # migrate the fresh database
@@ -90,13 +98,19 @@ def run_sweep(
     )
     server = start_api(stub_url, data, database_url, SWEEP_ENV)
     try:
+        profiling = (
+            Profiler(server.pid, profile_dir, "sweep")
+            if profile_dir is not None
+            else contextlib.nullcontext()
+        )
         deadline = time.monotonic() + SWEEP_WAIT_S
         checked, span = 0, None
-        while time.monotonic() < deadline:
-            checked, span = _progress(database_url, data)
-            if checked >= jobs:
-                break
-            time.sleep(POLL_S)
+        with profiling:
+            while time.monotonic() < deadline:
+                checked, span = _progress(database_url, data)
+                if checked >= jobs:
+                    break
+                time.sleep(POLL_S)
         rss = server.vm_hwm_mb()
         busy = _busy_rate(database_url, data)
     finally:

@@ -49,11 +49,13 @@ LEASE_BATCH = 50
 #: pause all the same, so the loop never spins. Short: a sweep of 10,000 due jobs waits it
 #: once per batch (0.05 s was a third of the sweep's time).
 FULL_BATCH_PAUSE_S = 0.01
-#: Checks one process holds at once, in batches of ``LEASE_BATCH``, as a multiple of its
-#: upstream concurrency: enough that a slot never waits for a lease, few enough that leases
-#: do not pile up behind the limit (another process could be checking those jobs). Past the
-#: cap only overdue jobs are leased.
-IN_FLIGHT_PER_SLOT = 2
+#: Checks one process holds at once that have not had RunningHub's answer yet, in batches of
+#: ``LEASE_BATCH``, as a multiple of its upstream concurrency: enough that a slot never waits
+#: for a lease, few enough that leases do not pile up behind the limit (another process could
+#: be checking those jobs). A check writing its answer no longer counts: counted until its
+#: write's group commit, 128 checks in hand were the sweep's limit (BENCHMARKS.md, item 24).
+#: Past the cap only overdue jobs are leased.
+IN_FLIGHT_PER_SLOT = 4
 
 
 def process_identity() -> str:
@@ -80,10 +82,13 @@ class ServerWatchdog:
         self._cap = max(LEASE_BATCH, IN_FLIGHT_PER_SLOT * max_concurrency)
         #: The checks running now (``run`` does not wait for a batch before leasing more).
         self._in_flight: set[asyncio.Task[None]] = set()
-        #: Set when checks end and leave room for more (``run`` waits on it when full).
+        #: How many of them still wait for RunningHub's answer (what the cap counts).
+        self._asking = 0
+        #: Set when checks are answered and leave room for more (``run`` waits on it when full).
         self._room = asyncio.Event()
         self._next_prune = 0.0
         self._next_reconcile = 0.0
+        self._next_recovery = 0.0
 
     @property
     def interval(self) -> timedelta:
@@ -100,6 +105,7 @@ class ServerWatchdog:
             while not stop.is_set():
                 capped = False
                 try:
+                    await self._recover_when_due()
                     if checks and time.monotonic() >= next_tick:
                         # more may be due (a full batch, or no room to lease them): go on at
                         # once, not a tick later. The checks run on while the loop leases
@@ -108,8 +114,6 @@ class ServerWatchdog:
                         _, more = await self._lease_and_start()
                         capped = more and self._full()
                         next_tick = time.monotonic() + (FULL_BATCH_PAUSE_S if more else tick)
-                    else:
-                        await self.recover_stalled_starts()
                 except Exception:
                     log.exception(
                         "server watchdog tick failed", extra={"action": "server_watchdog"}
@@ -132,12 +136,13 @@ class ServerWatchdog:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     def _full(self) -> bool:
-        """As many checks in hand as the cap allows (only overdue jobs are leased then)."""
-        return len(self._in_flight) >= self._cap
+        """As many checks waiting for RunningHub as the cap allows (only overdue jobs are
+        leased then)."""
+        return self._asking >= self._cap
 
-    def _check_done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        if len(self._in_flight) <= self._cap - LEASE_BATCH // 2:
+    def _done_asking(self) -> None:
+        self._asking -= 1
+        if self._asking <= self._cap - LEASE_BATCH // 2:
             self._room.set()  # room for half a batch: worth a lease
 
     async def _wait_for_room(self, stop: asyncio.Event, timeout: float) -> None:
@@ -147,6 +152,14 @@ class ServerWatchdog:
         finally:
             for waiting in waits:
                 waiting.cancel()
+
+    async def _recover_when_due(self) -> None:
+        """Stalled starts are looked for every ``START_RECOVERY_EVERY_S``, however often the
+        loop leases: a sweep leases every few tens of milliseconds, and a look (a write
+        transaction) before each lease was 40 % of a 10,000-job sweep (BENCHMARKS.md, item 24)."""
+        if time.monotonic() >= self._next_recovery:
+            self._next_recovery = time.monotonic() + c.START_RECOVERY_EVERY_S
+            await self.recover_stalled_starts()
 
     async def recover_stalled_starts(self) -> int:
         """Put back in the queue the starts whose process is gone (start lease expired, or
@@ -177,16 +190,15 @@ class ServerWatchdog:
         """One pass, waited for: recover stalled starts, lease due jobs and sync them, at most
         ``max_concurrency`` at a time (overdue ones outside that limit); returns how many jobs
         were synced. ``run`` does the same without waiting for the checks."""
+        await self.recover_stalled_starts()
         started, _ = await self._lease_and_start()
         await asyncio.gather(*started)
         return len(started)
 
     async def _lease_and_start(self) -> tuple[list[asyncio.Task[None]], bool]:
-        """Recover stalled starts, lease due jobs and start their checks (tracked in
-        ``_in_flight``): up to the in-flight cap, and past it the overdue jobs alone. Returns
-        the checks started, and whether more may be due (a full batch, or only overdue jobs
-        were looked for)."""
-        await self.recover_stalled_starts()
+        """Lease due jobs and start their checks (tracked in ``_in_flight``): up to the
+        in-flight cap, and past it the overdue jobs alone. Returns the checks started, and
+        whether more may be due (a full batch, or only overdue jobs were looked for)."""
         now = self.sync.clock()
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + c.PRUNE_EVERY_S
@@ -196,7 +208,7 @@ class ServerWatchdog:
             await self._reconcile_slots()
         overdue_only = self._full()
         # a batch at least, and as much as there is room for (fewer, larger leases in a sweep)
-        batch = max(LEASE_BATCH, self._cap - len(self._in_flight))
+        batch = max(LEASE_BATCH, self._cap - self._asking)
         reserve_until = now + self.interval
         jobs = await self.store.lease_due_jobs(
             owner=self.owner,
@@ -215,9 +227,10 @@ class ServerWatchdog:
             )
             for job in jobs
         ]
+        self._asking += len(started)
         for task in started:
             self._in_flight.add(task)
-            task.add_done_callback(self._check_done)
+            task.add_done_callback(self._in_flight.discard)
         return started, overdue_only or len(jobs) >= batch
 
     async def _accounts_of(self, jobs: list[Job]) -> dict[str, Account]:
@@ -233,9 +246,22 @@ class ServerWatchdog:
         # the lease reserved the check if it was due (then its next check is the reservation's)
         reserved = job.next_check_at == reserved_until
         lease = CheckLease(self.owner, reserved=reserved, account=account)
+        asking = True
+
+        def answered() -> None:  # RunningHub answered (or the call failed): room for another
+            nonlocal asking
+            if asking:
+                asking = False
+                self._done_asking()
+
         try:
             async with self._slot(job) as free_slot:
-                lease.answered = free_slot
+
+                def free() -> None:
+                    free_slot()
+                    answered()
+
+                lease.answered = free
                 await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG, lease=lease)
         except Exception:
             log.exception(
@@ -243,6 +269,7 @@ class ServerWatchdog:
                 extra={"action": "server_watchdog", "job_id": job.id, "table": job.table},
             )
         finally:
+            answered()  # ended without a call (checked recently, past its deadline, an error)
             if not lease.released:  # any end but "still running" (whose write ended it)
                 await self.store.release_lease(job.table, job.id, self.owner)
 

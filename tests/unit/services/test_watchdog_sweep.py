@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from arcano_tools import constants as c
 from arcano_tools.services import server_watchdog
 from arcano_tools.services.server_watchdog import ServerWatchdog
 from tests.support.core import ACCOUNT, API_KEY, TIMINGS, Core
@@ -56,7 +57,7 @@ async def test_a_watchdog_with_no_room_leases_again_as_checks_end_not_a_tick_lat
         store=core.store,
         sync=sync,
         queue=core.queue,
-        max_concurrency=1,  # a cap of two checks in hand
+        max_concurrency=1,  # a cap of IN_FLIGHT_PER_SLOT checks in hand
         starting_stuck_after=timedelta(minutes=5),
     )
     core.control(latency_ms=200)  # each check outlasts the pause between two leases
@@ -104,3 +105,72 @@ async def test_a_check_writing_its_answer_leaves_its_slot_to_the_next_call(core:
         writes_may_end.set()
         checked = await asyncio.wait_for(tick, timeout=10)
     assert checked == 2
+
+
+async def test_a_sweep_of_many_leases_looks_for_stalled_starts_once_a_period_not_per_lease(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look for stalled starts (a write transaction) ran before every lease: in a sweep,
+    one every few tens of milliseconds, 40 % of the sweep's time. It keeps its own period."""
+    monkeypatch.setattr(server_watchdog, "LEASE_BATCH", 2)
+    monkeypatch.setattr(c, "START_RECOVERY_EVERY_S", 3600.0)  # one look in this test
+    await still_running(core, 8)
+    counting = CountingStore(core.store)
+    watchdog = ServerWatchdog(
+        store=counting,  # type: ignore[arg-type]
+        sync=core.sync,
+        queue=core.queue,
+        max_concurrency=1,  # two checks in hand: four leases at least
+        starting_stuck_after=timedelta(minutes=5),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.create_task(watchdog.run(stop))
+
+    async def all_checked() -> bool:
+        return core.emulator.stats.calls.get("outputs", 0) >= 8
+
+    try:
+        await wait_for_async(all_checked, timeout=15, interval=0.02, what="eight checks")
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
+    assert counting.calls["lease_due_jobs"] >= 4
+    assert counting.calls["lease_stalled_starts"] == 1
+
+
+async def test_checks_writing_their_answers_leave_room_for_more_leases(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cap of checks in hand is a multiple of the upstream slots: it counts the checks
+    still waiting for RunningHub. Counted until their answers' writes ended, a busy database
+    held the sweep back although RunningHub had room."""
+    monkeypatch.setattr(server_watchdog, "LEASE_BATCH", 2)
+    jobs = 3 * server_watchdog.IN_FLIGHT_PER_SLOT  # three times the cap
+    await still_running(core, jobs)
+    watchdog = ServerWatchdog(
+        store=core.store,
+        sync=core.sync,
+        queue=core.queue,
+        max_concurrency=1,
+        starting_stuck_after=timedelta(minutes=5),
+    )
+    writes_may_end = asyncio.Event()
+    real_record = core.store.record_check_result
+
+    async def slow_record(*args: object, **kwargs: object) -> None:
+        await writes_may_end.wait()  # a busy database
+        await real_record(*args, **kwargs)  # type: ignore[arg-type]
+
+    core.store.record_check_result = slow_record  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.create_task(watchdog.run(stop))
+
+    async def all_asked() -> bool:
+        return core.emulator.stats.calls.get("outputs", 0) >= jobs
+
+    try:  # every job is asked while the first answers still wait for their writes
+        await wait_for_async(all_asked, timeout=10, interval=0.02, what="every job asked")
+    finally:
+        writes_may_end.set()
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
