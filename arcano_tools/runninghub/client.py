@@ -32,6 +32,7 @@ from arcano_tools.runninghub.errors import (
     HTTPStatusError,
     MalformedResponse,
     RunningHubError,
+    UnsendableRequest,
     error_for,
 )
 from arcano_tools.runninghub.wire import AiohttpWire, HttpxWire, Timeouts, Wire
@@ -345,7 +346,10 @@ class RunningHubClient:
         else:
             headers["Content-Type"] = "application/json"
             content = json.dumps(
-                {"apiKey": api_key, **(body or {})}, ensure_ascii=False, separators=(",", ":")
+                {"apiKey": api_key, **(body or {})},
+                ensure_ascii=False,
+                separators=(",", ":"),
+                allow_nan=False,  # NaN is not JSON (httpx refused it too)
             ).encode()
         async with self._concurrency:
             await self._rate.wait()
@@ -424,6 +428,8 @@ def _outcome_of(exc: RunningHubError) -> str:
         return str(exc.code)
     if isinstance(exc, MalformedResponse):
         return "malformed"
+    if isinstance(exc, UnsendableRequest):
+        return "unsendable"
     return "transport"
 
 

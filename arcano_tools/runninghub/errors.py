@@ -4,6 +4,7 @@
 
     RunningHubError
     ├── TransportError          network failure or timeout (transient; retried)
+    ├── UnsendableRequest       a request that cannot be put on the wire (a key with a newline)
     ├── HTTPStatusError         non-2xx HTTP answer (5xx transient; retried)
     ├── MalformedResponse       a body that is not RunningHub's JSON envelope
     └── APIError                a ``code`` other than 0 in the envelope
@@ -35,6 +36,11 @@ class TransportError(RunningHubError):
     """RunningHub could not be reached (network error or timeout)."""
 
     retryable = True
+
+
+class UnsendableRequest(RunningHubError):
+    """The request could not be sent as it is (a header value with a control character, such
+    as an API key pasted with its line break): not retried, it would fail again."""
 
 
 class HTTPStatusError(RunningHubError):

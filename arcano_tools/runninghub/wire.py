@@ -16,27 +16,31 @@ aiohttp **0.16–0.26 ms** (its response parser is C). A sweep of the server wat
   the simulation's virtual-clock RunningHub, none of which can be a socket.
 
 Both raise :class:`~arcano_tools.runninghub.errors.TransportError` for a network failure or
-a timeout, naming which, and nothing else: the status and the body are the client's to judge.
+a timeout, naming which, and :class:`UnsendableRequest` for a request that cannot be sent;
+the status and the body are the client's to judge.
 """
 
 from __future__ import annotations
 
 import asyncio
-import weakref
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 
-from arcano_tools.runninghub.errors import TransportError
+from arcano_tools.runninghub.errors import TransportError, UnsendableRequest
 from arcano_tools.tls import client_tls
 
 #: Sent with every call (RunningHub's logs name the caller).
 USER_AGENT = "arcano-tools/1.0"
 #: How long a call may wait for a pooled connection of an injected transport (httpx's pool).
 POOL_WAIT_S = 5.0
+#: Idle connections are closed after this (httpx's 5 s; aiohttp's default is 15 s).
+KEEPALIVE_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -72,23 +76,35 @@ class Wire(Protocol):
 
 
 class AiohttpWire:
-    """RunningHub over ``aiohttp``: one session per event loop, at most ``max_connections``
-    connections in it (the client's concurrency cap, so a capped call never waits twice)."""
+    """RunningHub over ``aiohttp``: one session for the event loop that uses it, at most
+    ``max_connections`` connections in it (the client's concurrency cap, so a capped call
+    never waits twice).
+
+    As httpx did: an HTTP(S) proxy named by ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY``
+    (and not bypassed by ``NO_PROXY``) carries the calls — read once here, where aiohttp's
+    ``trust_env`` would read the environment (and ``~/.netrc``) on every call; idle
+    connections are dropped after ``KEEPALIVE_S``, before a server or balancer in front of
+    RunningHub closes them under a request (a ``POST`` is not retried on a stale connection,
+    and a create is not retried at all).
+    """
 
     def __init__(self, base_url: str, *, max_connections: int) -> None:
         self._base_url = base_url.rstrip("/")
         self._max_connections = max_connections
-        self._sessions: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, aiohttp.ClientSession
-        ] = weakref.WeakKeyDictionary()
+        self._proxy = proxy_for(self._base_url)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session_of_loop: aiohttp.ClientSession | None = None
 
     def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        session = self._sessions.get(loop)
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=client_tls())
+        session = self._session_of_loop
+        if session is None or session.closed or self._loop is not loop:
+            # another loop's session (a test's, a CLI command's) is that loop's to close
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ssl=client_tls(), keepalive_timeout=KEEPALIVE_S
+            )
             session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT})
-            self._sessions[loop] = session
+            self._loop, self._session_of_loop = loop, session
         return session
 
     async def post(
@@ -104,19 +120,36 @@ class AiohttpWire:
                 headers=headers,
                 timeout=timeout,
                 allow_redirects=False,
+                proxy=self._proxy,
             ) as response:
                 return Answer(response.status, await response.read())
         except TimeoutError as exc:  # aiohttp's timeouts (connect, read, total) are these
             raise TransportError(f"RunningHub timed out ({type(exc).__name__})") from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"RunningHub unreachable ({type(exc).__name__})") from None
+        except ValueError:  # a header aiohttp refuses to send (a key with a line break in it)
+            raise UnsendableRequest(
+                "the request to RunningHub could not be sent: a header value (the API key?) "
+                "holds a control character"
+            ) from None
 
     async def aclose(self) -> None:
-        """Closes the running loop's connections (a later call opens new ones). Another loop's
-        session is that loop's to close: its connections cannot be awaited from here."""
-        session = self._sessions.pop(asyncio.get_running_loop(), None)
-        if session is not None:
+        """Closes the running loop's connections (a later call opens new ones)."""
+        session = self._session_of_loop
+        if session is not None and self._loop is asyncio.get_running_loop():
+            self._loop = self._session_of_loop = None
             await session.close()
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (httpx's rules: ``<scheme>_proxy`` or
+    ``all_proxy``, any case, unless ``no_proxy`` names the host), or None."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 class HttpxWire:

@@ -56,6 +56,10 @@ FULL_BATCH_PAUSE_S = 0.01
 #: write's group commit, 128 checks in hand were the sweep's limit (BENCHMARKS.md, item 24).
 #: Past the cap only overdue jobs are leased.
 IN_FLIGHT_PER_SLOT = 4
+#: A loose ceiling on all the checks in hand, those writing their answers included, as a
+#: multiple of the cap: a stalled database must not let answered checks (each holding its
+#: lease) pile up at RunningHub's answer rate.
+HELD_PER_CAP = 4
 
 
 def process_identity() -> str:
@@ -124,6 +128,9 @@ class ServerWatchdog:
                     # no room for more checks: lease again as soon as some end (their
                     # leases must not wait a tick), or at the tick for the overdue ones
                     wait, next_tick = every, 0.0
+                # the next look for dead starts (at once after a full batch of them)
+                wait = min(wait, max(FULL_BATCH_PAUSE_S, self._next_recovery - time.monotonic()))
+                if capped:
                     self._room.clear()
                     await self._wait_for_room(stop, wait)
                 else:
@@ -134,16 +141,28 @@ class ServerWatchdog:
             for task in list(self._in_flight):
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+            self._asking = 0  # a check cancelled before its first step never counted down
 
     def _full(self) -> bool:
-        """As many checks waiting for RunningHub as the cap allows (only overdue jobs are
-        leased then)."""
-        return self._asking >= self._cap
+        """As many checks waiting for RunningHub as the cap allows, or as many in hand as
+        the ceiling allows (only overdue jobs are leased then)."""
+        return self._asking >= self._cap or len(self._in_flight) >= HELD_PER_CAP * self._cap
+
+    def _note_room(self) -> None:
+        half = LEASE_BATCH // 2  # room for half a batch: worth a lease
+        if (
+            self._asking <= self._cap - half
+            and len(self._in_flight) <= HELD_PER_CAP * self._cap - half
+        ):
+            self._room.set()
 
     def _done_asking(self) -> None:
         self._asking -= 1
-        if self._asking <= self._cap - LEASE_BATCH // 2:
-            self._room.set()  # room for half a batch: worth a lease
+        self._note_room()
+
+    def _check_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._note_room()
 
     async def _wait_for_room(self, stop: asyncio.Event, timeout: float) -> None:
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._room.wait())]
@@ -159,7 +178,8 @@ class ServerWatchdog:
         transaction) before each lease was 40 % of a 10,000-job sweep (BENCHMARKS.md, item 24)."""
         if time.monotonic() >= self._next_recovery:
             self._next_recovery = time.monotonic() + c.START_RECOVERY_EVERY_S
-            await self.recover_stalled_starts()
+            if await self.recover_stalled_starts() >= LEASE_BATCH:
+                self._next_recovery = 0.0  # a full batch: more may be waiting
 
     async def recover_stalled_starts(self) -> int:
         """Put back in the queue the starts whose process is gone (start lease expired, or
@@ -230,7 +250,7 @@ class ServerWatchdog:
         self._asking += len(started)
         for task in started:
             self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(self._check_done)
         return started, overdue_only or len(jobs) >= batch
 
     async def _accounts_of(self, jobs: list[Job]) -> dict[str, Account]:

@@ -20,7 +20,7 @@ from sqlalchemy import event
 from arcano_tools.domain.records import FinishRequest, NewJob
 from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from arcano_tools.services.auth import Principal
-from arcano_tools.store import JobStore
+from arcano_tools.store import JobStore, schema
 from tests.support.core import Core, build_core
 from tests.support.fixtures import pg_server_url  # noqa: F401  (fixtures are found by name)
 from tests.support.postgres import create_database
@@ -227,3 +227,41 @@ async def test_a_start_writes_through_the_group_commit_only(core: Core) -> None:
     assert running.task_id is not None
     assert running.holds_slot
     assert sent == []
+
+
+async def test_answers_recorded_together_are_one_executemany_with_every_row_written(
+    core: Core,
+) -> None:
+    """A sweep records a thousand "still running" answers a second: those that share a
+    transaction go as one statement for all of them (they were one each)."""
+    await core.store.upsert_account("default", "k" * 32, max_concurrent=8)
+    jobs = [await core.running(user=f"answer-{n}") for n in range(6)]
+    leased = jobs[:3]  # their leases end with the answer; the others have none
+    owner = "watchdog-1"
+    now = core.clock()
+    t = schema.job_tables[jobs[0].table]
+    async with core.store._write() as conn:
+        leases = t.update().where(t.c.id.in_([j.id for j in leased]))
+        await conn.execute(leases.values(lease_owner=owner, lease_until=now))
+
+    with statements(core.store) as sent:
+        await asyncio.gather(
+            *(
+                core.store.record_check_result(
+                    job.table,
+                    job.id,
+                    804,
+                    f"running {n}",
+                    lease_owner=owner if job in leased else None,
+                )
+                for n, job in enumerate(jobs)
+            )
+        )
+
+    assert sent == ["UPDATE", "UPDATE"]  # one per statement: with and without the lease
+    for n, job in enumerate(jobs):
+        after = await core.job(job)
+        assert (after.last_upstream_code, after.last_upstream_msg) == (804, f"running {n}")
+    async with core.store._write() as conn:
+        held = await conn.scalar(sa.select(sa.func.count()).where(t.c.lease_owner.is_not(None)))
+    assert held == 0

@@ -198,3 +198,70 @@ def test_a_client_closed_in_one_event_loop_serves_the_next(runninghub: str, seen
     assert asyncio.run(ask("T2")) == "running"
     assert seen.paths == ["/task/openapi/outputs"] * 2
     assert len(seen.connections) == 2
+
+
+async def test_a_key_with_a_line_break_is_refused_before_anything_is_sent(
+    runninghub: str, seen: Seen
+) -> None:
+    """aiohttp refuses such a header with a bare ``ValueError``: it escaped the client's error
+    tree (a crash in the watchdog's log instead of an answer it understands)."""
+    client = _client(runninghub)
+    key = API_KEY + "\r\nX-Injected: 1"
+    try:
+        with pytest.raises(e.UnsendableRequest) as raised:
+            await client.outputs(key, "T1")
+    finally:
+        await client.aclose()
+    assert API_KEY not in str(raised.value)
+    assert seen.paths == []
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+async def test_the_environments_proxy_carries_the_calls_as_it_did_with_httpx(
+    runninghub: str, seen: Seen, no_proxy_settings: pytest.MonkeyPatch
+) -> None:
+    no_proxy_settings.setenv("HTTP_PROXY", runninghub)  # the test server plays the proxy
+    client = _client("http://runninghub.invalid")
+    try:
+        assert (await client.outputs(API_KEY, "T1")).state == "running"
+    finally:
+        await client.aclose()
+    assert seen.paths == ["http://runninghub.invalid/task/openapi/outputs"]
+
+
+async def test_a_host_named_by_no_proxy_is_called_directly(
+    runninghub: str, seen: Seen, no_proxy_settings: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a proxy nobody answers for
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    no_proxy_settings.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+    no_proxy_settings.setenv("NO_PROXY", "127.0.0.1")
+    client = _client(runninghub, max_retries=0)
+    try:
+        assert (await client.outputs(API_KEY, "T1")).state == "running"
+    finally:
+        await client.aclose()
+    assert seen.paths == ["/task/openapi/outputs"]
+
+
+async def test_text_beyond_ascii_travels_as_utf8_json(runninghub: str, seen: Seen) -> None:
+    client = _client(runninghub)
+    try:
+        await client.run_app(API_KEY, "1", [{"nodeId": "1", "fieldName": "t", "fieldValue": "ção"}])
+    except e.RunningHubError:
+        pass  # the test server answers 804 to a create: only what it received matters here
+    finally:
+        await client.aclose()
+    assert "ção".encode() in seen.bodies[0]
+    assert json.loads(seen.bodies[0])["nodeInfoList"][0]["fieldValue"] == "ção"

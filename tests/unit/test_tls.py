@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import http.server
 import json
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from arcano_tools import tls
 from arcano_tools.emulator.control import WebhookStats
 from arcano_tools.emulator.webhooks import deliver
+from arcano_tools.runninghub import wire
 from arcano_tools.runninghub.client import RunningHubClient
 from arcano_tools.runninghub.errors import MalformedResponse
 from arcano_tools.services.signing_keys import SigningKeys
@@ -63,16 +66,25 @@ async def test_the_emulators_webhook_copies_share_one_tls_setting(
 
 
 async def test_runninghubs_calls_share_one_tls_setting(
-    receiver: str, ca_bundle_loads: list[object]
+    receiver: str, ca_bundle_loads: list[object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    asked: list[ssl.SSLContext] = []
+
+    def shared() -> ssl.SSLContext:
+        asked.append(tls.client_tls())
+        return asked[-1]
+
+    monkeypatch.setattr(wire, "client_tls", shared)
     client = RunningHubClient(receiver, max_retries=0)
     try:
         for task in ("1", "2", "3"):  # the receiver's {"ok": true} is no envelope
             with pytest.raises(MalformedResponse):
                 await client.outputs("key", task)
-        assert len(ca_bundle_loads) <= 1
     finally:
         await client.aclose()
+    assert asked  # the connections are given the process's one setting
+    assert all(context is tls.client_tls() for context in asked)
+    assert len(ca_bundle_loads) <= 1
 
 
 async def test_fetching_the_signing_keys_again_loads_no_ca_bundle(

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from arcano_tools import constants as c
+from arcano_tools.domain.status import JobStatus
 from arcano_tools.services import server_watchdog
 from arcano_tools.services.server_watchdog import ServerWatchdog
 from tests.support.core import ACCOUNT, API_KEY, TIMINGS, Core
@@ -172,5 +173,77 @@ async def test_checks_writing_their_answers_leave_room_for_more_leases(
         await wait_for_async(all_asked, timeout=10, interval=0.02, what="every job asked")
     finally:
         writes_may_end.set()
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
+
+
+async def test_answered_checks_held_by_a_stalled_database_stop_at_a_ceiling(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting only the checks waiting for RunningHub, a database that stalls would let the
+    answered ones (each holding its lease) pile up at RunningHub's answer rate."""
+    monkeypatch.setattr(server_watchdog, "LEASE_BATCH", 2)
+    monkeypatch.setattr(server_watchdog, "IN_FLIGHT_PER_SLOT", 2)
+    monkeypatch.setattr(server_watchdog, "HELD_PER_CAP", 2)
+    monkeypatch.setattr(c, "START_RECOVERY_EVERY_S", 0.05)  # the loop looks often for room
+    ceiling = 2 * 2  # HELD_PER_CAP × the cap (IN_FLIGHT_PER_SLOT × one slot)
+    await still_running(core, 3 * ceiling)
+    watchdog = ServerWatchdog(
+        store=core.store,
+        sync=core.sync,
+        queue=core.queue,
+        max_concurrency=1,
+        starting_stuck_after=timedelta(minutes=5),
+    )
+    writes_may_end = asyncio.Event()
+    real_record = core.store.record_check_result
+
+    async def stalled_record(*args: object, **kwargs: object) -> None:
+        await writes_may_end.wait()
+        await real_record(*args, **kwargs)  # type: ignore[arg-type]
+
+    core.store.record_check_result = stalled_record  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.create_task(watchdog.run(stop))
+
+    def asked() -> int:
+        return core.emulator.stats.calls.get("outputs", 0)
+
+    async def at_the_ceiling() -> bool:
+        return asked() >= ceiling
+
+    try:
+        await wait_for_async(at_the_ceiling, timeout=10, interval=0.02, what="the ceiling")
+        await asyncio.sleep(0.5)  # time enough for more leases, were there room
+        assert asked() == ceiling
+    finally:
+        writes_may_end.set()
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
+
+
+async def test_a_backlog_of_dead_starts_is_recovered_batch_after_batch_not_one_a_period(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_watchdog, "LEASE_BATCH", 2)
+    monkeypatch.setattr(c, "START_RECOVERY_EVERY_S", 3600.0)
+    await core.store.upsert_account(ACCOUNT, API_KEY, max_concurrent=5)
+    jobs = [await core.submit(user=f"dead-{n}") for n in range(5)]
+    for job in jobs:  # what SIGKILLed starts leave: starting, slot held, nobody renewing
+        claimed = await core.store.claim_slot(
+            await core.job(job), ACCOUNT, start_lease_for=core.queue.start_lease
+        )
+        assert claimed is not None
+    core.clock.advance(seconds=c.START_LEASE_S + 1)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(core.watchdog.run(stop, checks=False))
+
+    async def all_back() -> bool:
+        now = [await core.job(job) for job in jobs]
+        return all(job.status is JobStatus.QUEUED for job in now)
+
+    try:
+        await wait_for_async(all_back, timeout=10, interval=0.02, what="every start recovered")
+    finally:
         stop.set()
         await asyncio.wait_for(loop, timeout=10)
