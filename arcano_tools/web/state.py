@@ -730,7 +730,7 @@ class ToolPageState(rx.State, mixin=True):
             return time.monotonic() - gone_since[0] < grace_s
 
         details: asyncio.Future[EndDetails] | None = None
-        last_shown: tuple[Job, int] | None = None
+        last_shown: tuple[tuple[object, ...], int] | None = None
         try:
             async for step in follow_job(
                 store=services.store,
@@ -753,9 +753,10 @@ class ToolPageState(rx.State, mixin=True):
                 )
                 if details is not None:  # shown with the end if they come at once
                     await asyncio.wait({details}, timeout=END_DETAILS_WAIT_S)
-                if details is None and (job, position) == last_shown:
+                seen = (seen_by_the_page(job), position)
+                if details is None and seen == last_shown:
                     continue  # nothing new: the browser runs the clock on its own
-                last_shown = (job, position)
+                last_shown = seen
                 async with self:  # the end is shown now (this block's exit pushes it)
                     if self.job_id != job_id:
                         return
@@ -777,6 +778,26 @@ class ToolPageState(rx.State, mixin=True):
                 del runtime.tab_jobs[client_token]
             if details is not None and not details.done():  # the page moved on meanwhile
                 details.cancel()
+
+
+def seen_by_the_page(job: Job) -> tuple[object, ...]:
+    """What of a job a tool page shows (``ToolPageState._show`` reads these and nothing else).
+
+    A follower compares these, not whole rows: the check bookkeeping (``next_check_at``, the
+    last upstream answer), a lease or ``updated_at`` change a row every poll interval without
+    changing the page, and each push takes the page state's lock — with several workers a
+    read and a write of the state in Redis — to send nothing."""
+    return (
+        job.id,
+        job.status,
+        job.error_message,
+        job.output_url,
+        job.saving,
+        job.created_at,
+        job.started_at,
+        job.completed_at,
+        bool(job.task_id),
+    )
 
 
 class UpscalerState(ToolPageState, SessionState):

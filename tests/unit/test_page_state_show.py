@@ -16,7 +16,14 @@ from reflex.state import State
 
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.web import runtime
-from arcano_tools.web.state import EndDetails, SessionState, ToolPageState, UpscalerState
+from arcano_tools.web import state as state_module
+from arcano_tools.web.state import (
+    EndDetails,
+    SessionState,
+    ToolPageState,
+    UpscalerState,
+    seen_by_the_page,
+)
 from tests.support.records import job_record
 
 NOW = 1_800_000_000.0
@@ -138,3 +145,43 @@ def test_a_tab_showing_another_job_tells_its_old_follower_to_stop() -> None:
         assert runtime.tab_moved_on(token, "job-b")
     finally:
         runtime.tab_jobs.pop(token, None)
+
+
+BOOKKEEPING = {  # a row changes every poll interval, the page does not
+    "next-check": {"next_check_at": datetime.fromtimestamp(NOW + 15, UTC)},
+    "upstream-answer": {"last_upstream_code": 804, "last_upstream_msg": "APIKEY_TASK_IS_RUNNING"},
+    "updated-at": {"updated_at": datetime.fromtimestamp(NOW, UTC)},
+    "start-lease": {"start_lease_until": datetime.fromtimestamp(NOW + 30, UTC), "attempts": 2},
+}
+SHOWN = {
+    "ended": {"status": JobStatus.FAILED, "completed_at": datetime.fromtimestamp(NOW, UTC)},
+    "error": {"error_message": "out of memory"},
+    "not-started": {"started_at": None, "status": JobStatus.QUEUED},
+    "saved": {"status": JobStatus.COMPLETED, "output_url": "https://cdn.example/o.png"},
+    "other-job": {"id": "another-job"},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [(c, False) for c in BOOKKEEPING.values()] + [(c, True) for c in SHOWN.values()],
+    ids=[*BOOKKEEPING, *SHOWN],
+)
+def test_what_the_follower_compares_changes_when_the_page_does(
+    monkeypatch: pytest.MonkeyPatch, change: dict[str, object], shown: bool
+) -> None:
+    """The follower skips the page state's lock when ``seen_by_the_page`` is unchanged: then
+    ``_show`` must have nothing to send. It compared whole rows, so a check's bookkeeping took
+    the lock every poll interval to send nothing."""
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    monkeypatch.setattr(state_module, "download_href", lambda job: f"/download/{job.id}")
+    root, page = _page()
+    job = job_record(datetime.fromtimestamp(NOW - 30, UTC), task_id="task-1")
+    changed = replace(job, **change)  # type: ignore[arg-type]
+    page._show(job)
+    root._clean()
+
+    page._show(changed)
+
+    assert (seen_by_the_page(changed) != seen_by_the_page(job)) is shown
+    assert bool(page.dirty_vars) is shown
