@@ -17,11 +17,14 @@ import logging
 import logging.handlers
 import os
 import queue
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 #: Records waiting for the logging thread at most (a stalled stderr): later ones are dropped.
 LOG_QUEUE_MAX = 10_000
+#: How long :func:`flush_logs` waits for the thread at most (a stalled stderr must not hang).
+FLUSH_TIMEOUT_S = 2.0
 
 #: Attributes every LogRecord has; anything else came through ``extra=``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -106,6 +109,15 @@ class LogThread(logging.handlers.QueueHandler):
         except queue.Full:
             self.dropped += 1
 
+    def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
+        """Wait until every record queued so far is written (``timeout`` at most)."""
+        waiting = self.queue
+        assert isinstance(waiting, queue.Queue)
+        deadline = time.monotonic() + timeout
+        with waiting.all_tasks_done:  # the thread marks each record done once written
+            while waiting.unfinished_tasks and (left := deadline - time.monotonic()) > 0:
+                waiting.all_tasks_done.wait(left)
+
     def stop(self) -> None:
         """Write what waits, then end the thread (at exit, or when logging is set up anew)."""
         if not self._stopped:
@@ -136,6 +148,14 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     logger.propagate = False
     # httpx logs every URL at INFO; webhook URLs carry per-job tokens.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def flush_logs() -> None:
+    """Before a line printed to the same stream (stderr), the records logged until now: a
+    process that stops with one line must end with that line, not with a log record the
+    thread wrote after it."""
+    if _log_thread is not None:
+        _log_thread.flush()
 
 
 def _stop_log_thread() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from arcano_tools.config import DEFAULT_ACCOUNT_NAME, DEV_MODE, Settings
 from arcano_tools.domain.records import User, utcnow
 from arcano_tools.domain.tools import ToolRegistry
+from arcano_tools.logs import flush_logs
 from arcano_tools.metrics import Metrics
 from arcano_tools.runninghub.client import CallObserver, RunningHubClient
 from arcano_tools.services.auth import TokenVerifier, issue_user_token
@@ -49,6 +50,7 @@ def refuse_unsafe_start(settings: Settings) -> None:
     problem = settings.startup_problem()
     if problem is not None:
         log.critical(problem, extra={"action": "refuse_start"})
+        flush_logs()  # the record first: the process's last line is the one printed
         raise UnsafeConfiguration(f"arcano_tools: {problem}")
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -272,5 +273,53 @@ def test_a_forked_worker_writes_its_own_records(tmp_path: Path) -> None:
             "from the parent",
         ]
     finally:
+        thread.stop()
+        log.removeHandler(thread)
+
+
+class _SlowSink(logging.Handler):
+    """A collector that takes its time with each record (a busy machine's stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        time.sleep(0.05)
+        self.written.append(record.getMessage())
+
+
+def test_records_logged_before_a_flush_are_written_when_it_returns() -> None:
+    """A refusal to start logs its reason, then prints its one line: under load the thread
+    wrote the record after that line (a CI run's last line was the log record)."""
+    sink = _SlowSink()
+    thread = LogThread(sink)
+    log = logging.getLogger("arcano_tools.tests.flush")
+    log.propagate = False
+    log.addHandler(thread)
+    try:
+        for i in range(3):
+            log.warning("line %d", i)
+        thread.flush()
+        assert sink.written == ["line 0", "line 1", "line 2"]
+    finally:
+        thread.stop()
+        log.removeHandler(thread)
+
+
+def test_a_flush_gives_up_on_a_stuck_sink() -> None:
+    sink = _StuckSink()
+    thread = LogThread(sink)
+    log = logging.getLogger("arcano_tools.tests.flush_stuck")
+    log.propagate = False
+    log.addHandler(thread)
+    try:
+        log.warning("never written")
+        started = time.monotonic()
+        thread.flush(timeout=0.2)
+        assert time.monotonic() - started < 5  # it returned
+        assert sink.written == []
+    finally:
+        sink.released.set()
         thread.stop()
         log.removeHandler(thread)
