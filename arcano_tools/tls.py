@@ -31,7 +31,8 @@ ALPN_PROTOCOLS = ["http/1.1"]
 def client_tls() -> ssl.SSLContext:
     """httpx's default verification (certifi's CA bundle, ``SSL_CERT_FILE`` and
     ``SSL_CERT_DIR`` honoured), built once per process; pass it as ``verify=`` to the
-    event loop's HTTP/1.1 ``httpx`` clients."""
+    event loop's HTTP/1.1 ``httpx`` clients (and as ``ssl=`` to the RunningHub wire's aiohttp
+    connector, HTTP/1.1 too)."""
     context = httpx.create_ssl_context()
     context.set_alpn_protocols(ALPN_PROTOCOLS)
     return context

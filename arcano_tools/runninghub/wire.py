@@ -23,6 +23,7 @@ the status and the body are the client's to judge.
 from __future__ import annotations
 
 import asyncio
+import functools
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,15 +111,12 @@ class AiohttpWire:
     async def post(
         self, path: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
     ) -> Answer:
-        timeout = aiohttp.ClientTimeout(
-            total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
-        )
         try:
             async with self._session().post(
                 self._base_url + path,
                 data=body,
                 headers=headers,
-                timeout=timeout,
+                timeout=_client_timeout(timeouts),
                 allow_redirects=False,
                 proxy=self._proxy,
             ) as response:
@@ -139,6 +137,14 @@ class AiohttpWire:
         if session is not None and self._loop is asyncio.get_running_loop():
             self._loop = self._session_of_loop = None
             await session.close()
+
+
+@functools.cache
+def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    """aiohttp's form of ``timeouts``, built once for each (a client has two)."""
+    return aiohttp.ClientTimeout(
+        total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
+    )
 
 
 def proxy_for(url: str) -> str | None:

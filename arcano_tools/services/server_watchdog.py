@@ -86,8 +86,8 @@ class ServerWatchdog:
         self._cap = max(LEASE_BATCH, IN_FLIGHT_PER_SLOT * max_concurrency)
         #: The checks running now (``run`` does not wait for a batch before leasing more).
         self._in_flight: set[asyncio.Task[None]] = set()
-        #: How many of them still wait for RunningHub's answer (what the cap counts).
-        self._asking = 0
+        #: Those of them still waiting for RunningHub's answer (what the cap counts).
+        self._asking: set[asyncio.Task[None]] = set()
         #: Set when checks are answered and leave room for more (``run`` waits on it when full).
         self._room = asyncio.Event()
         self._next_prune = 0.0
@@ -141,27 +141,29 @@ class ServerWatchdog:
             for task in list(self._in_flight):
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
-            self._asking = 0  # a check cancelled before its first step never counted down
 
     def _full(self) -> bool:
         """As many checks waiting for RunningHub as the cap allows, or as many in hand as
         the ceiling allows (only overdue jobs are leased then)."""
-        return self._asking >= self._cap or len(self._in_flight) >= HELD_PER_CAP * self._cap
+        return len(self._asking) >= self._cap or len(self._in_flight) >= HELD_PER_CAP * self._cap
 
     def _note_room(self) -> None:
         half = LEASE_BATCH // 2  # room for half a batch: worth a lease
         if (
-            self._asking <= self._cap - half
+            len(self._asking) <= self._cap - half
             and len(self._in_flight) <= HELD_PER_CAP * self._cap - half
         ):
             self._room.set()
 
-    def _done_asking(self) -> None:
-        self._asking -= 1
-        self._note_room()
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        """RunningHub answered ``task``'s check (or it ended without a call): room for another."""
+        if task in self._asking:
+            self._asking.discard(task)
+            self._note_room()
 
     def _check_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._asking.discard(task)  # also a check cancelled before its first step
         self._note_room()
 
     async def _wait_for_room(self, stop: asyncio.Event, timeout: float) -> None:
@@ -228,7 +230,7 @@ class ServerWatchdog:
             await self._reconcile_slots()
         overdue_only = self._full()
         # a batch at least, and as much as there is room for (fewer, larger leases in a sweep)
-        batch = max(LEASE_BATCH, self._cap - self._asking)
+        batch = max(LEASE_BATCH, self._cap - len(self._asking))
         reserve_until = now + self.interval
         jobs = await self.store.lease_due_jobs(
             owner=self.owner,
@@ -247,9 +249,9 @@ class ServerWatchdog:
             )
             for job in jobs
         ]
-        self._asking += len(started)
+        self._in_flight.update(started)
+        self._asking.update(started)
         for task in started:
-            self._in_flight.add(task)
             task.add_done_callback(self._check_done)
         return started, overdue_only or len(jobs) >= batch
 
@@ -266,22 +268,17 @@ class ServerWatchdog:
         # the lease reserved the check if it was due (then its next check is the reservation's)
         reserved = job.next_check_at == reserved_until
         lease = CheckLease(self.owner, reserved=reserved, account=account)
-        asking = True
-
-        def answered() -> None:  # RunningHub answered (or the call failed): room for another
-            nonlocal asking
-            if asking:
-                asking = False
-                self._done_asking()
+        task = asyncio.current_task()
+        assert task is not None
 
         try:
             async with self._slot(job) as free_slot:
 
-                def free() -> None:
+                def answered() -> None:  # the slot, and room for another check
                     free_slot()
-                    answered()
+                    self._answered(task)
 
-                lease.answered = free
+                lease.answered = answered
                 await self.sync.sync_job(job, finished_by=FinishedBy.SERVER_WATCHDOG, lease=lease)
         except Exception:
             log.exception(
@@ -289,7 +286,7 @@ class ServerWatchdog:
                 extra={"action": "server_watchdog", "job_id": job.id, "table": job.table},
             )
         finally:
-            answered()  # ended without a call (checked recently, past its deadline, an error)
+            self._answered(task)  # no call made (checked recently, past its deadline, an error)
             if not lease.released:  # any end but "still running" (whose write ended it)
                 await self.store.release_lease(job.table, job.id, self.owner)
 
