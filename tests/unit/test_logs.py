@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -215,6 +216,21 @@ def test_the_logging_thread_writes_every_record_in_order_with_its_extras(
     assert "ValueError: boom" in lines[2]["exc"]
 
 
+@contextlib.contextmanager
+def logged_through(sink: logging.Handler, name: str) -> Iterator[tuple[logging.Logger, LogThread]]:
+    """A private logger whose records a :class:`LogThread` writes to ``sink``; the thread is
+    stopped (what waits written) when the block ends."""
+    thread = LogThread(sink)
+    log = logging.getLogger(f"arcano_tools.tests.{name}")
+    log.propagate = False
+    log.addHandler(thread)
+    try:
+        yield log, thread
+    finally:
+        thread.stop()
+        log.removeHandler(thread)
+
+
 class _StuckSink(logging.Handler):
     """A log collector that stopped reading: every write waits until ``released``."""
 
@@ -234,31 +250,21 @@ def test_a_stuck_log_sink_never_blocks_the_code_that_logs(
     """With the handler on the event loop, a full stderr pipe froze every request."""
     monkeypatch.setattr(logs, "LOG_QUEUE_MAX", 3)
     sink = _StuckSink()
-    thread = LogThread(sink)
-    log = logging.getLogger("arcano_tools.tests.stuck")
-    log.propagate = False
-    log.addHandler(thread)
-    try:
-        for i in range(10):  # returns at once: the first is being written, 3 wait, 6 dropped
-            log.warning("line %d", i)
-        assert thread.dropped >= 10 - 3 - 1
-        sink.released.set()
+    with logged_through(sink, "stuck") as (log, thread):
+        try:
+            for i in range(10):  # returns at once: the first is being written, 3 wait, 6 dropped
+                log.warning("line %d", i)
+            assert thread.dropped >= 10 - 3 - 1
+        finally:
+            sink.released.set()
         thread.stop()
         assert sink.written == [f"line {i}" for i in range(10 - thread.dropped)]
-    finally:
-        sink.released.set()
-        thread.stop()
-        log.removeHandler(thread)
 
 
 def test_a_forked_worker_writes_its_own_records(tmp_path: Path) -> None:
     """granian forks its workers: a child inherits the handler but not its thread."""
     sink = logging.FileHandler(tmp_path / "log.txt")
-    thread = LogThread(sink)
-    log = logging.getLogger("arcano_tools.tests.fork")
-    log.propagate = False
-    log.addHandler(thread)
-    try:
+    with logged_through(sink, "fork") as (log, thread):
         pid = os.fork()
         if pid == 0:  # the child: log, write what waits, leave
             log.warning("from the child")
@@ -272,9 +278,6 @@ def test_a_forked_worker_writes_its_own_records(tmp_path: Path) -> None:
             "from the child",
             "from the parent",
         ]
-    finally:
-        thread.stop()
-        log.removeHandler(thread)
 
 
 class _SlowSink(logging.Handler):
@@ -293,33 +296,21 @@ def test_records_logged_before_a_flush_are_written_when_it_returns() -> None:
     """A refusal to start logs its reason, then prints its one line: under load the thread
     wrote the record after that line (a CI run's last line was the log record)."""
     sink = _SlowSink()
-    thread = LogThread(sink)
-    log = logging.getLogger("arcano_tools.tests.flush")
-    log.propagate = False
-    log.addHandler(thread)
-    try:
+    with logged_through(sink, "flush") as (log, thread):
         for i in range(3):
             log.warning("line %d", i)
         thread.flush()
         assert sink.written == ["line 0", "line 1", "line 2"]
-    finally:
-        thread.stop()
-        log.removeHandler(thread)
 
 
 def test_a_flush_gives_up_on_a_stuck_sink() -> None:
     sink = _StuckSink()
-    thread = LogThread(sink)
-    log = logging.getLogger("arcano_tools.tests.flush_stuck")
-    log.propagate = False
-    log.addHandler(thread)
-    try:
-        log.warning("never written")
-        started = time.monotonic()
-        thread.flush(timeout=0.2)
-        assert time.monotonic() - started < 5  # it returned
-        assert sink.written == []
-    finally:
-        sink.released.set()
-        thread.stop()
-        log.removeHandler(thread)
+    with logged_through(sink, "flush_stuck") as (log, thread):
+        try:
+            log.warning("never written")
+            started = time.monotonic()
+            thread.flush(timeout=0.2)
+            assert time.monotonic() - started < 5  # it returned
+            assert sink.written == []
+        finally:
+            sink.released.set()

@@ -6,7 +6,10 @@ RunningHub is read once per batch, not once per check."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -26,6 +29,51 @@ async def still_running(core: Core, count: int) -> None:
     for n in range(count):
         await core.running(user=f"sweep-{n}")
     core.clock.advance(seconds=TIMINGS.initial_delay.total_seconds())
+
+
+def one_slot_watchdog(core: Core, *, store: Any = None, sync: Any = None) -> ServerWatchdog:
+    """A server watchdog of ``core`` with one upstream slot: it holds at most
+    ``IN_FLIGHT_PER_SLOT`` checks waiting for RunningHub."""
+    return ServerWatchdog(
+        store=store or core.store,
+        sync=sync or core.sync,
+        queue=core.queue,
+        max_concurrency=1,
+        starting_stuck_after=timedelta(minutes=5),
+    )
+
+
+def outputs_asked(core: Core) -> int:
+    return core.emulator.stats.calls.get("outputs", 0)
+
+
+@contextlib.contextmanager
+def answers_held(core: Core) -> Iterator[None]:
+    """A busy database: the checks' answers wait to be written until the block ends."""
+    writes_may_end = asyncio.Event()
+    real_record = core.store.record_check_result
+
+    async def held_record(*args: object, **kwargs: object) -> None:
+        await writes_may_end.wait()
+        await real_record(*args, **kwargs)  # type: ignore[arg-type]
+
+    core.store.record_check_result = held_record  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        writes_may_end.set()
+
+
+@contextlib.asynccontextmanager
+async def running(watchdog: ServerWatchdog, *, checks: bool = True) -> AsyncIterator[None]:
+    """The watchdog's loop, for the length of the block."""
+    stop = asyncio.Event()
+    loop = asyncio.create_task(watchdog.run(stop, checks=checks))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
 
 
 async def test_a_check_of_a_job_still_running_is_one_lease_and_one_write(core: Core) -> None:
@@ -54,25 +102,16 @@ async def test_a_watchdog_with_no_room_leases_again_as_checks_end_not_a_tick_lat
     monkeypatch.setattr(server_watchdog, "LEASE_BATCH", 2)
     await still_running(core, 6)
     sync = core.sync_with(poll_interval=timedelta(minutes=10))  # a tick of five minutes
-    watchdog = ServerWatchdog(
-        store=core.store,
-        sync=sync,
-        queue=core.queue,
-        max_concurrency=1,  # a cap of IN_FLIGHT_PER_SLOT checks in hand
-        starting_stuck_after=timedelta(minutes=5),
-    )
+    watchdog = one_slot_watchdog(core, sync=sync)  # a cap of IN_FLIGHT_PER_SLOT checks in hand
     core.control(latency_ms=200)  # each check outlasts the pause between two leases
-    stop = asyncio.Event()
-    loop = asyncio.create_task(watchdog.run(stop))
 
     async def all_checked() -> bool:
-        return core.emulator.stats.calls.get("outputs", 0) >= 6
+        return outputs_asked(core) >= 6
 
     try:
-        await wait_for_async(all_checked, timeout=15, interval=0.05, what="six checks")
+        async with running(watchdog):
+            await wait_for_async(all_checked, timeout=15, interval=0.05, what="six checks")
     finally:
-        stop.set()
-        await asyncio.wait_for(loop, timeout=10)
         core.control(latency_ms=0)
 
 
@@ -80,32 +119,15 @@ async def test_a_check_writing_its_answer_leaves_its_slot_to_the_next_call(core:
     """The slot bounds calls to RunningHub, not writes: held through the group commit's wait
     for the answer's write, the 64 slots were the sweep's limit."""
     await still_running(core, 2)
-    watchdog = ServerWatchdog(
-        store=core.store,
-        sync=core.sync,
-        queue=core.queue,
-        max_concurrency=1,
-        starting_stuck_after=timedelta(minutes=5),
-    )
-    writes_may_end = asyncio.Event()
-    real_record = core.store.record_check_result
-
-    async def slow_record(*args: object, **kwargs: object) -> None:
-        await writes_may_end.wait()  # a busy database
-        await real_record(*args, **kwargs)  # type: ignore[arg-type]
-
-    core.store.record_check_result = slow_record  # type: ignore[method-assign]
-    tick = asyncio.create_task(watchdog.tick())
+    watchdog = one_slot_watchdog(core)
 
     async def both_asked() -> bool:
-        return core.emulator.stats.calls.get("outputs", 0) >= 2
+        return outputs_asked(core) >= 2
 
-    try:  # the second call goes out while the first check's write still waits
+    with answers_held(core):  # the second call goes out while the first check's write waits
+        tick = asyncio.create_task(watchdog.tick())
         await wait_for_async(both_asked, timeout=10, interval=0.02, what="the second call")
-    finally:
-        writes_may_end.set()
-        checked = await asyncio.wait_for(tick, timeout=10)
-    assert checked == 2
+    assert await asyncio.wait_for(tick, timeout=10) == 2
 
 
 async def test_a_sweep_of_many_leases_looks_for_stalled_starts_once_a_period_not_per_lease(
@@ -114,27 +136,17 @@ async def test_a_sweep_of_many_leases_looks_for_stalled_starts_once_a_period_not
     """The look for stalled starts (a write transaction) ran before every lease: in a sweep,
     one every few tens of milliseconds, 40 % of the sweep's time. It keeps its own period."""
     monkeypatch.setattr(server_watchdog, "LEASE_BATCH", 2)
+    monkeypatch.setattr(server_watchdog, "IN_FLIGHT_PER_SLOT", 1)  # leases of two at most
     monkeypatch.setattr(c, "START_RECOVERY_EVERY_S", 3600.0)  # one look in this test
     await still_running(core, 8)
     counting = CountingStore(core.store)
-    watchdog = ServerWatchdog(
-        store=counting,  # type: ignore[arg-type]
-        sync=core.sync,
-        queue=core.queue,
-        max_concurrency=1,  # two checks in hand: four leases at least
-        starting_stuck_after=timedelta(minutes=5),
-    )
-    stop = asyncio.Event()
-    loop = asyncio.create_task(watchdog.run(stop))
+    watchdog = one_slot_watchdog(core, store=counting)
 
     async def all_checked() -> bool:
-        return core.emulator.stats.calls.get("outputs", 0) >= 8
+        return outputs_asked(core) >= 8
 
-    try:
+    async with running(watchdog):
         await wait_for_async(all_checked, timeout=15, interval=0.02, what="eight checks")
-    finally:
-        stop.set()
-        await asyncio.wait_for(loop, timeout=10)
     assert counting.calls["lease_due_jobs"] >= 4
     assert counting.calls["lease_stalled_starts"] == 1
 
@@ -148,33 +160,15 @@ async def test_checks_writing_their_answers_leave_room_for_more_leases(
     monkeypatch.setattr(server_watchdog, "LEASE_BATCH", 2)
     jobs = 3 * server_watchdog.IN_FLIGHT_PER_SLOT  # three times the cap
     await still_running(core, jobs)
-    watchdog = ServerWatchdog(
-        store=core.store,
-        sync=core.sync,
-        queue=core.queue,
-        max_concurrency=1,
-        starting_stuck_after=timedelta(minutes=5),
-    )
-    writes_may_end = asyncio.Event()
-    real_record = core.store.record_check_result
-
-    async def slow_record(*args: object, **kwargs: object) -> None:
-        await writes_may_end.wait()  # a busy database
-        await real_record(*args, **kwargs)  # type: ignore[arg-type]
-
-    core.store.record_check_result = slow_record  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    loop = asyncio.create_task(watchdog.run(stop))
+    watchdog = one_slot_watchdog(core)
 
     async def all_asked() -> bool:
-        return core.emulator.stats.calls.get("outputs", 0) >= jobs
+        return outputs_asked(core) >= jobs
 
-    try:  # every job is asked while the first answers still wait for their writes
-        await wait_for_async(all_asked, timeout=10, interval=0.02, what="every job asked")
-    finally:
-        writes_may_end.set()
-        stop.set()
-        await asyncio.wait_for(loop, timeout=10)
+    # every job is asked while the first answers still wait for their writes
+    async with running(watchdog):
+        with answers_held(core):
+            await wait_for_async(all_asked, timeout=10, interval=0.02, what="every job asked")
 
 
 async def test_answered_checks_held_by_a_stalled_database_stop_at_a_ceiling(
@@ -188,38 +182,16 @@ async def test_answered_checks_held_by_a_stalled_database_stop_at_a_ceiling(
     monkeypatch.setattr(c, "START_RECOVERY_EVERY_S", 0.05)  # the loop looks often for room
     ceiling = 2 * 2  # HELD_PER_CAP × the cap (IN_FLIGHT_PER_SLOT × one slot)
     await still_running(core, 3 * ceiling)
-    watchdog = ServerWatchdog(
-        store=core.store,
-        sync=core.sync,
-        queue=core.queue,
-        max_concurrency=1,
-        starting_stuck_after=timedelta(minutes=5),
-    )
-    writes_may_end = asyncio.Event()
-    real_record = core.store.record_check_result
-
-    async def stalled_record(*args: object, **kwargs: object) -> None:
-        await writes_may_end.wait()
-        await real_record(*args, **kwargs)  # type: ignore[arg-type]
-
-    core.store.record_check_result = stalled_record  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    loop = asyncio.create_task(watchdog.run(stop))
-
-    def asked() -> int:
-        return core.emulator.stats.calls.get("outputs", 0)
+    watchdog = one_slot_watchdog(core)
 
     async def at_the_ceiling() -> bool:
-        return asked() >= ceiling
+        return outputs_asked(core) >= ceiling
 
-    try:
-        await wait_for_async(at_the_ceiling, timeout=10, interval=0.02, what="the ceiling")
-        await asyncio.sleep(0.5)  # time enough for more leases, were there room
-        assert asked() == ceiling
-    finally:
-        writes_may_end.set()
-        stop.set()
-        await asyncio.wait_for(loop, timeout=10)
+    async with running(watchdog):
+        with answers_held(core):
+            await wait_for_async(at_the_ceiling, timeout=10, interval=0.02, what="the ceiling")
+            await asyncio.sleep(0.5)  # time enough for more leases, were there room
+            assert outputs_asked(core) == ceiling
 
 
 async def test_a_backlog_of_dead_starts_is_recovered_batch_after_batch_not_one_a_period(
@@ -235,15 +207,10 @@ async def test_a_backlog_of_dead_starts_is_recovered_batch_after_batch_not_one_a
         )
         assert claimed is not None
     core.clock.advance(seconds=c.START_LEASE_S + 1)
-    stop = asyncio.Event()
-    loop = asyncio.create_task(core.watchdog.run(stop, checks=False))
 
     async def all_back() -> bool:
         now = [await core.job(job) for job in jobs]
         return all(job.status is JobStatus.QUEUED for job in now)
 
-    try:
+    async with running(core.watchdog, checks=False):
         await wait_for_async(all_back, timeout=10, interval=0.02, what="every start recovered")
-    finally:
-        stop.set()
-        await asyncio.wait_for(loop, timeout=10)
