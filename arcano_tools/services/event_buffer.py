@@ -1,15 +1,18 @@
-"""Webhook events that change nothing, written in bulk off the request path.
+"""Webhook events whose effect is committed (or that have none), written in bulk off the
+request path.
 
 RunningHub retries its webhooks, and a job that has ended gets the same delivery again and
 again. Each one is kept in ``webhook_events`` (the webhook health on ``/admin`` counts them),
 but writing it before answering made a retried delivery cost a database transaction — most
 of a duplicate's time under load (``make bench``, target 1; BENCHMARKS.md). Such an event
 changes nothing, so it waits here: one background task writes what gathered every
-``FLUSH_EVERY_S`` in one statement, and a stop writes what is left.
+``FLUSH_EVERY_S`` in one statement, and a stop writes what is left. A delivery that finished
+its job is recorded the same way once that finish has committed (its own transaction was a
+sixth of a first delivery's CPU, BENCHMARKS.md item 26).
 
-What this costs: a process killed (SIGKILL) loses at most ``FLUSH_EVERY_S`` of duplicate
-records — health counts, never a job's state, a charge or a refund — and ``/admin`` shows a
-duplicate up to that much later. Beyond ``MAX_PENDING`` unwritten events (a database down
+What this costs: a process killed (SIGKILL) loses at most ``FLUSH_EVERY_S`` of these
+records — health counts, never a job's state, a charge or a refund — and ``/admin`` shows
+them up to that much later. Beyond ``MAX_PENDING`` unwritten events (a database down
 for a long while) further ones are counted in the metric only, so memory stays bounded.
 """
 

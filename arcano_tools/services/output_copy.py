@@ -138,7 +138,7 @@ class OutputCopier:
                 },
             )
             self.queue.bus.publish(JobUpdate.of(began.job))
-            self.queue.wake()  # its slot is free
+            self.queue.slot_freed()
             self.copy_soon(began.job)
         return began
 

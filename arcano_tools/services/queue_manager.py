@@ -164,6 +164,9 @@ class QueueManager:
         self.webhook_base_url = webhook_base_url.rstrip("/")
         self.webhook_secret = webhook_secret
         self._wake = asyncio.Event()
+        #: The last read of the queue found no job due, and nothing was queued here since: a
+        #: freed slot then has nothing to start (see :meth:`slot_freed`).
+        self._queue_seen_empty = False
         #: Background work: starts and upstream cancels (a stop waits for them).
         self._starting: set[asyncio.Task[None]] = set()
         #: Starts still uploading or waiting on the create call: what a stop may interrupt.
@@ -242,7 +245,20 @@ class QueueManager:
     # --- dispatch -------------------------------------------------------------------------
 
     def wake(self) -> None:
+        """Something may be waiting in the queue (a submission, a requeue, an account that
+        can no longer start anything): read it now."""
+        self._queue_seen_empty = False
         self._wake.set()
+
+    def slot_freed(self) -> None:
+        """A job let its account slot go (a finish, a result saved, a slot count corrected):
+        read the queue now, unless its last read found nothing due and nothing was queued in
+        this process since. Under a webhook burst with an empty queue that was a read every
+        ``DISPATCH_MIN_GAP_S`` (50 a second, a tenth of a first delivery's CPU) to start
+        nothing. A job queued by another process or due later is read on the next tick
+        (``DISPATCH_TICK_S``) — as soon as its own process's wake would have it."""
+        if not self._queue_seen_empty:
+            self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """The dispatcher loop (a lifespan task): dispatch whenever woken, and on a tick.
@@ -272,6 +288,8 @@ class QueueManager:
         started = 0
         now = self.clock()
         queued = await self.store.queued_jobs_due(now)
+        # a wake during the read (a submission it missed) is kept and clears this again
+        self._queue_seen_empty = not queued
         usable = bool(queued) and await self.store.has_enabled_account()
         # the accounts with room, read again only once every one of them has refused a claim
         # (a read per job was a twentieth of a start's CPU); least busy first, as read
@@ -628,7 +646,7 @@ class QueueManager:
                 },
             )
             self._publish(result.job)
-            self.wake()
+            self.slot_freed()
         return result
 
     async def cancel(self, table: str, job_id: str, user_id: str | None) -> FinishResult:

@@ -334,4 +334,4 @@ class ServerWatchdog:
             )
             self.queue.metrics.slot_corrections.labels(account).inc()
         if fixed:
-            self.queue.wake()  # freed slots may start queued jobs now
+            self.queue.slot_freed()

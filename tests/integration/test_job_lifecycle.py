@@ -97,7 +97,9 @@ def test_happy_path_webhook_completes_the_job_and_charges_once(
     assert output.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert credits(client, backend, user) == c.STARTING_CREDITS - UPSCALER_COST
     assert ledger(backend, body["jobId"]) == [("charge", -UPSCALER_COST)]
-    assert webhook_events(backend, body["jobId"]) == ["accepted"]
+    # an applied delivery is recorded in the next bulk write (EventBuffer's half second)
+    events = wait_for(lambda: webhook_events(backend, body["jobId"]), what="the event's record")
+    assert events == ["accepted"]
     stats = emu.stats()
     assert stats["calls"].get("outputs", 0) == 0  # the sync was never needed
 
@@ -132,7 +134,7 @@ def test_early_webhook_finds_its_job_by_our_id(
     assert job["status"] == "completed"
     assert job["finishedBy"] == "webhook"
     assert emu.stats()["webhooks"]["early"] == 1
-    events = webhook_events(backend, job_id)
+    events = wait_for(lambda: webhook_events(backend, job_id), what="the event's record")
     assert events == ["early"], events  # never "Job not found", never rejected
     # the create call's answer arrived after the job ended: the task id is kept, status stays
     detail = wait_for(lambda: get_job(client, backend, user, job_id)["taskId"], what="task id")

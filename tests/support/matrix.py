@@ -83,6 +83,9 @@ JOBS_PER_USER = 10
 FAULT_S = 1.0
 #: Where the emulator (and so every honest output URL) lives.
 EMULATOR_HOST = "127.0.0.1"
+#: Seconds an applied webhook's record may take to reach ``webhook_events`` (the receiving
+#: process writes them in bulk every half second; a loaded machine takes longer).
+EARLY_RECORD_WAIT_S = 10.0
 WEBHOOK_SECRET = ("webhook:" + SERVICE_KEY).encode()
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 COMPLETED = frozenset({"completed"})
@@ -806,7 +809,13 @@ def verify_early(run: Run) -> list[str]:
     from such webhooks (on a loaded machine a first POST may fail and be retried later)."""
     early = run.control.stats()["webhooks"]["early"]
     out = [] if early == run.n else [f"{early} early webhooks sent (want {run.n})"]
-    ((applied,),) = run.rows("SELECT count(*) FROM webhook_events WHERE outcome = 'early'")
+    # recorded in the receiving process's next bulk write (EventBuffer, half a second)
+    deadline = time.monotonic() + EARLY_RECORD_WAIT_S
+    while True:
+        ((applied,),) = run.rows("SELECT count(*) FROM webhook_events WHERE outcome = 'early'")
+        if applied or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     if not applied:
         out.append("no webhook was applied as early")
     return out

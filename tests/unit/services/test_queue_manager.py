@@ -258,6 +258,88 @@ async def test_a_burst_of_wakes_is_served_by_few_dispatches(core: Core) -> None:
     assert 1 <= burst_reads < wakes / 10
 
 
+def count_queue_reads(core: Core) -> list[int]:
+    """Counts the dispatcher's reads of the queue (one item, incremented per read)."""
+    reads = [0]
+    real_read = core.store.queued_jobs_due
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        reads[0] += 1
+        return await real_read(*args, **kwargs)
+
+    core.store.queued_jobs_due = counted  # type: ignore[method-assign]
+    return reads
+
+
+async def test_freed_slots_do_not_read_a_queue_last_seen_empty(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook burst frees a slot per job; with nothing queued, each dispatch read the queue
+    to start nothing (50 reads a second). The tick still reads it (other processes' jobs)."""
+    monkeypatch.setattr(constants, "DISPATCH_TICK_S", 3600.0)
+    jobs = [await core.running() for _ in range(2)]
+    reads = count_queue_reads(core)
+    stop = asyncio.Event()
+    dispatcher = asyncio.create_task(core.queue.run(stop))
+    await wait_for_async(lambda: _true(reads[0] == 1), timeout=5, what="the first read")
+
+    for job in jobs:
+        await core.queue.finish(
+            job.table,
+            job.id,
+            FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url=OUTPUT_URL),
+        )
+        await asyncio.sleep(2 * DISPATCH_MIN_GAP_S)
+    quiet_reads = reads[0]
+    queued = await core.submit()  # a submission wakes it: read, and started at once
+
+    async def started() -> bool:
+        return (await core.job(queued)).status is not JobStatus.QUEUED
+
+    await wait_for_async(started, timeout=5, interval=DISPATCH_MIN_GAP_S, what="the start")
+    stop.set()
+    core.queue.wake()
+    await asyncio.wait_for(dispatcher, 5)
+
+    assert quiet_reads == 1
+
+
+async def test_a_freed_slot_starts_a_job_waiting_for_one_at_once(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job queued behind a full account is started by the finish that frees a slot, not by
+    the tick."""
+    monkeypatch.setattr(constants, "DISPATCH_TICK_S", 3600.0)
+    running = [await core.running(user=user) for user in ("u1", "u2")]  # both slots taken
+    waiting = await core.submit(user="u3")
+    await core.dispatch()
+    assert (await core.job(waiting)).status is JobStatus.QUEUED
+    reads = count_queue_reads(core)
+    stop = asyncio.Event()
+    dispatcher = asyncio.create_task(core.queue.run(stop))
+    await wait_for_async(lambda: _true(reads[0] == 1), timeout=5, what="the first read")
+
+    await core.queue.finish(
+        running[0].table,
+        running[0].id,
+        FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url=OUTPUT_URL),
+    )
+
+    async def started() -> bool:
+        return (await core.job(waiting)).status is not JobStatus.QUEUED
+
+    try:
+        await wait_for_async(started, timeout=5, interval=DISPATCH_MIN_GAP_S, what="the start")
+    finally:
+        stop.set()
+        core.queue.wake()
+        await asyncio.wait_for(dispatcher, 5)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def test_a_wake_during_a_dispatch_is_not_lost(
     core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
