@@ -313,15 +313,18 @@ _UNMATCHED_IDS = sa.select(s.webhook_events.c.id).where(
 _WRITE_OPTION = "arcano_write"
 #: A read of one statement, on SQLite sent without our ``BEGIN`` (see ``_read_in_thread``).
 _SINGLE_READ = "arcano_single_read"
-#: PostgreSQL connections of the blocking engine (the worker threads' reads and commits).
-THREAD_POOL_SIZE = 5
 #: Threads that run the store's work (group commits, hot reads): its own, not asyncio's
 #: default executor. That one is shared with the DNS lookups of every outgoing request
 #: (``getaddrinfo``) and other ``to_thread`` work: 1,000 pages asking the size of results on
 #: a host that resolved slowly once filled it, and every webhook's finish waited behind them
-#: — pages saw their job end 98 s late (``make bench``, target 4). One more than the pool's
-#: connections, so a batch never waits for a thread while a connection is free.
-DB_THREADS = THREAD_POOL_SIZE + 1
+#: — pages saw their job end 98 s late (``make bench``, target 4). Two: a read never waits
+#: behind a group commit, and no more, because every thread contends for the one GIL with the
+#: event loop — with six, a first webhook delivery cost 48 context switches and 2.7 ms of CPU
+#: (SQLite), and two threads took 25 % more of them a second on SQLite and 35 % more on
+#: PostgreSQL, the sweep unchanged (BENCHMARKS.md, item 26).
+DB_THREADS = 2
+#: PostgreSQL connections of the blocking engine: one per store thread.
+THREAD_POOL_SIZE = DB_THREADS
 _T = TypeVar("_T")
 
 
