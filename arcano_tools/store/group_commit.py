@@ -55,7 +55,12 @@ class GroupCommit:
         transaction: Transaction,
         turn: Callable[[], AbstractAsyncContextManager[None]],
         in_thread: InThread = asyncio.to_thread,
+        *,
+        name: str = "group commit",
     ) -> None:
+        #: What it batches, for its log lines (the store's one-statement reads take turns the
+        #: same way: ``transaction`` then runs them without one).
+        self.name = name
         self._transaction = transaction
         self._in_thread = in_thread
         #: Waits for this process's turn to write (SQLite's one writer).
@@ -129,7 +134,10 @@ class GroupCommit:
 
     async def _one_by_one(self, batch: list[tuple[Write[Any], asyncio.Future[Any]]]) -> None:
         if len(batch) > 1:
-            log.info("group commit fell back to one transaction per write", extra={"n": len(batch)})
+            log.info(
+                "group commit fell back to one call per batch",
+                extra={"batcher": self.name, "n": len(batch)},
+            )
         for write, future in batch:
             try:
                 async with self._turn():

@@ -480,6 +480,8 @@ class JobStore:
         self.clock = clock
         #: The group-commit writer and (SQLite) the write lock, of the loop that uses them.
         self._group: GroupCommit | None = None
+        #: The one-statement reads of that loop, run in turns the same way (no transaction).
+        self._reads: GroupCommit | None = None
         #: The same database through a blocking driver, for work done whole in a thread.
         self._thread_engine = create_thread_engine(
             engine.url, transaction_pooler=transaction_pooler
@@ -509,8 +511,9 @@ class JobStore:
             return await run_migrations(conn)
 
     async def close(self) -> None:
-        if self._group is not None and self._group.loop is asyncio.get_running_loop():
-            await self._group.idle()
+        for group in (self._group, self._reads):
+            if group is not None and group.loop is asyncio.get_running_loop():
+                await group.idle()
         await self.engine.dispose()
         await self._in_thread(self._thread_engine.dispose)
         self._db_threads.shutdown(wait=False)
@@ -573,26 +576,45 @@ class JobStore:
             self._group = GroupCommit(self._write_in_thread, self._write_turn, self._in_thread)
         return await self._group.run(write)
 
-    def _read_in_thread(self, read: Callable[[sa.Connection], _T], one_statement: bool) -> _T:
+    def _without_transaction(self, conn: sa.Connection) -> sa.Connection:
+        """``conn`` for reads of one statement each: atomic on their own, so no BEGIN and
+        COMMIT (round trips on PostgreSQL; on SQLite two more statements, 3 % of a first
+        webhook delivery). SQLite's connections are in autocommit already (``_tune_sqlite``):
+        only our BEGIN is left out — its driver-level AUTOCOMMIT would leave them in pysqlite's
+        implicit-transaction mode afterwards."""
+        if self.dialect == "postgresql":
+            return conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn.execution_options(**{_SINGLE_READ: True})
+
+    def _reads_in_thread(self, reads: list[Callable[[sa.Connection], Any]]) -> list[Any]:
+        """(In a worker thread.) One-statement reads one after the other on one connection;
+        their results."""
         with self._thread_engine.connect() as conn:
-            if one_statement:
-                # one statement is atomic on its own: no BEGIN and COMMIT (round trips on
-                # PostgreSQL; on SQLite two more statements, 3 % of a first webhook delivery).
-                # SQLite's connections are in autocommit already (``_tune_sqlite``): only our
-                # BEGIN is left out — its driver-level AUTOCOMMIT would leave them in pysqlite's
-                # implicit-transaction mode afterwards.
-                if self.dialect == "postgresql":
-                    return read(conn.execution_options(isolation_level="AUTOCOMMIT"))
-                return read(conn.execution_options(**{_SINGLE_READ: True}))
-            with conn.begin():
-                return read(conn)
+            conn = self._without_transaction(conn)
+            return [read(conn) for read in reads]
+
+    def _snapshot_read_in_thread(self, read: Callable[[sa.Connection], _T]) -> _T:
+        with self._thread_engine.connect() as conn, conn.begin():
+            return read(conn)
 
     async def _thread_read(
         self, read: Callable[[sa.Connection], _T], *, one_statement: bool = True
     ) -> _T:
-        """A hot path's read, done whole in a worker thread (one hop, see create_thread_engine);
-        several statements see one snapshot (``one_statement=False``)."""
-        return await self._in_thread(self._read_in_thread, read, one_statement)
+        """A hot path's read, done whole in a worker thread (see create_thread_engine);
+        several statements see one snapshot (``one_statement=False``).
+
+        One-statement reads take turns like the group commit's writes: those that arrive
+        while a batch of them is in the thread run together in the next one, on one
+        connection. Under a webhook burst each read was a hand-off to a thread and back and a
+        connection checked out and in, each costing more than the read itself."""
+        if not one_statement:
+            return await self._in_thread(self._snapshot_read_in_thread, read)
+        loop = asyncio.get_running_loop()
+        if self._reads is None or self._reads.loop is not loop:
+            self._reads = GroupCommit(
+                self._reads_in_thread, contextlib.nullcontext, self._in_thread, name="reads"
+            )
+        return await self._reads.run(read)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:

@@ -265,3 +265,52 @@ async def test_answers_recorded_together_are_one_executemany_with_every_row_writ
     async with core.store._write() as conn:
         held = await conn.scalar(sa.select(sa.func.count()).where(t.c.lease_owner.is_not(None)))
     assert held == 0
+
+
+async def test_reads_that_arrive_together_share_a_hand_off(core: Core) -> None:
+    """One-statement reads take turns like the writes: those waiting while a batch is in the
+    thread run together (one hand-off to a thread, one connection), each with its own answer.
+    Under a webhook burst each read was a hand-off and a connection checkout of its own."""
+    store: JobStore = core.store
+    jobs = [await core.running(user=f"u{i}") for i in range(2)]
+    hand_offs = count_hand_offs(store)
+    wanted = [jobs[i % 2] for i in range(RACERS)]
+
+    results = await asyncio.gather(
+        *(store.get_job(job.table, job.id) for job in wanted),
+        store.get_job(jobs[0].table, str(uuid.uuid4())),
+    )
+
+    assert [r.id if r else None for r in results] == [j.id for j in wanted] + [None]
+    assert hand_offs[0] <= 2  # the first read alone, then the others together (25 before)
+
+
+async def test_a_read_that_fails_fails_alone(core: Core) -> None:
+    store: JobStore = core.store
+    job = await core.running()
+
+    def broken(_conn: sa.Connection) -> None:
+        raise RuntimeError("this read fails")
+
+    results = await asyncio.gather(
+        store.get_job(job.table, job.id),
+        store._thread_read(broken),
+        store.get_job(job.table, job.id),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[1], RuntimeError)
+    assert [r.id for r in (results[0], results[2])] == [job.id, job.id]  # type: ignore[union-attr]
+
+
+def count_hand_offs(store: JobStore) -> list[int]:
+    """Counts the store's hand-offs of work to its threads (one item)."""
+    count = [0]
+    real_in_thread = store._in_thread
+
+    async def counted(fn: Any, *args: Any) -> Any:
+        count[0] += 1
+        return await real_in_thread(fn, *args)
+
+    store._in_thread = counted  # type: ignore[method-assign]
+    return count
