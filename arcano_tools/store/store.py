@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
@@ -99,22 +98,19 @@ def _select_job(table: str) -> Any:
 
 
 @functools.cache
-def _guarded_finish(table: str, with_output: bool) -> Any:
-    """The one terminal transition: only from an active status, the new row returned."""
+def _guarded_finish(table: str, with_output: bool, holding_slot: bool) -> Any:
+    """The one terminal transition: only from an active status, the new row returned.
+    ``holding_slot``: only a job that holds its account's slot, which it gives back in the
+    same statement (the caller then frees the account's slot); otherwise any active job, its
+    slot flag as it was."""
     t = s.job_tables[table]
     names = _FINISH_VALUES + (("output_url",) if with_output else ())
-    return (
-        t.update()
-        .where(t.c.id == sa.bindparam("b_id"), t.c.status.in_(_ACTIVE))
-        .values({name: sa.bindparam(f"b_{name}") for name in names})
-        .returning(*t.c)
-    )
-
-
-@functools.cache
-def _slot_given_back(table: str) -> Any:
-    t = s.job_tables[table]
-    return t.update().where(t.c.id == sa.bindparam("b_id")).values(holds_slot=False)
+    values: dict[str, Any] = {name: sa.bindparam(f"b_{name}") for name in names}
+    guard = [t.c.id == sa.bindparam("b_id"), t.c.status.in_(_ACTIVE)]
+    if holding_slot:
+        guard += [t.c.holds_slot.is_(True), t.c.api_account.is_not(None)]
+        values["holds_slot"] = False
+    return t.update().where(*guard).values(values).returning(*t.c)
 
 
 @functools.cache
@@ -997,18 +993,23 @@ class JobStore:
         }
         if req.output_url is not None:
             params["b_output_url"] = req.output_url
-        guarded = _guarded_finish(table, req.output_url is not None)
+        with_output = req.output_url is not None
+        holding, any_active = (_guarded_finish(table, with_output, h) for h in (True, False))
 
         def write(conn: sa.Connection) -> FinishResult | None:
-            row = conn.execute(guarded, params).mappings().first()
-            if row is None:  # ended before (or no such job): a read, nothing changed
-                job = self._get_job_sync(conn, table, job_id)
-                return None if job is None else FinishResult(changed=False, job=job)
-            job = _job_from_row(table, row)
-            if job.holds_slot and job.api_account:
+            # the usual job holds its slot: finished and the slot flag cleared in one
+            # statement (two before), then the account's count; a job that holds none (still
+            # queued) misses it and is finished by the second
+            row = conn.execute(holding, params).mappings().first()
+            if row is not None:
+                job = _job_from_row(table, row)
+                assert job.api_account is not None  # the statement's guard
                 self._release_slot_sync(conn, job.api_account)
-                conn.execute(_slot_given_back(table), {"b_id": job_id})
-                job = dataclasses.replace(job, holds_slot=False)
+            elif (row := conn.execute(any_active, params).mappings().first()) is not None:
+                job = _job_from_row(table, row)
+            else:  # ended before (or no such job): a read, nothing changed
+                ended = self._get_job_sync(conn, table, job_id)
+                return None if ended is None else FinishResult(changed=False, job=ended)
             refunded = False
             if req.status in REFUND_STATUSES:
                 refunded = self._refund_sync(conn, job, now)

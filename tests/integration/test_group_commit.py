@@ -314,3 +314,32 @@ def count_hand_offs(store: JobStore) -> list[int]:
 
     store._in_thread = counted  # type: ignore[method-assign]
     return count
+
+
+async def test_a_finish_is_two_statements_and_gives_the_slot_back_once(core: Core) -> None:
+    """The job's terminal row and its slot flag in one statement, then the account's count
+    (three statements before); a job still queued holds no slot and frees none."""
+    store: JobStore = core.store
+    running = await core.running()
+    queued = await core.submit(user="u2")  # not dispatched: still queued
+    in_flight = (await store.get_account(running.api_account or "")).in_flight  # type: ignore[union-attr]
+
+    with statements(store) as seen:
+        done = await store.finish(
+            running.table, running.id, FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK)
+        )
+    ended = await store.finish(
+        queued.table, queued.id, FinishRequest(JobStatus.CANCELLED, FinishedBy.USER)
+    )
+
+    assert seen == ["UPDATE", "UPDATE"]
+    assert done is not None
+    assert done.changed
+    assert not done.job.holds_slot
+    assert ended is not None
+    assert ended.changed
+    assert not ended.job.holds_slot
+    assert (await core.job(running)).holds_slot is False
+    account = await store.get_account(running.api_account or "")
+    assert account is not None
+    assert account.in_flight == in_flight - 1
