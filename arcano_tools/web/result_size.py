@@ -7,26 +7,28 @@ so for a result still at RunningHub the backend asks the file host with a ``HEAD
 only a host the sync trusts for outputs (``OutputHosts``): a page must never make the server
 call an address someone else chose. Any failure means "size unknown".
 
-One client per event loop, its connections kept alive: a client per ``HEAD`` meant a new
+One session per event loop, its connections kept alive: a client per ``HEAD`` meant a new
 connection (and httpx's setup) for every result shown — 11 % of the worker's CPU when a
-thousand jobs ended at once (BENCHMARKS.md, item 12). At most ``HEAD_CONNECTIONS`` are asked
-at once; the others wait their turn outside the client, because httpcore scans its whole
-queue of waiting requests against every connection at each step, and a thousand queued
-``HEAD``s to a slow host made that scan the worker's main work (the same scan starved the
-benchmark's own webhook sender). The TLS settings are the process's one
-(:func:`arcano_tools.tls.client_tls`; BENCHMARKS.md, target 6).
+thousand jobs ended at once (BENCHMARKS.md, item 12). The session is aiohttp's, as for
+RunningHub's calls (``runninghub/wire.py``): through httpx these ``HEAD``s were still a third
+of the worker's CPU in that burst (httpx's models and pool, BENCHMARKS.md item 26). At most
+``HEAD_CONNECTIONS`` are asked at once; the others wait their turn outside the client. The
+TLS settings are the process's one (:func:`arcano_tools.tls.client_tls`; BENCHMARKS.md,
+target 6); a proxy named by the environment carries them, as httpx did (read once per host).
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.urls import OutputHosts
+from arcano_tools.runninghub.wire import KEEPALIVE_S, proxy_for
 from arcano_tools.storage import ObjectStorage, StorageError
 from arcano_tools.tls import client_tls
 
@@ -35,21 +37,29 @@ from arcano_tools.tls import client_tls
 HEAD_TIMEOUT_S = 3.0
 #: HEADs in flight at once per process (and connections kept to the file hosts).
 HEAD_CONNECTIONS = 16
+_HTTP_OK = 200
 
 
 class _Asker:
-    """The client and the turns of one event loop."""
+    """The session and the turns of one event loop."""
 
     def __init__(self) -> None:
-        self.client = httpx.AsyncClient(
-            timeout=HEAD_TIMEOUT_S,
-            follow_redirects=False,
-            verify=client_tls(),
-            limits=httpx.Limits(
-                max_connections=HEAD_CONNECTIONS, max_keepalive_connections=HEAD_CONNECTIONS
-            ),
+        connector = aiohttp.TCPConnector(
+            limit=HEAD_CONNECTIONS, ssl=client_tls(), keepalive_timeout=KEEPALIVE_S
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=HEAD_TIMEOUT_S)
         )
         self.turns = asyncio.Semaphore(HEAD_CONNECTIONS)
+        #: The environment's proxy for each (scheme, host) asked.
+        self.proxies: dict[tuple[str, str], str | None] = {}
+
+    def proxy(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        if key not in self.proxies:
+            self.proxies[key] = proxy_for(url)
+        return self.proxies[key]
 
 
 _askers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Asker] = weakref.WeakKeyDictionary()
@@ -58,9 +68,17 @@ _askers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Asker] = weakref.
 def _asker() -> _Asker:
     loop = asyncio.get_running_loop()
     asker = _askers.get(loop)
-    if asker is None:
+    if asker is None or asker.session.closed:
         asker = _askers[loop] = _Asker()
     return asker
+
+
+async def aclose() -> None:
+    """Close the running loop's connections to the file hosts (at a stop; a later ``HEAD``
+    opens new ones)."""
+    asker = _askers.pop(asyncio.get_running_loop(), None)
+    if asker is not None:
+        await asker.session.close()
 
 
 async def output_bytes(url: str, hosts: OutputHosts) -> int | None:
@@ -69,12 +87,15 @@ async def output_bytes(url: str, hosts: OutputHosts) -> int | None:
         return None
     asker = _asker()
     try:
-        async with asyncio.timeout(HEAD_TIMEOUT_S), asker.turns:
-            response = await asker.client.head(url)
-    except (httpx.HTTPError, TimeoutError):
+        async with (
+            asyncio.timeout(HEAD_TIMEOUT_S),
+            asker.turns,
+            asker.session.head(url, allow_redirects=False, proxy=asker.proxy(url)) as response,
+        ):
+            status, length = response.status, response.headers.get("Content-Length", "")
+    except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
-    length = response.headers.get("content-length", "")
-    if response.status_code != httpx.codes.OK or not length.isdigit():
+    if status != _HTTP_OK or not length.isdigit():
         return None
     return int(length)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from arcano_tools.config import load_settings
 from arcano_tools.logs import configure_logging
+from arcano_tools.web import result_size
 from arcano_tools.wiring import Services, refuse_unsafe_start
 
 _services: Services | None = None
@@ -66,6 +67,7 @@ async def lifespan() -> AsyncIterator[None]:
         yield
     finally:
         await s.stop()
+        await result_size.aclose()
 
 
 def client_connected(client_token: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,11 +15,19 @@ import pytest
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.urls import OutputHosts
 from arcano_tools.storage.local import LocalStorage
+from arcano_tools.web import result_size
 from arcano_tools.web.result_size import HEAD_CONNECTIONS, output_bytes, result_bytes
 from tests.support.loopback import serving
 from tests.support.records import job_record
 
 FILE_BYTES = 1234
+
+
+@pytest.fixture(autouse=True)
+async def sessions_closed() -> AsyncIterator[None]:
+    """Each test's event loop closes its connections to the file hosts, as a stop does."""
+    yield
+    await result_size.aclose()
 
 
 class _FileHost(http.server.BaseHTTPRequestHandler):
@@ -116,3 +124,27 @@ async def test_a_result_in_our_storage_is_measured_there_not_asked_of_a_host(
     assert await result_bytes(at_runninghub, storage, OutputHosts.of(["127.0.0.1"])) == FILE_BYTES
     running = replace(kept, status=JobStatus.RUNNING)
     assert await result_bytes(running, storage, hosts) is None
+
+
+class _Proxy(_FileHost):
+    """Plays an HTTP proxy: records the absolute URL each request names."""
+
+    asked: list[str] = []
+
+    def do_HEAD(self) -> None:
+        type(self).asked.append(self.path)
+        super().do_HEAD()
+
+
+async def test_the_environments_proxy_carries_the_head_as_it_did_with_httpx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    _Proxy.asked = []
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        size = await output_bytes("http://files.invalid/out.png", OutputHosts.of(["*.invalid"]))
+    assert size == FILE_BYTES
+    assert _Proxy.asked == ["http://files.invalid/out.png"]
