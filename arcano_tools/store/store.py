@@ -205,6 +205,13 @@ _CHARGE = (
     .where(s.users.c.id == sa.bindparam("b_user"), s.users.c.credits >= sa.bindparam("b_cost"))
     .values(credits=s.users.c.credits - sa.bindparam("b_cost"))
 )
+#: A user, and an account, by name: a page reads its user's balance when its job ends, and
+#: a statement built per call cost 4× the read (its cache key and parameters extracted anew;
+#: 8 % of the worker's CPU when 1,000 jobs ended at once, BENCHMARKS.md item 26).
+_USER = sa.select(s.users).where(s.users.c.id == sa.bindparam("b_id"))
+_ACCOUNT = sa.select(s.runninghub_accounts).where(
+    s.runninghub_accounts.c.account_name == sa.bindparam("b_name")
+)
 #: A ledger row (its columns given as parameters).
 _LEDGER_ROW = s.credit_ledger.insert()
 
@@ -659,8 +666,8 @@ class JobStore:
         return _user_from_row(row)
 
     async def get_user(self, user_id: str) -> User | None:
-        query = sa.select(s.users).where(s.users.c.id == user_id)
-        row = await self._thread_read(lambda conn: conn.execute(query).mappings().first())
+        params = {"b_id": user_id}
+        row = await self._thread_read(lambda conn: conn.execute(_USER, params).mappings().first())
         return _user_from_row(row) if row else None
 
     async def ledger(self, user_id: str) -> list[dict[str, Any]]:
@@ -1367,9 +1374,10 @@ class JobStore:
             )
 
     async def get_account(self, name: str) -> Account | None:
-        a = s.runninghub_accounts
-        query = sa.select(a).where(a.c.account_name == name)
-        row = await self._thread_read(lambda conn: conn.execute(query).mappings().first())
+        params = {"b_name": name}
+        row = await self._thread_read(
+            lambda conn: conn.execute(_ACCOUNT, params).mappings().first()
+        )
         return _account_from_row(row) if row else None
 
     async def accounts_with_free_slots(self) -> list[Account]:
