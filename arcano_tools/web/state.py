@@ -85,11 +85,15 @@ FOLLOW_IDLE_TICK = timedelta(seconds=5)
 STATUS_CARD_ID = "job-status"
 
 
+@functools.cache
 def reveal_status() -> Any:
-    """Scroll the status card into view only if it is not (a phone: it is below the inputs)."""
+    """Scroll the status card into view only if it is not (a phone: it is below the inputs).
+    Built once, like :func:`job_ended`'s few forms: ``rx.call_script`` builds its event with
+    ``inspect.signature`` and friends, for every job that ends (the event is immutable)."""
     return rx.call_script(f"window.arcano && window.arcano.reveal({STATUS_CARD_ID!r})")
 
 
+@functools.cache
 def job_ended(ok: bool, title: str) -> Any:
     """Tell a tab in the background: its title, its icon and (if allowed) a notification."""
     said = "Pronto" if ok else "Não concluído"
