@@ -71,6 +71,15 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 30
 _ACTIVE = [st.value for st in ACTIVE_STATUSES]
 
+
+def _active(status: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """``status IN ('pending', 'queued', 'starting', 'running')``, the values written into the
+    SQL: as bound parameters they were an "expanding" list that SQLAlchemy renders into the
+    statement again at every execution — 12 % of a first webhook delivery's CPU (its guarded
+    finish; BENCHMARKS.md item 26). Our own constants, never user input."""
+    return status.in_([sa.literal_column(f"'{value}'") for value in _ACTIVE])
+
+
 # --- statements of the hot paths, built once -------------------------------------------------
 # A Core statement built per call costs its construction and its cache key at every execution
 # (a webhook's guarded finish: about 600 µs of CPU against 110 µs for one built once with bind
@@ -106,7 +115,7 @@ def _guarded_finish(table: str, with_output: bool, holding_slot: bool) -> Any:
     t = s.job_tables[table]
     names = _FINISH_VALUES + (("output_url",) if with_output else ())
     values: dict[str, Any] = {name: sa.bindparam(f"b_{name}") for name in names}
-    guard = [t.c.id == sa.bindparam("b_id"), t.c.status.in_(_ACTIVE)]
+    guard = [t.c.id == sa.bindparam("b_id"), _active(t.c.status)]
     if holding_slot:
         guard += [t.c.holds_slot.is_(True), t.c.api_account.is_not(None)]
         values["holds_slot"] = False
@@ -121,7 +130,7 @@ def _check_reserved(table: str) -> Any:
         t.update()
         .where(
             t.c.id == sa.bindparam("b_id"),
-            t.c.status.in_(_ACTIVE),
+            _active(t.c.status),
             sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= sa.bindparam("b_now")),
         )
         .values(
@@ -768,7 +777,7 @@ class JobStore:
                 (
                     await conn.execute(
                         sa.select(t)
-                        .where(t.c.user_id == user_id, t.c.status.in_(_ACTIVE))
+                        .where(t.c.user_id == user_id, _active(t.c.status))
                         .order_by(t.c.created_at.desc())
                         .limit(1)
                     )
@@ -785,7 +794,7 @@ class JobStore:
         jobs: list[Job] = []
         async with self._read() as conn:
             for table, t in s.job_tables.items():
-                q = sa.select(t).where(t.c.status.in_(_ACTIVE))
+                q = sa.select(t).where(_active(t.c.status))
                 if older_than is not None:
                     q = q.where(sa.func.coalesce(t.c.started_at, t.c.created_at) <= older_than)
                 rows = await conn.execute(q.order_by(t.c.created_at).limit(limit))
@@ -796,7 +805,7 @@ class JobStore:
     async def active_summary(self) -> ActiveSummary:
         """One statement: each tool's count and oldest submission, added up by the database."""
         columns = [
-            sa.select(aggregate).where(t.c.status.in_(_ACTIVE)).scalar_subquery()
+            sa.select(aggregate).where(_active(t.c.status)).scalar_subquery()
             for t in s.job_tables.values()
             for aggregate in (sa.func.count(), sa.func.min(t.c.created_at))
         ]
@@ -1087,7 +1096,7 @@ class JobStore:
         async with self._write() as conn:
             res = await conn.execute(
                 t.update()
-                .where(t.c.id == job_id, t.c.status.in_(_ACTIVE), t.c.output_copy.is_(None))
+                .where(t.c.id == job_id, _active(t.c.status), t.c.output_copy.is_(None))
                 .values(
                     upstream_output_url=upstream_url,
                     output_copy=OutputCopy.SAVING.value,
@@ -1117,7 +1126,7 @@ class JobStore:
         for table, t in s.job_tables.items():
             due = sa.and_(
                 t.c.output_copy.is_not(None),
-                t.c.status.in_(_ACTIVE),
+                _active(t.c.status),
                 t.c.output_copy_due_at <= now,
             )
             q = sa.select(t.c.id).where(due).order_by(t.c.output_copy_due_at).limit(limit)
@@ -1167,7 +1176,7 @@ class JobStore:
         async with self._write() as conn:
             res = await conn.execute(
                 t.update()
-                .where(t.c.id == job_id, t.c.status.in_(_ACTIVE), t.c.output_copy.is_not(None))
+                .where(t.c.id == job_id, _active(t.c.status), t.c.output_copy.is_not(None))
                 .values(**values)
             )
             return res.rowcount == 1
@@ -1238,7 +1247,7 @@ class JobStore:
             q = (
                 sa.select(t.c.id)
                 .where(
-                    t.c.status.in_(_ACTIVE),
+                    _active(t.c.status),
                     overdue if overdue_only else sa.true(),
                     sa.or_(clock_start <= started_before, overdue),
                     sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= now, overdue),
