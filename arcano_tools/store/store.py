@@ -101,6 +101,27 @@ _FINISH_VALUES = (
 
 
 @functools.cache
+def _finish_freeing_slot_pg(table: str, with_output: bool) -> Any:
+    """PostgreSQL: :func:`_guarded_finish` of a job holding its slot and the account's count
+    freed, in one statement (data-modifying CTEs) — a round trip less per finish, in the
+    group commit's one transaction: under a webhook burst it sent them one after the other.
+    The account's update reads the finish's own output, so a finish that changed nothing
+    (a racing one committed first: PostgreSQL re-checks the guard) frees nothing."""
+    finished = _guarded_finish(table, with_output, True).cte("finished")
+    a = s.runninghub_accounts
+    freed = (
+        a.update()
+        .where(
+            a.c.account_name == sa.select(finished.c.api_account).scalar_subquery(),
+            a.c.in_flight > 0,
+        )
+        .values(in_flight=a.c.in_flight - 1, updated_at=sa.bindparam("b_updated_at"))
+        .cte("freed")
+    )
+    return sa.select(finished).add_cte(freed)
+
+
+@functools.cache
 def _select_job(table: str) -> Any:
     t = s.job_tables[table]
     return sa.select(t).where(t.c.id == sa.bindparam("b_id"))
@@ -1011,16 +1032,20 @@ class JobStore:
             params["b_output_url"] = req.output_url
         with_output = req.output_url is not None
         holding, any_active = (_guarded_finish(table, with_output, h) for h in (True, False))
+        one_statement = self.dialect == "postgresql"
+        if one_statement:
+            holding = _finish_freeing_slot_pg(table, with_output)
 
         def write(conn: sa.Connection) -> FinishResult | None:
             # the usual job holds its slot: finished and the slot flag cleared in one
-            # statement (two before), then the account's count; a job that holds none (still
-            # queued) misses it and is finished by the second
+            # statement, then the account's count (on PostgreSQL in the same statement); a
+            # job that holds none (still queued) misses it and is finished by the second
             row = conn.execute(holding, params).mappings().first()
             if row is not None:
                 job = _job_from_row(table, row)
-                assert job.api_account is not None  # the statement's guard
-                self._release_slot_sync(conn, job.api_account)
+                if not one_statement:
+                    assert job.api_account is not None  # the statement's guard
+                    self._release_slot_sync(conn, job.api_account)
             elif (row := conn.execute(any_active, params).mappings().first()) is not None:
                 job = _job_from_row(table, row)
             else:  # ended before (or no such job): a read, nothing changed
