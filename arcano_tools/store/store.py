@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -119,6 +120,12 @@ def _finish_freeing_slot_pg(table: str, with_output: bool) -> Any:
         .cte("freed")
     )
     return sa.select(finished).add_cte(freed)
+
+
+@functools.cache
+def _slot_given_back(table: str) -> Any:
+    t = s.job_tables[table]
+    return t.update().where(t.c.id == sa.bindparam("b_id")).values(holds_slot=False)
 
 
 @functools.cache
@@ -1048,6 +1055,13 @@ class JobStore:
                     self._release_slot_sync(conn, job.api_account)
             elif (row := conn.execute(any_active, params).mappings().first()) is not None:
                 job = _job_from_row(table, row)
+                if job.holds_slot and job.api_account:
+                    # PostgreSQL: a claim committed between the two statements (the first
+                    # saw the job queued, this one waited for the claim's lock and re-checked
+                    # the claimed row): its slot is given back here, as a finish always did
+                    self._release_slot_sync(conn, job.api_account)
+                    conn.execute(_slot_given_back(table), {"b_id": job_id})
+                    job = dataclasses.replace(job, holds_slot=False)
             else:  # ended before (or no such job): a read, nothing changed
                 ended = self._get_job_sync(conn, table, job_id)
                 return None if ended is None else FinishResult(changed=False, job=ended)

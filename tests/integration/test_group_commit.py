@@ -21,9 +21,10 @@ from arcano_tools.domain.records import FinishRequest, NewJob
 from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from arcano_tools.services.auth import Principal
 from arcano_tools.store import JobStore, schema
-from tests.support.core import Core, build_core
+from tests.support.core import ACCOUNT, Core, build_core
 from tests.support.fixtures import pg_server_url  # noqa: F401  (fixtures are found by name)
 from tests.support.postgres import create_database
+from tests.support.waiting import wait_for_async
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 RACERS = 24
@@ -345,3 +346,69 @@ async def test_a_finish_is_two_statements_and_gives_the_slot_back_once(core: Cor
     account = await store.get_account(running.api_account or "")
     assert account is not None
     assert account.in_flight == in_flight - 1
+
+
+@pytest.mark.postgres
+async def test_a_finish_racing_a_claim_on_postgres_gives_the_slot_back(
+    pg_server_url: str,  # noqa: F811  (the fixture, imported above)
+    tmp_path: Path,
+) -> None:
+    """Another process claims a queued job (its transaction still open) while this one
+    cancels it. The finish's first statement saw the job queued (no slot) and skipped it; the
+    second waited for the claim's lock and then finished the claimed row: its slot was never
+    given back, and the count reconciliation agreed with the leak (found in review)."""
+    url = create_database(pg_server_url)
+    core = await build_core(
+        tmp_path, database_url=url.replace("postgresql://", "postgresql+psycopg://")
+    )
+    store: JobStore = core.store
+    other = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        job = await core.submit(user="u2")  # queued: no slot
+        table = schema.job_tables[job.table]
+        accounts = schema.runninghub_accounts
+        claim = other.connect()
+        claimed = claim.begin()
+
+        def claim_it() -> None:  # what a claim writes, not yet committed
+            claim.execute(
+                table.update()
+                .where(table.c.id == job.id)
+                .values(status="starting", holds_slot=True, api_account=ACCOUNT)
+            )
+            claim.execute(
+                accounts.update()
+                .where(accounts.c.account_name == ACCOUNT)
+                .values(in_flight=accounts.c.in_flight + 1)
+            )
+
+        await asyncio.to_thread(claim_it)
+        finish = asyncio.create_task(
+            store.finish(job.table, job.id, FinishRequest(JobStatus.CANCELLED, FinishedBy.USER))
+        )
+
+        def finish_waits_for_the_claim() -> bool:
+            with other.connect() as look:
+                waiting = look.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+                return bool(waiting.scalar())
+
+        await wait_for_async(
+            lambda: asyncio.to_thread(finish_waits_for_the_claim), what="the finish to wait"
+        )
+        await asyncio.to_thread(claimed.commit)
+        claim.close()
+        result = await finish
+
+        assert result is not None
+        assert result.changed
+        assert result.job.status is JobStatus.CANCELLED
+        assert not (await core.job(job)).holds_slot
+        account = await store.get_account(ACCOUNT)
+        assert account is not None
+        assert account.in_flight == 0
+    finally:
+        other.dispose()
+        await core.store.close()
+        await core.webhooks.events.aclose()
+        await core.emulator.shutdown()
+        await core.client.aclose()
