@@ -57,10 +57,15 @@ class GroupCommit:
         in_thread: InThread = asyncio.to_thread,
         *,
         name: str = "group commit",
+        outcome_awaited: bool = True,
     ) -> None:
         #: What it batches, for its log lines (the store's one-statement reads take turns the
         #: same way: ``transaction`` then runs them without one).
         self.name = name
+        #: A caller cancelled while its call is under way waits for the outcome (a committed
+        #: write must be followed up); ``False`` (reads): it is cancelled at once, as if it
+        #: had its own thread, and the answer is dropped.
+        self._outcome_awaited = outcome_awaited
         self._transaction = transaction
         self._in_thread = in_thread
         #: Waits for this process's turn to write (SQLite's one writer).
@@ -86,7 +91,7 @@ class GroupCommit:
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            if future not in self._in_flight:
+            if future not in self._in_flight or not self._outcome_awaited:
                 if entry in self._pending:
                     self._pending.remove(entry)  # never runs
                 future.cancel()

@@ -412,3 +412,53 @@ async def test_a_finish_racing_a_claim_on_postgres_gives_the_slot_back(
         await core.webhooks.events.aclose()
         await core.emulator.shutdown()
         await core.client.aclose()
+
+
+def blocked_read(started: threading.Event, release: threading.Event) -> Any:
+    """A read that holds its thread until ``release`` is set."""
+
+    def read(_conn: sa.Connection) -> int:
+        started.set()
+        release.wait(10)
+        return 42
+
+    return read
+
+
+async def test_a_read_cancelled_in_its_batch_is_cancelled_at_once(core: Core) -> None:
+    """A read is not a write to follow up: its caller is cancelled at once, as when each read
+    had a thread of its own — it waited for the batch and carried on with the answer (review)."""
+    store: JobStore = core.store
+    started, release = threading.Event(), threading.Event()
+    reading = asyncio.create_task(store._thread_read(blocked_read(started, release)))
+    try:
+        await wait_for_async(lambda: _now(started.is_set()), what="the read to start")
+        reading.cancel()
+        done, _ = await asyncio.wait([reading], timeout=5)
+        assert reading in done
+        assert reading.cancelled()
+    finally:
+        release.set()
+    job = await core.running()
+    assert (await store.get_job(job.table, job.id)) is not None  # the next batch runs
+
+
+async def test_a_slow_read_runs_alone_and_holds_up_no_batch(core: Core) -> None:
+    """A read that may be slow (the durations' sort over every completed job) held up every
+    read batched behind it — a webhook's read waited 0.8 s (review)."""
+    store: JobStore = core.store
+    job = await core.running()
+    started, release = threading.Event(), threading.Event()
+    slow = asyncio.create_task(store._thread_read(blocked_read(started, release), quick=False))
+    try:
+        await wait_for_async(lambda: _now(started.is_set()), what="the slow read to start")
+        found = await asyncio.wait_for(store.get_job(job.table, job.id), 5)
+        assert found is not None
+        assert not slow.done()
+    finally:
+        release.set()
+    assert await slow == 42
+
+
+async def _now(value: bool) -> bool:
+    return value
