@@ -93,7 +93,8 @@ async def output_bytes(url: str, hosts: OutputHosts) -> int | None:
             asker.session.head(url, allow_redirects=False, proxy=asker.proxy(url)) as response,
         ):
             status, length = response.status, response.headers.get("Content-Length", "")
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+    except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError):
+        # RuntimeError: the session was closed under it (a stop while HEADs wait their turn)
         return None
     if status != _HTTP_OK or not length.isdigit():
         return None

@@ -66,8 +66,10 @@ async def lifespan() -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await s.stop()
-        await result_size.aclose()
+        try:
+            await s.stop()
+        finally:
+            await result_size.aclose()
 
 
 def client_connected(client_token: str) -> bool:

@@ -148,3 +148,16 @@ async def test_the_environments_proxy_carries_the_head_as_it_did_with_httpx(
         size = await output_bytes("http://files.invalid/out.png", OutputHosts.of(["*.invalid"]))
     assert size == FILE_BYTES
     assert _Proxy.asked == ["http://files.invalid/out.png"]
+
+
+async def test_heads_waiting_their_turn_at_a_stop_answer_unknown(file_host: str) -> None:
+    """A stop closes the session while HEADs wait for a turn: each is "size unknown", not an
+    error out of the page's handler (found in review: RuntimeError, session closed)."""
+    hosts = OutputHosts.of(["127.0.0.1"])
+    asking = [
+        asyncio.ensure_future(output_bytes(file_host, hosts)) for _ in range(HEAD_CONNECTIONS * 2)
+    ]
+    await asyncio.sleep(0)  # they take their turns; the rest wait
+    await result_size.aclose()
+    sizes = await asyncio.gather(*asking)
+    assert all(size in (FILE_BYTES, None) for size in sizes)
