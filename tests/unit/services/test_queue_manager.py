@@ -247,15 +247,25 @@ async def test_a_burst_of_wakes_is_served_by_few_dispatches(core: Core) -> None:
     burst_reads = reads - before
     job = await core.submit()  # a job submitted after the burst still starts at once
 
+    await started_then_stop(core, job, stop, dispatcher)
+
+    assert 1 <= burst_reads < wakes / 10
+
+
+async def started_then_stop(
+    core: Core, job: Job, stop: asyncio.Event, dispatcher: asyncio.Task[None]
+) -> None:
+    """Wait until the running dispatcher has started ``job``, then stop it (also on failure)."""
+
     async def started() -> bool:
         return (await core.job(job)).status is not JobStatus.QUEUED
 
-    await wait_for_async(started, timeout=5, interval=DISPATCH_MIN_GAP_S, what="the start")
-    stop.set()
-    core.queue.wake()
-    await asyncio.wait_for(dispatcher, 5)
-
-    assert 1 <= burst_reads < wakes / 10
+    try:
+        await wait_for_async(started, timeout=5, interval=DISPATCH_MIN_GAP_S, what="the start")
+    finally:
+        stop.set()
+        core.queue.wake()
+        await asyncio.wait_for(dispatcher, 5)
 
 
 def count_queue_reads(core: Core) -> list[int]:
@@ -293,13 +303,7 @@ async def test_freed_slots_do_not_read_a_queue_last_seen_empty(
     quiet_reads = reads[0]
     queued = await core.submit()  # a submission wakes it: read, and started at once
 
-    async def started() -> bool:
-        return (await core.job(queued)).status is not JobStatus.QUEUED
-
-    await wait_for_async(started, timeout=5, interval=DISPATCH_MIN_GAP_S, what="the start")
-    stop.set()
-    core.queue.wake()
-    await asyncio.wait_for(dispatcher, 5)
+    await started_then_stop(core, queued, stop, dispatcher)
 
     assert quiet_reads == 1
 
@@ -325,15 +329,7 @@ async def test_a_freed_slot_starts_a_job_waiting_for_one_at_once(
         FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url=OUTPUT_URL),
     )
 
-    async def started() -> bool:
-        return (await core.job(waiting)).status is not JobStatus.QUEUED
-
-    try:
-        await wait_for_async(started, timeout=5, interval=DISPATCH_MIN_GAP_S, what="the start")
-    finally:
-        stop.set()
-        core.queue.wake()
-        await asyncio.wait_for(dispatcher, 5)
+    await started_then_stop(core, waiting, stop, dispatcher)
 
 
 async def _true(value: bool) -> bool:
