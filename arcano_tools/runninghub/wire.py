@@ -101,10 +101,10 @@ class AiohttpWire:
         session = self._session_of_loop
         if session is None or session.closed or self._loop is not loop:
             # another loop's session (a test's, a CLI command's) is that loop's to close
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections, ssl=client_tls(), keepalive_timeout=KEEPALIVE_S
+            session = aiohttp.ClientSession(
+                connector=keepalive_connector(self._max_connections),
+                headers={"User-Agent": USER_AGENT},
             )
-            session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT})
             self._loop, self._session_of_loop = loop, session
         return session
 
@@ -137,6 +137,12 @@ class AiohttpWire:
         if session is not None and self._loop is asyncio.get_running_loop():
             self._loop = self._session_of_loop = None
             await session.close()
+
+
+def keepalive_connector(limit: int) -> aiohttp.TCPConnector:
+    """An aiohttp connector of at most ``limit`` connections, over the process's one TLS
+    setting, idle ones dropped after ``KEEPALIVE_S`` (the result-size ``HEAD``s use it too)."""
+    return aiohttp.TCPConnector(limit=limit, ssl=client_tls(), keepalive_timeout=KEEPALIVE_S)
 
 
 @functools.cache

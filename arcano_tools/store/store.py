@@ -109,16 +109,8 @@ def _finish_freeing_slot_pg(table: str, with_output: bool) -> Any:
     The account's update reads the finish's own output, so a finish that changed nothing
     (a racing one committed first: PostgreSQL re-checks the guard) frees nothing."""
     finished = _guarded_finish(table, with_output, True).cte("finished")
-    a = s.runninghub_accounts
-    freed = (
-        a.update()
-        .where(
-            a.c.account_name == sa.select(finished.c.api_account).scalar_subquery(),
-            a.c.in_flight > 0,
-        )
-        .values(in_flight=a.c.in_flight - 1, updated_at=sa.bindparam("b_updated_at"))
-        .cte("freed")
-    )
+    its_account = sa.select(finished.c.api_account).scalar_subquery()
+    freed = _one_slot_freed(its_account, sa.bindparam("b_updated_at")).cte("freed")
     return sa.select(finished).add_cte(freed)
 
 
@@ -260,14 +252,20 @@ def _job_inserted(table: str) -> Any:
     return t.insert().returning(*t.c)
 
 
-@functools.cache
-def _account_slot_freed() -> Any:
+def _one_slot_freed(account_name: Any, now: Any) -> Any:
+    """The account named by ``account_name`` (a value or an expression) has one slot less in
+    use, never below zero."""
     a = s.runninghub_accounts
     return (
         a.update()
-        .where(a.c.account_name == sa.bindparam("b_account"), a.c.in_flight > 0)
-        .values(in_flight=a.c.in_flight - 1, updated_at=sa.bindparam("b_now"))
+        .where(a.c.account_name == account_name, a.c.in_flight > 0)
+        .values(in_flight=a.c.in_flight - 1, updated_at=now)
     )
+
+
+@functools.cache
+def _account_slot_freed() -> Any:
+    return _one_slot_freed(sa.bindparam("b_account"), sa.bindparam("b_now"))
 
 
 @functools.cache
@@ -1052,8 +1050,8 @@ class JobStore:
             params["b_output_url"] = req.output_url
         with_output = req.output_url is not None
         holding, any_active = (_guarded_finish(table, with_output, h) for h in (True, False))
-        one_statement = self.dialect == "postgresql"
-        if one_statement:
+        slot_freed_with_it = self.dialect == "postgresql"
+        if slot_freed_with_it:
             holding = _finish_freeing_slot_pg(table, with_output)
 
         def write(conn: sa.Connection) -> FinishResult | None:
@@ -1063,7 +1061,7 @@ class JobStore:
             row = conn.execute(holding, params).mappings().first()
             if row is not None:
                 job = _job_from_row(table, row)
-                if not one_statement:
+                if not slot_freed_with_it:
                     assert job.api_account is not None  # the statement's guard
                     self._release_slot_sync(conn, job.api_account)
             elif (row := conn.execute(any_active, params).mappings().first()) is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -28,28 +29,22 @@ import aiohttp
 from arcano_tools.domain.records import Job
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.urls import OutputHosts
-from arcano_tools.runninghub.wire import KEEPALIVE_S, proxy_for
+from arcano_tools.runninghub.wire import keepalive_connector, proxy_for
 from arcano_tools.storage import ObjectStorage, StorageError
-from arcano_tools.tls import client_tls
 
 #: A HEAD that takes longer than this (its turn included) is given up on (the line then
 #: shows the resolution only).
 HEAD_TIMEOUT_S = 3.0
 #: HEADs in flight at once per process (and connections kept to the file hosts).
 HEAD_CONNECTIONS = 16
-_HTTP_OK = 200
 
 
 class _Asker:
     """The session and the turns of one event loop."""
 
     def __init__(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=HEAD_CONNECTIONS, ssl=client_tls(), keepalive_timeout=KEEPALIVE_S
-        )
-        self.session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=HEAD_TIMEOUT_S)
-        )
+        # no timeout of its own: ``HEAD_TIMEOUT_S`` bounds each HEAD, its turn included
+        self.session = aiohttp.ClientSession(connector=keepalive_connector(HEAD_CONNECTIONS))
         self.turns = asyncio.Semaphore(HEAD_CONNECTIONS)
         #: The environment's proxy for each (scheme, host) asked.
         self.proxies: dict[tuple[str, str], str | None] = {}
@@ -96,7 +91,7 @@ async def output_bytes(url: str, hosts: OutputHosts) -> int | None:
     except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError):
         # RuntimeError: the session was closed under it (a stop while HEADs wait their turn)
         return None
-    if status != _HTTP_OK or not length.isdigit():
+    if status != HTTPStatus.OK or not length.isdigit():
         return None
     return int(length)
 

@@ -253,12 +253,14 @@ async def test_a_burst_of_wakes_is_served_by_few_dispatches(core: Core) -> None:
 
 
 async def started_then_stop(
-    core: Core, job: Job, stop: asyncio.Event, dispatcher: asyncio.Task[None]
+    core: Core, job: Job | list[Job], stop: asyncio.Event, dispatcher: asyncio.Task[None]
 ) -> None:
-    """Wait until the running dispatcher has started ``job``, then stop it (also on failure)."""
+    """Wait until the running dispatcher has started ``job`` (or the first job of a list
+    filled meanwhile), then stop it (also on failure)."""
+    jobs = job if isinstance(job, list) else [job]
 
     async def started() -> bool:
-        return (await core.job(job)).status is not JobStatus.QUEUED
+        return bool(jobs) and (await core.job(jobs[0])).status is not JobStatus.QUEUED
 
     try:
         await wait_for_async(started, timeout=5, interval=DISPATCH_MIN_GAP_S, what="the start")
@@ -355,12 +357,4 @@ async def test_a_wake_during_a_dispatch_is_not_lost(
     stop = asyncio.Event()
     dispatcher = asyncio.create_task(core.queue.run(stop))
 
-    async def started() -> bool:
-        return bool(submitted) and (await core.job(submitted[0])).status is not JobStatus.QUEUED
-
-    try:
-        await wait_for_async(started, timeout=5, interval=DISPATCH_MIN_GAP_S, what="the start")
-    finally:
-        stop.set()
-        core.queue.wake()
-        await asyncio.wait_for(dispatcher, 5)
+    await started_then_stop(core, submitted, stop, dispatcher)
