@@ -102,7 +102,13 @@ def test_a_killed_backends_starts_are_recovered_within_seconds_of_its_restart(
 ) -> None:
     backend = start_backend(emulator.url, tmp_path, extra_env=ENV)
     stopped.append(backend)
-    emu.set(latency_ms=1500)  # uploads, then create calls, each held 1.5 s
+    # uploads, then create calls, each held 1.5 s; the held creates land after the kill
+    # (orphans) and their webhooks are dropped: arriving before the lease expires they would
+    # be the dead starts' own early results (applied, as they should), which would spare this
+    # test the recovery it is about. Set before they are created (the emulator snapshots its
+    # settings then): set after the kill, a loaded machine let a create land first and its
+    # webhook complete a job with the orphan task (5 tasks, not 6)
+    emu.set(latency_ms=1500, webhook="drop")
     job_ids = submit_upscales(backend, user, JOBS)
     creates_in_flight(emu, 2)
 
@@ -111,10 +117,7 @@ def test_a_killed_backends_starts_are_recovered_within_seconds_of_its_restart(
     killed = time.monotonic()
     dead_claims = {claim for status, _, claim in jobs(backend).values() if status == "starting"}
     assert len(dead_claims) == 2  # both slots held by starts nobody will finish
-    # the held create calls land anyway (orphans). Their webhooks are dropped here: arriving
-    # before the lease expires they would be the dead starts' own early results (applied, as
-    # they should), which would spare this test the recovery it is about
-    emu.set(latency_ms=0, webhook="drop")
+    emu.set(latency_ms=0)
     wait_for(lambda: tasks_created(emu) >= 2, what="the orphan tasks")
     emu.set(webhook="deliver")
 
