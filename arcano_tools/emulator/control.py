@@ -252,11 +252,24 @@ class EmulatorStats:
     #: RunningHub API requests being answered now, and the most at once (a client's cap).
     requests_in_flight: int = 0
     max_requests_in_flight: int = 0
+    #: The same per endpoint (``{"run": 2}``): a test that kills a backend while its create
+    #: calls are held knows they are all still unanswered, not merely counted.
+    calls_in_flight: dict[str, int] = dataclasses.field(default_factory=dict)
     #: Unfinished tasks per full API key: internal, never reported.
     _running_by_key: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
 
     def count_call(self, endpoint: str) -> None:
         self.calls[endpoint] = self.calls.get(endpoint, 0) + 1
+
+    def call_began(self, endpoint: str) -> None:
+        self.count_call(endpoint)
+        self.calls_in_flight[endpoint] = self.calls_in_flight.get(endpoint, 0) + 1
+        self.requests_in_flight += 1
+        self.max_requests_in_flight = max(self.max_requests_in_flight, self.requests_in_flight)
+
+    def call_ended(self, endpoint: str) -> None:
+        self.calls_in_flight[endpoint] -= 1
+        self.requests_in_flight -= 1
 
     def task_started(self, api_key: str) -> None:
         t = self.tasks
@@ -292,4 +305,5 @@ class EmulatorStats:
             "queue_full_answers": self.queue_full_answers,
             "http_errors": self.http_errors,
             "max_requests_in_flight": self.max_requests_in_flight,
+            "calls_in_flight": dict(self.calls_in_flight),
         }

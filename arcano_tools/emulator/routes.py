@@ -177,11 +177,7 @@ def runninghub_endpoint(name: str) -> Callable[[Handler], Handler]:
         async def endpoint(request: Request) -> Response:
             rt = runtime_of(request)
             stats = rt.stats  # this object even if a reset replaces it meanwhile
-            stats.count_call(name)
-            stats.requests_in_flight += 1
-            stats.max_requests_in_flight = max(
-                stats.max_requests_in_flight, stats.requests_in_flight
-            )
+            stats.call_began(name)
             try:
                 if rt.control.latency_ms:
                     # received first, answered late: a caller that goes away meanwhile (a
@@ -194,7 +190,7 @@ def runninghub_endpoint(name: str) -> Callable[[Handler], Handler]:
                     return HTMLResponse(GATEWAY_PAGES[status], status_code=status)
                 return await handler(request)
             finally:
-                stats.requests_in_flight -= 1
+                stats.call_ended(name)
 
         return endpoint
 

@@ -634,6 +634,24 @@ def test_stats_count_calls_and_outputs_polls(emulator: Emu) -> None:
     }
 
 
+async def test_stats_show_each_endpoints_calls_held_by_the_latency(tmp_path: Path) -> None:
+    """A held call is in flight under its endpoint's name until it is answered: what a test
+    that kills a backend mid-create waits on (counted calls may already be answered)."""
+    emu = create_emulator_app(tmp_path, EmulatorControl(latency_ms=400, webhook="drop"))
+    transport = httpx.ASGITransport(app=emu)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        body = {"apiKey": KEY, "webappId": EMULATOR_APP_UPSCALER, "nodeInfoList": []}
+        held = asyncio.create_task(client.post("/task/openapi/ai-app/run", json=body))
+        await asyncio.sleep(0.1)
+        during = (await client.get("/_stats")).json()
+        await held
+        after = (await client.get("/_stats")).json()
+    assert during["calls"]["run"] == 1
+    assert during["calls_in_flight"] == {"run": 1}
+    assert after["calls_in_flight"] == {"run": 0}
+    assert after["max_requests_in_flight"] == 1
+
+
 # --- in process: mounted under a prefix, independence, environment ------------------------------
 async def test_mounted_app_hands_out_urls_under_its_prefix(tmp_path: Path) -> None:
     emu = create_emulator_app(tmp_path, EmulatorControl(task_ms=0, webhook="drop"))

@@ -49,9 +49,12 @@ def jobs(backend: Backend) -> dict[str, tuple[str, str | None, str | None]]:
 
 
 def creates_in_flight(emu: EmulatorControl, n: int) -> None:
-    """Wait until ``n`` create calls reached the emulator (held there by ``latency_ms``)."""
+    """Wait until ``n`` create calls are held by the emulator at once (``latency_ms``): all
+    reached it and none was answered yet. Counting the calls that reached it was not enough:
+    on a loaded machine the first create could be answered before the second arrived, and the
+    kill then found one start, not two."""
     wait_for(
-        lambda: stat(emu, "calls", "run") >= n,
+        lambda: stat(emu, "calls_in_flight", "run") >= n,
         timeout=30,
         what=f"{n} create calls in flight",
     )
@@ -102,13 +105,13 @@ def test_a_killed_backends_starts_are_recovered_within_seconds_of_its_restart(
 ) -> None:
     backend = start_backend(emulator.url, tmp_path, extra_env=ENV)
     stopped.append(backend)
-    # uploads, then create calls, each held 1.5 s; the held creates land after the kill
+    # uploads, then create calls, each held 2.5 s; the held creates land after the kill
     # (orphans) and their webhooks are dropped: arriving before the lease expires they would
     # be the dead starts' own early results (applied, as they should), which would spare this
     # test the recovery it is about. Set before they are created (the emulator snapshots its
     # settings then): set after the kill, a loaded machine let a create land first and its
     # webhook complete a job with the orphan task (5 tasks, not 6)
-    emu.set(latency_ms=1500, webhook="drop")
+    emu.set(latency_ms=2500, webhook="drop")
     job_ids = submit_upscales(backend, user, JOBS)
     creates_in_flight(emu, 2)
 
