@@ -91,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from arcano_tools.api.routes import create_api
+        from arcano_tools.gc_tuning import tune_for_server
         from arcano_tools.wiring import Services, refuse_unsafe_start
 
         settings = load_settings(backend_port=args.port)
         configure_logging(settings.log_format, level=logging.INFO)
         refuse_unsafe_start(settings)
         app = create_api(Services(settings))
+        tune_for_server()
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+from arcano_tools import gc_tuning
 from arcano_tools.config import load_settings
 from arcano_tools.logs import configure_logging
 from arcano_tools.web import result_size
@@ -60,7 +61,10 @@ def services() -> Services:
 
 @contextlib.asynccontextmanager
 async def lifespan() -> AsyncIterator[None]:
-    """Registered with ``app.register_lifespan_task``: migrate, seed, run the dispatcher."""
+    """Registered with ``app.register_lifespan_task``: migrate, seed, run the dispatcher.
+    Runs in the worker process (after granian's fork), once the app is loaded: the place to
+    tune its garbage collector."""
+    gc_tuning.tune_for_server()
     s = services()
     await s.start()
     try:
