@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import hmac
 import logging
 import random
@@ -111,7 +110,9 @@ def webhook_token(secret: bytes, table: str, job_id: str, claim_id: str | None =
     claim is never applied. Without: the job's token alone (URLs given out before that).
     """
     message = f"{table}:{job_id}" if claim_id is None else f"{table}:{job_id}:{claim_id}"
-    digest = hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+    # the one-shot C HMAC: a first webhook delivery verifies one (``hmac.new`` built an
+    # ``HMAC`` object and two hash objects in Python: 1.4 % of a burst of job ends)
+    digest = hmac.digest(secret, message.encode(), "sha256").hex()
     mac = digest[: c.WEBHOOK_TOKEN_HEX_CHARS]
     return mac if claim_id is None else f"{claim_id}.{mac}"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import string
 
@@ -226,3 +228,19 @@ def test_a_token_made_with_another_secret_is_refused() -> None:
 
 def test_a_token_with_non_ascii_characters_is_refused_not_an_error() -> None:
     assert webhook_token_ok(SECRET, "veste_ai_jobs", JOB_ID, "é" * 32) is False
+
+
+def test_tokens_are_the_hmac_they_always_were() -> None:
+    """Tokens in URLs already handed to RunningHub must still verify after a deploy: the
+    token is HMAC-SHA256 of ``table:job[:claim]``, hex, cut to WEBHOOK_TOKEN_HEX_CHARS —
+    computed here independently of how the code computes it."""
+    claim = "c" * 32
+
+    def mac(message: str) -> str:
+        full = hmac.new(SECRET, message.encode(), hashlib.sha256).hexdigest()
+        return full[: c.WEBHOOK_TOKEN_HEX_CHARS]
+
+    assert webhook_token(SECRET, "upscaler_jobs", JOB_ID) == mac(f"upscaler_jobs:{JOB_ID}")
+    assert webhook_token(SECRET, "upscaler_jobs", JOB_ID, claim) == (
+        f"{claim}." + mac(f"upscaler_jobs:{JOB_ID}:{claim}")
+    )
