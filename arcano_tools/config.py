@@ -130,10 +130,12 @@ class Settings(BaseSettings):
         """True when RunningHub is the embedded emulator (no ``RUNNINGHUB_API_URL``)."""
         return not self.runninghub_api_url
 
-    @property
+    @cached_property
     def output_hosts(self) -> OutputHosts:
         """Hosts an output URL may name: RunningHub's file hosts (or the configured patterns)
-        and always the host RunningHub calls go to (the emulator, a stand-in)."""
+        and always the host RunningHub calls go to (the emulator, a stand-in). Built once:
+        every result shown asks it (the page's size line), and parsing the patterns again
+        was 2 % of a burst of a thousand job ends."""
         configured = [h for h in self.runninghub_output_hosts.split(",") if h.strip()]
         api_host = urlsplit(self.runninghub_base_url).hostname or ""
         return OutputHosts.of(configured or RUNNINGHUB_FILE_HOSTS, also=[api_host])
