@@ -127,6 +127,14 @@ def _select_job(table: str) -> Any:
 
 
 @functools.cache
+def _select_jobs(table: str, n: int) -> Any:
+    """``n`` jobs of one table by id in one statement: ``id IN (:b_0, …)``, a bound parameter
+    each (an "expanding" list is rendered into the SQL again at every execution)."""
+    t = s.job_tables[table]
+    return sa.select(t).where(t.c.id.in_([sa.bindparam(f"b_{i}") for i in range(n)]))
+
+
+@functools.cache
 def _guarded_finish(table: str, with_output: bool, holding_slot: bool) -> Any:
     """The one terminal transition: only from an active status, the new row returned.
     ``holding_slot``: only a job that holds its account's slot, which it gives back in the
@@ -202,6 +210,44 @@ class _OneStatement:
 
     def __call__(self, conn: sa.Connection) -> None:
         conn.execute(self.statement, self.params)
+
+
+class _JobRead:
+    """``get_job``'s read, as one of the store's batched reads. Alone it is the one-row
+    ``SELECT``; several in one batch (a burst of first webhook deliveries, each reading its
+    job) are read together, a statement per table (``_read_jobs_together``): on PostgreSQL
+    one round trip instead of one per read."""
+
+    __slots__ = ("job_id", "table")
+
+    def __init__(self, table: str, job_id: str) -> None:
+        self.table = table
+        self.job_id = job_id
+
+    def __call__(self, conn: sa.Connection) -> Job | None:
+        row = conn.execute(_select_job(self.table), {"b_id": self.job_id}).mappings().first()
+        return _job_from_row(self.table, row) if row else None
+
+
+def _read_jobs_together(
+    conn: sa.Connection, reads: list[Callable[[sa.Connection], Any]]
+) -> dict[tuple[str, str], Job | None]:
+    """The jobs of the :class:`_JobRead` among ``reads``, each table's (if it has more than
+    one to read) in one statement; ``(table, id)`` → the job, ``None`` if there is none."""
+    ids: dict[str, set[str]] = {}
+    for read in reads:
+        if isinstance(read, _JobRead):
+            ids.setdefault(read.table, set()).add(read.job_id)
+    found: dict[tuple[str, str], Job | None] = {}
+    for table, wanted in ids.items():
+        if len(wanted) < 2:
+            continue
+        ordered = sorted(wanted)
+        params = {f"b_{i}": job_id for i, job_id in enumerate(ordered)}
+        found.update(dict.fromkeys(((table, job_id) for job_id in ordered), None))
+        for row in conn.execute(_select_jobs(table, len(ordered)), params).mappings():
+            found[(table, str(row["id"]))] = _job_from_row(table, row)
+    return found
 
 
 def _runs_of_one_statement(
@@ -629,7 +675,13 @@ class JobStore:
         their results."""
         with self._thread_engine.connect() as conn:
             conn = self._without_transaction(conn)
-            return [read(conn) for read in reads]
+            together = _read_jobs_together(conn, reads)
+            return [
+                together[(read.table, read.job_id)]
+                if isinstance(read, _JobRead) and (read.table, read.job_id) in together
+                else read(conn)
+                for read in reads
+            ]
 
     def _snapshot_read_in_thread(self, read: Callable[[sa.Connection], _T]) -> _T:
         with self._thread_engine.connect() as conn, conn.begin():
@@ -775,11 +827,10 @@ class JobStore:
         return _job_from_row(table, row) if row else None
 
     def _get_job_sync(self, conn: sa.Connection, table: str, job_id: str) -> Job | None:
-        row = conn.execute(_select_job(table), {"b_id": job_id}).mappings().first()
-        return _job_from_row(table, row) if row else None
+        return _JobRead(table, job_id)(conn)
 
     async def get_job(self, table: str, job_id: str) -> Job | None:
-        return await self._thread_read(lambda conn: self._get_job_sync(conn, table, job_id))
+        return cast(Job | None, await self._thread_read(_JobRead(table, job_id)))
 
     async def find_job_by_task_id(self, task_id: str) -> Job | None:
         async with self._read() as conn:

@@ -286,6 +286,40 @@ async def test_reads_that_arrive_together_share_a_hand_off(core: Core) -> None:
     assert hand_offs[0] <= 2  # the first read alone, then the others together (25 before)
 
 
+async def test_jobs_read_in_one_batch_are_one_statement_per_table(core: Core) -> None:
+    """A burst of first webhook deliveries each reads its job: those in one batch are read
+    with one ``SELECT … IN`` per table (a round trip each on PostgreSQL before), and each
+    caller still gets its own job — or ``None`` for an id that is no job, a job of another
+    table included."""
+    store: JobStore = core.store
+    upscales = [await core.running(user=f"u{i}") for i in range(3)]
+    pose = await core.running(tool="pose_changer", user="u9")
+    missing = str(uuid.uuid4())
+    wanted = [*upscales, upscales[0], pose]
+    asked = [(job.table, job.id) for job in wanted]
+    asked += [(upscales[0].table, missing), (pose.table, upscales[1].id)]
+    hold = threading.Event()
+
+    def held(_conn: sa.Connection) -> None:
+        hold.wait(10)  # the reads below queue up behind this batch, then go as one
+
+    first = asyncio.ensure_future(store._thread_read(held))
+    await asyncio.sleep(0.05)
+    with statements(store) as seen:
+        reads = asyncio.gather(*(store.get_job(table, job_id) for table, job_id in asked))
+        await asyncio.sleep(0.05)
+        hold.set()
+        results = await reads
+    await first
+
+    alone = [await store.get_job(table, job_id) for table, job_id in asked]  # one by one
+    assert results == alone  # every field of every row, read together or alone
+    assert [(r.table, r.id) if r else None for r in results] == [
+        (job.table, job.id) for job in wanted
+    ] + [None, None]
+    assert seen == ["SELECT", "SELECT"]  # one per table: 7 before
+
+
 async def test_a_read_that_fails_fails_alone(core: Core) -> None:
     store: JobStore = core.store
     job = await core.running()
