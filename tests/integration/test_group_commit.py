@@ -21,6 +21,7 @@ from arcano_tools.domain.records import FinishRequest, NewJob
 from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from arcano_tools.services.auth import Principal
 from arcano_tools.store import JobStore, schema
+from arcano_tools.store import store as store_module
 from tests.support.core import ACCOUNT, Core, build_core
 from tests.support.fixtures import pg_server_url  # noqa: F401  (fixtures are found by name)
 from tests.support.postgres import create_database
@@ -91,6 +92,72 @@ async def test_racing_finishes_share_transactions_and_change_the_job_once(core: 
     assert account.in_flight == 0
     refunds = [e for e in await store.ledger(job.user_id) if e["kind"] == "refund"]
     assert len(refunds) == (1 if ended.status is JobStatus.FAILED else 0)
+
+
+async def test_finishes_in_one_batch_keep_their_order_and_on_postgresql_share_a_pipeline(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finishes queued behind a batch run in the next one: on PostgreSQL their guarded
+    updates go to the server in one pipeline (a round trip each before), then each finish's
+    rest in order. Every answer is the one of running them one after the other: a second
+    finish of a job finds it ended, a queued job (no slot) is finished by the fallback, a
+    failure and a cancellation are refunded once, a missing job is ``None``, every slot is
+    given back once."""
+    store: JobStore = core.store
+    first, second = [await core.running(user=f"u{i}") for i in range(2)]
+    queued = await core.submit(user="u3")  # both slots taken: it waits in the queue
+    assert (await core.job(queued)).status is JobStatus.QUEUED
+    pipelined: list[int] = []
+    real = store_module._first_rows_pipelined
+
+    def spy(conn: sa.Connection, finishes: list[Any]) -> list[Any]:
+        pipelined.append(len(finishes))
+        return real(conn, finishes)
+
+    monkeypatch.setattr(store_module, "_first_rows_pipelined", spy)
+    done = FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url="https://x/o.png")
+    failed = FinishRequest(JobStatus.FAILED, FinishedBy.WATCHDOG, error_message="falhou")
+    cancelled = FinishRequest(JobStatus.CANCELLED, FinishedBy.USER)
+    asked = [
+        (first, done),
+        (first, failed),  # a second finish of the same job: it has ended
+        (second, failed),
+        (queued, cancelled),
+    ]
+    hold = threading.Event()
+
+    def held(_conn: sa.Connection) -> None:
+        hold.wait(10)  # the finishes below queue up behind this batch, then go as one
+
+    blocker = asyncio.ensure_future(store._grouped(held))
+    await asyncio.sleep(0.05)
+    finishes = asyncio.gather(
+        *(store.finish(job.table, job.id, req) for job, req in asked),
+        store.finish(first.table, str(uuid.uuid4()), done),
+    )
+    await asyncio.sleep(0.05)
+    hold.set()
+    results = await finishes
+    await blocker
+
+    assert pipelined == ([5] if store.dialect == "postgresql" else [])
+    assert [(r.changed, r.job.status, r.refunded) if r else None for r in results] == [
+        (True, JobStatus.COMPLETED, False),
+        (False, JobStatus.COMPLETED, False),
+        (True, JobStatus.FAILED, True),
+        (True, JobStatus.CANCELLED, True),
+        None,
+    ]
+    for result in results[:4]:
+        assert result is not None
+        assert result.job == await core.job(result.job)  # the row as stored, every field
+        assert not result.job.holds_slot
+    account = await store.get_account(first.api_account or "")
+    assert account is not None
+    assert account.in_flight == 0
+    for job, refunds in ((first, 0), (second, 1), (queued, 1)):
+        kinds = [e["kind"] for e in await store.ledger(job.user_id)]
+        assert kinds.count("refund") == refunds
 
 
 async def test_a_failing_write_fails_alone_and_the_others_commit(core: Core) -> None:
@@ -318,6 +385,29 @@ async def test_jobs_read_in_one_batch_are_one_statement_per_table(core: Core) ->
         (job.table, job.id) for job in wanted
     ] + [None, None]
     assert seen == ["SELECT", "SELECT"]  # one per table: 7 before
+
+
+async def test_jobs_read_together_pad_the_in_list_to_a_power_of_two(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three ids are read with a list of four (the last repeated): one statement per power
+    of two, not one per count (508 compiled statements, 77 MB per process, in review)."""
+    store: JobStore = core.store
+    jobs = [await core.running(user=f"u{i}") for i in range(2)] + [await core.submit(user="u5")]
+    sizes: list[int] = []
+    real = store_module._select_jobs
+
+    def spy(table: str, n: int) -> Any:
+        sizes.append(n)
+        return real(table, n)
+
+    monkeypatch.setattr(store_module, "_select_jobs", spy)
+    reads: list[Any] = [store_module._JobRead(job.table, job.id) for job in jobs]
+
+    together = await store._in_thread(store._reads_in_thread, reads)
+
+    assert sizes == [4]
+    assert together == [await core.job(job) for job in jobs]
 
 
 async def test_a_read_that_fails_fails_alone(core: Core) -> None:
