@@ -23,6 +23,25 @@ sys.exit(main(["serve-api", "--port", "8999"]))
 """
 
 
+#: The Reflex app's lifespan (what each granian worker runs first) over stand-in services.
+REFLEX_LIFESPAN = """
+import asyncio, gc, json
+from arcano_tools.web import runtime
+
+class Services:
+    async def start(self): pass
+    async def stop(self): pass
+
+runtime._services = Services()
+
+async def main():
+    async with runtime.lifespan():
+        print(json.dumps({"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}))
+
+asyncio.run(main())
+"""
+
+
 def run_python(code: str, tmp_path: Path) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if k not in settings_env_names()}
     env.update(ARCANO_DEMO="true", ARCANO_DATA_DIR=str(tmp_path))
@@ -45,6 +64,18 @@ def test_serve_api_freezes_the_loaded_code_and_raises_the_young_threshold(
     ]
     assert isinstance(report["frozen"], int)
     assert report["frozen"] > 10_000  # the app's modules and objects, not a handful
+
+
+def test_the_reflex_workers_lifespan_tunes_its_collector(tmp_path: Path) -> None:
+    """The figures of ``bench.followers`` are a Reflex worker's: its lifespan does it."""
+    report = run_python(REFLEX_LIFESPAN, tmp_path)
+    assert report["threshold"] == [
+        gc_tuning.YOUNG_THRESHOLD,
+        gc_tuning.MIDDLE_THRESHOLD,
+        gc_tuning.OLD_THRESHOLD,
+    ]
+    assert isinstance(report["frozen"], int)
+    assert report["frozen"] > 10_000
 
 
 def test_a_plain_process_keeps_cpythons_defaults(tmp_path: Path) -> None:
