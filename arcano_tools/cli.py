@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from arcano_tools.config import load_settings
-from arcano_tools.logs import configure_logging
+from arcano_tools.logs import configure_logging, lean_records
 
 
 async def _token(user_id: str, admin: bool) -> str:
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         refuse_unsafe_start(settings)
         app = create_api(Services(settings))
         tune_for_server()
+        lean_records()
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

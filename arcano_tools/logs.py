@@ -150,6 +150,19 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def lean_records() -> None:
+    """For a server process: its log records skip what none of our formatters prints — the
+    caller's file, line and function (a walk up the stack for every record), and the
+    thread's and the process's names. Each first webhook delivery logs a line (its job's
+    end), and making that record was 4 % of the delivery's CPU (BENCHMARKS.md, item 30).
+    The switches are the ones the logging HOWTO's "Optimization" section names. Not for the
+    tests or the command-line tools: pytest's own log lines print file and line."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def flush_logs() -> None:
     """Before a line printed to the same stream (stderr), the records logged until now: a
     process that stops with one line must end with that line, not with a log record the

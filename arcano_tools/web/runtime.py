@@ -14,7 +14,7 @@ from typing import Any
 
 from arcano_tools import gc_tuning
 from arcano_tools.config import load_settings
-from arcano_tools.logs import configure_logging
+from arcano_tools.logs import configure_logging, lean_records
 from arcano_tools.web import result_size
 from arcano_tools.wiring import Services, refuse_unsafe_start
 
@@ -63,8 +63,9 @@ def services() -> Services:
 async def lifespan() -> AsyncIterator[None]:
     """Registered with ``app.register_lifespan_task``: migrate, seed, run the dispatcher.
     Runs in the worker process (after granian's fork), once the app is loaded: the place to
-    tune its garbage collector."""
+    tune its garbage collector and its log records."""
     gc_tuning.tune_for_server()
+    lean_records()
     s = services()
     await s.start()
     try:

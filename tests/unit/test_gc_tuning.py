@@ -1,5 +1,6 @@
-"""A server process tunes its garbage collector before it serves (``gc_tuning``); every
-check runs in a child process, so this test process keeps CPython's defaults."""
+"""A server process tunes its garbage collector (``gc_tuning``) and its log records
+(``logs.lean_records``) before it serves; every check runs in a child process, so this test
+process keeps CPython's defaults."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from tests.support.env import settings_env_names
 SERVE_API_WITHOUT_SERVING = """
 import gc, json, sys, uvicorn
 def report(*_args, **_kwargs):
-    print(json.dumps({"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}))
+    import logging
+    lean = logging._srcfile is None and not logging.logThreads and not logging.logProcesses
+    print(json.dumps({"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count(),
+                      "lean_records": lean}))
 uvicorn.run = report
 from arcano_tools.cli import main
 sys.exit(main(["serve-api", "--port", "8999"]))
@@ -25,7 +29,7 @@ sys.exit(main(["serve-api", "--port", "8999"]))
 
 #: The Reflex app's lifespan (what each granian worker runs first) over stand-in services.
 REFLEX_LIFESPAN = """
-import asyncio, gc, json
+import asyncio, gc, json, logging
 from arcano_tools.web import runtime
 
 class Services:
@@ -36,7 +40,9 @@ runtime._services = Services()
 
 async def main():
     async with runtime.lifespan():
-        print(json.dumps({"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}))
+        lean = logging._srcfile is None and not logging.logThreads and not logging.logProcesses
+        print(json.dumps({"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count(),
+                          "lean_records": lean}))
 
 asyncio.run(main())
 """
@@ -64,6 +70,7 @@ def test_serve_api_freezes_the_loaded_code_and_raises_the_young_threshold(
     ]
     assert isinstance(report["frozen"], int)
     assert report["frozen"] > 10_000  # the app's modules and objects, not a handful
+    assert report["lean_records"] is True
 
 
 def test_the_reflex_workers_lifespan_tunes_its_collector(tmp_path: Path) -> None:
@@ -76,13 +83,15 @@ def test_the_reflex_workers_lifespan_tunes_its_collector(tmp_path: Path) -> None
     ]
     assert isinstance(report["frozen"], int)
     assert report["frozen"] > 10_000
+    assert report["lean_records"] is True
 
 
 def test_a_plain_process_keeps_cpythons_defaults(tmp_path: Path) -> None:
     """Importing the app changes nothing: only a server's start tunes the collector."""
     report = run_python(
-        "import gc, json, arcano_tools.api.routes, arcano_tools.gc_tuning\n"
-        "print(json.dumps({'threshold': gc.get_threshold(), 'frozen': gc.get_freeze_count()}))",
+        "import gc, json, logging, arcano_tools.api.routes, arcano_tools.gc_tuning\n"
+        "print(json.dumps({'threshold': gc.get_threshold(), 'frozen': gc.get_freeze_count(),"
+        " 'lean_records': logging._srcfile is None}))",
         tmp_path,
     )
-    assert report == {"threshold": [700, 10, 10], "frozen": 0}
+    assert report == {"threshold": [700, 10, 10], "frozen": 0, "lean_records": False}
