@@ -609,7 +609,11 @@ def _by_method(**handlers: Handler) -> Handler:
     return dispatch
 
 
+#: Matched in order: RunningHub's webhooks (and their retries) first — the router tried the
+#: ten routes above them, a regular expression each, for every delivery.
 ROUTES: list[BaseRoute] = [
+    _route("/webhooks/runninghub/{table}/{job_id}", webhook, ["POST"]),
+    _route("/webhooks/runninghub", webhook_by_task, ["POST"]),
     _route("/functions/v1/runninghub-job-sync", job_sync, ["POST"]),
     _route("/functions/v1/runninghub-queue-manager/finish", finish, ["POST"]),
     _route("/api/jobs", _by_method(GET=list_jobs, POST=submit), ["GET", "POST"]),
@@ -619,8 +623,6 @@ ROUTES: list[BaseRoute] = [
     _route("/files/results/{table}/{name}", result_file, ["GET"]),
     _route("/api/jobs/{table}/{job_id}/events", job_events, ["GET"]),
     _route("/api/me", me, ["GET"]),
-    _route("/webhooks/runninghub/{table}/{job_id}", webhook, ["POST"]),
-    _route("/webhooks/runninghub", webhook_by_task, ["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     _route("/metrics", metrics, ["GET"]),
 ]
