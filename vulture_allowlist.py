@@ -6,6 +6,7 @@ the bench (an API they exercise). A name here hides every definition of that nam
 list short. Never imported or run; ``ruff`` checks it like any module.
 """
 
+import logging
 import sqlite3
 
 from arcano_tools.components.compare import LoadedImg, LoadedVideo
@@ -58,3 +59,9 @@ auth.verify_user_token  # a token the CLI issued, checked by the CLI's and auth'
 # --- results that last: used by the pages branch's download button ------------------------------
 downloads.download_href  # web/downloads.py: the page's download link (signed, short-lived)
 GroupCommit.transactions  # tests/integration/test_group_commit.py: writes share transactions
+
+# --- read by the logging module itself (the HOWTO's "Optimization" switches) --------------------
+logging._srcfile  # logs.lean_records: no caller lookup per record
+logging.logThreads  # idem: no thread name
+logging.logProcesses  # idem: no process id
+logging.logMultiprocessing  # idem: no process name
