@@ -59,10 +59,7 @@ def run_python(code: str, tmp_path: Path) -> dict[str, object]:
     return report
 
 
-def test_serve_api_freezes_the_loaded_code_and_raises_the_young_threshold(
-    tmp_path: Path,
-) -> None:
-    report = run_python(SERVE_API_WITHOUT_SERVING, tmp_path)
+def assert_tuned(report: dict[str, object]) -> None:
     assert report["threshold"] == [
         gc_tuning.YOUNG_THRESHOLD,
         gc_tuning.MIDDLE_THRESHOLD,
@@ -73,17 +70,15 @@ def test_serve_api_freezes_the_loaded_code_and_raises_the_young_threshold(
     assert report["lean_records"] is True
 
 
+def test_serve_api_freezes_the_loaded_code_and_raises_the_young_threshold(
+    tmp_path: Path,
+) -> None:
+    assert_tuned(run_python(SERVE_API_WITHOUT_SERVING, tmp_path))
+
+
 def test_the_reflex_workers_lifespan_tunes_its_collector(tmp_path: Path) -> None:
     """The figures of ``bench.followers`` are a Reflex worker's: its lifespan does it."""
-    report = run_python(REFLEX_LIFESPAN, tmp_path)
-    assert report["threshold"] == [
-        gc_tuning.YOUNG_THRESHOLD,
-        gc_tuning.MIDDLE_THRESHOLD,
-        gc_tuning.OLD_THRESHOLD,
-    ]
-    assert isinstance(report["frozen"], int)
-    assert report["frozen"] > 10_000
-    assert report["lean_records"] is True
+    assert_tuned(run_python(REFLEX_LIFESPAN, tmp_path))
 
 
 def test_a_plain_process_keeps_cpythons_defaults(tmp_path: Path) -> None:
