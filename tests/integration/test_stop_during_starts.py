@@ -29,6 +29,11 @@ from tests.support.waiting import wait_for
 JOBS = 4
 #: The whole job must not reach its deadline during the test (FAST_TIMINGS make it 6 s).
 ENV = {"WATCHDOG_MAX_TIMEOUT_MS": "60000"}
+#: How long the emulator holds each call of the killed backend's starts (upload, then create):
+#: the two creates must still be held when the test looks, after the four submissions have
+#: returned — on a loaded machine those took longer than an upload and a create held 1.5 s
+#: each, the look came late, and the kill found one start or none (a flaky test).
+CALL_HELD_MS = 5000
 #: A restarted backend recovers the dead starts within this long of being ready (the brief's
 #: 10 s): the lease (6 s from the last renewal, up to 2 s before the kill) plus a recovery pass.
 RECOVERY_BOUND_S = 10.0
@@ -53,11 +58,17 @@ def creates_in_flight(emu: EmulatorControl, n: int) -> None:
     reached it and none was answered yet. Counting the calls that reached it was not enough:
     on a loaded machine the first create could be answered before the second arrived, and the
     kill then found one start, not two."""
-    wait_for(
-        lambda: stat(emu, "calls_in_flight", "run") >= n,
-        timeout=30,
-        what=f"{n} create calls in flight",
-    )
+    try:
+        wait_for(
+            lambda: stat(emu, "calls_in_flight", "run") >= n,
+            timeout=30,
+            what=f"{n} create calls in flight",
+        )
+    except AssertionError as exc:  # what the emulator saw, to tell a slow start from a bug
+        stats = emu.stats()
+        raise AssertionError(
+            f"{exc}; calls {stats['calls']}, now {stats['calls_in_flight']}"
+        ) from exc
 
 
 def stat(emu: EmulatorControl, group: str, name: str) -> int:
@@ -111,7 +122,7 @@ def test_a_killed_backends_starts_are_recovered_within_seconds_of_its_restart(
     # test the recovery it is about. Set before they are created (the emulator snapshots its
     # settings then): set after the kill, a loaded machine let a create land first and its
     # webhook complete a job with the orphan task (5 tasks, not 6)
-    emu.set(latency_ms=2500, webhook="drop")
+    emu.set(latency_ms=CALL_HELD_MS, webhook="drop")
     job_ids = submit_upscales(backend, user, JOBS)
     creates_in_flight(emu, 2)
 
