@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -31,6 +31,7 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 RACERS = 24
 #: ``Core.running`` submits as ``u1``.
 OWNER = Principal(user_id="u1")
+T = TypeVar("T")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -46,6 +47,28 @@ async def core(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     await built.webhooks.events.aclose()
     await built.emulator.shutdown()
     await built.client.aclose()
+
+
+async def behind_a_held_batch(
+    batcher: Callable[[Callable[[sa.Connection], None]], Awaitable[object]],
+    calls: Callable[[], Awaitable[T]],
+) -> T:
+    """``calls()`` made while a batch of ``batcher`` (the store's group commit, or its
+    batched reads) is held in the store's thread: they queue up behind it and, once it is
+    let go, run together in the next batch."""
+    hold = threading.Event()
+
+    def held(_conn: sa.Connection) -> None:
+        hold.wait(10)
+
+    blocker = asyncio.ensure_future(batcher(held))
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(calls())
+    await asyncio.sleep(0.05)
+    hold.set()
+    results = await queued
+    await blocker
+    return results
 
 
 @contextmanager
@@ -124,21 +147,13 @@ async def test_finishes_in_one_batch_keep_their_order_and_on_postgresql_share_a_
         (second, failed),
         (queued, cancelled),
     ]
-    hold = threading.Event()
-
-    def held(_conn: sa.Connection) -> None:
-        hold.wait(10)  # the finishes below queue up behind this batch, then go as one
-
-    blocker = asyncio.ensure_future(store._grouped(held))
-    await asyncio.sleep(0.05)
-    finishes = asyncio.gather(
-        *(store.finish(job.table, job.id, req) for job, req in asked),
-        store.finish(first.table, str(uuid.uuid4()), done),
+    results = await behind_a_held_batch(
+        store._grouped,
+        lambda: asyncio.gather(
+            *(store.finish(job.table, job.id, req) for job, req in asked),
+            store.finish(first.table, str(uuid.uuid4()), done),
+        ),
     )
-    await asyncio.sleep(0.05)
-    hold.set()
-    results = await finishes
-    await blocker
 
     assert pipelined == ([5] if store.dialect == "postgresql" else [])
     assert [(r.changed, r.job.status, r.refunded) if r else None for r in results] == [
@@ -365,19 +380,11 @@ async def test_jobs_read_in_one_batch_are_one_statement_per_table(core: Core) ->
     wanted = [*upscales, upscales[0], pose]
     asked = [(job.table, job.id) for job in wanted]
     asked += [(upscales[0].table, missing), (pose.table, upscales[1].id)]
-    hold = threading.Event()
-
-    def held(_conn: sa.Connection) -> None:
-        hold.wait(10)  # the reads below queue up behind this batch, then go as one
-
-    first = asyncio.ensure_future(store._thread_read(held))
-    await asyncio.sleep(0.05)
     with statements(store) as seen:
-        reads = asyncio.gather(*(store.get_job(table, job_id) for table, job_id in asked))
-        await asyncio.sleep(0.05)
-        hold.set()
-        results = await reads
-    await first
+        results = await behind_a_held_batch(
+            store._thread_read,
+            lambda: asyncio.gather(*(store.get_job(table, job_id) for table, job_id in asked)),
+        )
 
     alone = [await store.get_job(table, job_id) for table, job_id in asked]  # one by one
     assert results == alone  # every field of every row, read together or alone
