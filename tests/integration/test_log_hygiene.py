@@ -27,6 +27,9 @@ def test_logs_carry_actions_and_ids_but_no_secrets(
     wait_synced(client, backend, user, job_id)
     client.post(f"{backend.url}/webhooks/runninghub/upscaler_jobs/{job_id}?token=forged", json={})
 
+    # the logging thread writes a moment's lines together (LOG_LINGER_S): the forged
+    # webhook's, the last, is awaited before the log is read
+    wait_for(lambda: "action=webhook_rejected" in backend.api.log(), what="the last line")
     log = backend.api.log()
 
     assert f"job_id={job_id}" in log  # the log is there and structured…

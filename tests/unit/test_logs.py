@@ -314,3 +314,32 @@ def test_a_flush_gives_up_on_a_stuck_sink() -> None:
             assert sink.written == []
         finally:
             sink.released.set()
+
+
+class _CountingStream(io.StringIO):
+    """stderr that counts the writes it is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_a_burst_of_records_is_written_in_a_few_writes_every_line_in_order() -> None:
+    """Woken and writing for each record, the thread took the GIL from the event loop a
+    thousand times a second under a burst of job ends (BENCHMARKS.md, item 31)."""
+    stream = _CountingStream()
+    sink = logging.StreamHandler(stream)
+    sink.setFormatter(TextFormatter("%(levelname)s %(message)s"))
+    with logged_through(sink, "burst") as (log, thread):
+        for i in range(200):
+            log.warning("line %d", i, extra={"job_id": f"j-{i}"})
+        thread.flush()
+
+        assert stream.getvalue().splitlines() == [
+            f"WARNING line {i} job_id=j-{i}" for i in range(200)
+        ]
+        assert stream.writes <= 10
