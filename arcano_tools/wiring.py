@@ -276,6 +276,10 @@ class Services:
         await self.client.aclose()
         await self.store.close()
         self._started = False
+        # the stop's records (starts put back in the queue…) before the process ends: uvicorn
+        # re-raises the stop's signal once it has served, and a process ended by a signal
+        # runs no atexit, where the logging thread would have written what waits
+        await asyncio.to_thread(flush_logs)
 
     async def user_token(self, user_id: str, *, anonymous: bool = False) -> tuple[User, str]:
         """Create the user if new (with starting credits) and mint an access token."""

@@ -95,6 +95,9 @@ def test_an_update_made_in_one_process_reaches_a_follower_in_another(
         seen = [f.result(timeout=60) for f in followers]
 
     # exactly one process received the webhook; the other heard of the result via Redis
+    # (its line written by the logging thread a moment after the end: awaited)
+    line = f"job finished action=finish job_id={job_id}"
+    wait_for(lambda: any(line in b.api.log() for b in (first, second)), what="the finish line")
     handled = [
         f"job finished action=finish job_id={job_id}" in b.api.log() for b in (first, second)
     ]
@@ -147,6 +150,7 @@ def test_without_redis_jobs_still_complete_and_the_outage_is_logged_once_without
         for job_id in job_ids:
             assert wait_terminal(client, backend, user, job_id)["status"] == "completed"
         wait_for(lambda: relay_count(client, backend, "failed") >= 1, what="a failed publish")
+        wait_for(lambda: "redis unavailable" in backend.api.log(), what="the outage's line")
         log = backend.api.log()
         assert "s3cret-pass" not in log
         assert log.count("redis unavailable") <= 2  # once per loop, not once per update

@@ -197,7 +197,7 @@ def test_input_lost_before_the_start_fails_the_job_at_once_with_refund(
     assert ledger(backend, job_id) == [("charge", -UPSCALER_COST), ("refund", UPSCALER_COST)]
     ((in_flight,),) = backend.rows("SELECT SUM(in_flight) FROM runninghub_accounts")
     assert in_flight == 0
-    assert "is ARCANO_DATA_DIR shared" in backend.api.log()
+    wait_for(lambda: "is ARCANO_DATA_DIR shared" in backend.api.log(), what="the hint's line")
 
 
 def test_a_network_error_after_a_long_busy_spell_does_not_give_up_on_the_job(

@@ -182,7 +182,7 @@ def test_an_account_left_looking_full_is_recounted_and_serves_jobs_again(
         job = wait_terminal(client, backend, user, job_id)
 
         assert job["status"] == "completed"
-        assert "account slot count corrected" in backend.api.log()
+        wait_for(lambda: "account slot count corrected" in backend.api.log(), what="the line")
         ((in_flight,),) = backend.rows("SELECT in_flight FROM runninghub_accounts")
         assert in_flight == 0
         text = client.get(backend.url + "/metrics", headers=backend.service_headers).text
