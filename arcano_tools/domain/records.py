@@ -133,6 +133,10 @@ class FinishRequest:
     finished_by: FinishedBy
     output_url: str | None = None
     error_message: str | None = None
+    #: Only a job running this RunningHub task and not saving a result: a webhook's finish,
+    #: tried before any read of the job (``FinishResult.changed`` false otherwise, with the job
+    #: as it was — possibly still active). ``None``: any active job, as every other path asks.
+    task_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,9 @@ class Repository(Protocol):
         With ``claim_id``: only for that claim, and never onto a job back in the queue."""
 
     async def finish(self, table: str, job_id: str, req: FinishRequest) -> FinishResult | None:
-        """The one guarded terminal transition (``None``: no such job)."""
+        """The one guarded terminal transition (``None``: no such job). Unchanged, the result
+        holds the job as read in the same transaction: ended, or (``req.task_id``) another
+        task's or saving its result."""
 
     # --- results that last: the copy of a job's output into our storage --------------------------
     async def begin_output_copy(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -128,6 +128,15 @@ class SyncOutcome:
             rh_msg=msg,
             cached=cached,
         )
+
+
+@dataclass(frozen=True)
+class TaskFinish:
+    """What :meth:`JobSync.finish_task` did: ``outcome`` when its finish ended the job,
+    else ``None`` and ``job`` as the finish found it (``None``: no such job)."""
+
+    outcome: SyncOutcome | None
+    job: Job | None
 
 
 @dataclass
@@ -337,28 +346,56 @@ class JobSync:
         """Finish a job from what RunningHub said (a webhook's eventData or ``/outputs``)."""
         return await self._apply(job, outputs, finished_by, past_deadline=False)
 
+    async def finish_task(
+        self, table: str, job_id: str, task_id: str, outputs: TaskOutputs
+    ) -> TaskFinish | None:
+        """A webhook's end of the job running ``task_id``, tried before reading the job: a
+        first delivery was a read, then the finish — two turns of the store's thread and
+        two statements where the finish's guard can say it all (BENCHMARKS.md, item 31).
+
+        ``None`` when ``outputs`` need more than the finish (a result to keep, an untrusted
+        host, no end yet): the caller reads the job and applies them. Otherwise the finish
+        ran: it changed the job (``outcome``), or the job it returns is the one read in its
+        transaction — ended, another task's, saving a result, or ``None`` (no such job) —
+        for the caller to handle as it would a read's."""
+        request = self._plain_finish(outputs, FinishedBy.WEBHOOK)
+        if request is None:
+            return None
+        try:
+            result = await self.queue.finish(table, job_id, replace(request, task_id=task_id))
+        except JobNotFound:
+            return TaskFinish(None, None)
+        if result.changed:
+            return TaskFinish(SyncOutcome.finished(result.job), result.job)
+        return TaskFinish(None, result.job)
+
+    def _plain_finish(self, outputs: TaskOutputs, finished_by: FinishedBy) -> FinishRequest | None:
+        """The finish ``outputs`` ask for when nothing else comes first: a failure, or a
+        success on a trusted host when results are not kept (``None`` otherwise)."""
+        if outputs.state == "success" and outputs.output_url:
+            if self.copier is not None or not self.output_hosts.allows(outputs.output_url):
+                return None
+            return FinishRequest(JobStatus.COMPLETED, finished_by, output_url=outputs.output_url)
+        if outputs.state == "failed":
+            message = outputs.failure_message
+            return FinishRequest(JobStatus.FAILED, finished_by, error_message=message)
+        return None
+
     async def _apply(
         self, job: Job, outputs: TaskOutputs, finished_by: FinishedBy, past_deadline: bool
     ) -> SyncOutcome:
         if job.saving:  # success was reported already: a later answer (a contradicting
             return SyncOutcome.saving_result(job)  # failure webhook) never ends it
+        request = self._plain_finish(outputs, finished_by)
+        if request is not None:
+            result, outcome = await self._end(job, request)
+            if result.changed and request.status is JobStatus.COMPLETED:
+                self._observe_recovery(result.job, outputs, finished_by)
+            return outcome
         if outputs.state == "success" and outputs.output_url:
             if not self.output_hosts.allows(outputs.output_url):
                 return await self._untrusted_output(job, outputs.output_url, finished_by)
-            if self.copier is not None:
-                return await self.save_output(job, outputs.output_url, finished_by)
-            result, outcome = await self._end(
-                job, FinishRequest(JobStatus.COMPLETED, finished_by, output_url=outputs.output_url)
-            )
-            if result.changed:
-                self._observe_recovery(result.job, outputs, finished_by)
-            return outcome
-        if outputs.state == "failed":
-            message = outputs.failure_message
-            _, outcome = await self._end(
-                job, FinishRequest(JobStatus.FAILED, finished_by, error_message=message)
-            )
-            return outcome
+            return await self.save_output(job, outputs.output_url, finished_by)
         if past_deadline:
             return await self._timeout(job)
         return SyncOutcome.still_processing(outputs.code, outputs.msg)

@@ -39,12 +39,12 @@ from arcano_tools.domain.records import Job, WebhookRecord
 from arcano_tools.domain.repository import Repository
 from arcano_tools.domain.status import FinishedBy, JobStatus, WebhookOutcome
 from arcano_tools.domain.tools import ToolRegistry
-from arcano_tools.runninghub.client import parse_outputs_envelope
+from arcano_tools.runninghub.client import TaskOutputs, parse_outputs_envelope
 from arcano_tools.runninghub.errors import APIError, MalformedResponse
 from arcano_tools.services.answer_cache import EndedJobs, body_digest
 from arcano_tools.services.event_buffer import EventBuffer
 from arcano_tools.services.queue_manager import webhook_token_claim, webhook_token_ok
-from arcano_tools.services.sync import JobSync
+from arcano_tools.services.sync import JobSync, SyncOutcome
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,21 @@ class WebhookReceiver:
         if ended is not None and ended.task_id == event.task_id:
             self.ended.put(table, job_id, ended.status, ended.task_id, body=digest)
             return self._duplicate(table, job_id, event.task_id, ended.status)
-        job = await self.store.get_job(table, job_id)
+        outputs: TaskOutputs | None = None
+        malformed_outputs = ""
+        try:
+            outputs = parse_outputs_envelope(event.envelope)
+        except (MalformedResponse, APIError) as exc:
+            malformed_outputs = f"eventData: {exc}"  # answered below, as after a read
+        direct = None
+        if outputs is not None:
+            # the usual first delivery: its job's end in one guarded statement, no read first
+            direct = await self.sync.finish_task(table, job_id, event.task_id, outputs)
+            if direct is not None and direct.outcome is not None and direct.job is not None:
+                return self._applied(
+                    direct.job, event, outputs, direct.outcome, digest, early=False
+                )
+        job = direct.job if direct is not None else await self.store.get_job(table, job_id)
         claim = webhook_token_claim(token)
         if (
             job is not None
@@ -245,11 +259,24 @@ class WebhookReceiver:
                     return WebhookResult(Delivery.DUPLICATE, saved.status)
                 return await self._orphan(saved, event.task_id, claim, body_text)
             job = saved or job
-        try:
-            outputs = parse_outputs_envelope(event.envelope)
-        except (MalformedResponse, APIError) as exc:
-            return await self._malformed(table, job_id, f"eventData: {exc}", body_text, job)
+        if outputs is None:
+            return await self._malformed(table, job_id, malformed_outputs, body_text, job)
         synced = await self.sync.apply_outputs(job, outputs, FinishedBy.WEBHOOK)
+        return self._applied(job, event, outputs, synced, digest, early=early)
+
+    def _applied(
+        self,
+        job: Job,
+        event: WebhookEvent,
+        outputs: TaskOutputs,
+        synced: SyncOutcome,
+        digest: bytes,
+        *,
+        early: bool,
+    ) -> WebhookResult:
+        """A delivery whose outputs were applied to its job: remembered if the job ended,
+        recorded in the next bulk write."""
+        table, job_id = job.table, job.id
         if synced.status is not None and synced.status.is_terminal:
             same_task = job.task_id == event.task_id
             self.ended.put(

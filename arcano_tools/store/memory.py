@@ -311,7 +311,9 @@ class InMemoryStore:
         current = self._table(table).get(job_id)
         if current is None:
             return None
-        if not current.status.is_active:
+        if not current.status.is_active or (
+            req.task_id is not None and (current.task_id != req.task_id or current.saving)
+        ):
             return FinishResult(changed=False, job=current)
         now = self.clock()
         changes: dict[str, Any] = {

@@ -102,13 +102,13 @@ _FINISH_VALUES = (
 
 
 @functools.cache
-def _finish_freeing_slot_pg(table: str, with_output: bool) -> Any:
+def _finish_freeing_slot_pg(table: str, with_output: bool, of_task: bool) -> Any:
     """PostgreSQL: :func:`_guarded_finish` of a job holding its slot and the account's count
     freed, in one statement (data-modifying CTEs) — a round trip less per finish, in the
     group commit's one transaction: under a webhook burst it sent them one after the other.
     The account's update reads the finish's own output, so a finish that changed nothing
     (a racing one committed first: PostgreSQL re-checks the guard) frees nothing."""
-    finished = _guarded_finish(table, with_output, True).cte("finished")
+    finished = _guarded_finish(table, with_output, True, of_task).cte("finished")
     its_account = sa.select(finished.c.api_account).scalar_subquery()
     freed = _one_slot_freed(its_account, sa.bindparam("b_updated_at")).cte("freed")
     return sa.select(finished).add_cte(freed)
@@ -144,15 +144,18 @@ def _select_jobs(table: str, n: int) -> Any:
 
 
 @functools.cache
-def _guarded_finish(table: str, with_output: bool, holding_slot: bool) -> Any:
+def _guarded_finish(table: str, with_output: bool, holding_slot: bool, of_task: bool) -> Any:
     """The one terminal transition: only from an active status, the new row returned.
     ``holding_slot``: only a job that holds its account's slot, which it gives back in the
     same statement (the caller then frees the account's slot); otherwise any active job, its
-    slot flag as it was."""
+    slot flag as it was. ``of_task``: only a job running task ``b_task`` and saving no result
+    (``FinishRequest.task_id``: a webhook's finish with no read of the job before it)."""
     t = s.job_tables[table]
     names = _FINISH_VALUES + (("output_url",) if with_output else ())
     values: dict[str, Any] = {name: sa.bindparam(f"b_{name}") for name in names}
     guard = [t.c.id == sa.bindparam("b_id"), _active(t.c.status)]
+    if of_task:
+        guard += [t.c.task_id == sa.bindparam("b_task"), t.c.output_copy.is_(None)]
     if holding_slot:
         guard += [t.c.holds_slot.is_(True), t.c.api_account.is_not(None)]
         values["holds_slot"] = False
@@ -1182,11 +1185,16 @@ class JobStore:
         }
         if req.output_url is not None:
             params["b_output_url"] = req.output_url
+        of_task = req.task_id is not None
+        if of_task:
+            params["b_task"] = req.task_id
         with_output = req.output_url is not None
-        holding, any_active = (_guarded_finish(table, with_output, h) for h in (True, False))
+        holding, any_active = (
+            _guarded_finish(table, with_output, h, of_task) for h in (True, False)
+        )
         slot_freed_with_it = self.dialect == "postgresql"
         if slot_freed_with_it:
-            holding = _finish_freeing_slot_pg(table, with_output)
+            holding = _finish_freeing_slot_pg(table, with_output, of_task)
 
         def rest(conn: sa.Connection, row: Mapping[Any, Any] | None) -> FinishResult | None:
             # the usual job holds its slot: finished and the slot flag cleared in one
@@ -1207,9 +1215,9 @@ class JobStore:
                     self._release_slot_sync(conn, job.api_account)
                     conn.execute(_slot_given_back(table), {"b_id": job_id})
                     job = dataclasses.replace(job, holds_slot=False)
-            else:  # ended before (or no such job): a read, nothing changed
-                ended = self._get_job_sync(conn, table, job_id)
-                return None if ended is None else FinishResult(changed=False, job=ended)
+            else:  # ended before, another task's (``of_task``), or no such job: a read
+                as_is = self._get_job_sync(conn, table, job_id)
+                return None if as_is is None else FinishResult(changed=False, job=as_is)
             refunded = False
             if req.status in REFUND_STATUSES:
                 refunded = self._refund_sync(conn, job, now)

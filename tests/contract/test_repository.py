@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -875,3 +876,83 @@ async def test_the_active_summary_counts_every_tools_active_jobs_and_the_oldest(
     oldest = await store.get_job("pose_changer_jobs", first)
     assert oldest is not None
     assert summary == ActiveSummary(2, oldest.created_at)
+
+
+async def test_a_finish_naming_a_task_ends_only_the_job_running_that_task(
+    store: Repository,
+) -> None:
+    """A webhook's finish, tried before any read of its job (``FinishRequest.task_id``): it
+    ends the job only if the job runs that task; otherwise it changes nothing — no status, no
+    slot, no refund — and returns the job as it found it, for the webhook's other checks."""
+    [job_id] = await running_jobs(store, 1)
+    other_task = FinishRequest(
+        JobStatus.FAILED, FinishedBy.WEBHOOK, error_message="x", task_id="T-x"
+    )
+
+    missed = await store.finish(TABLE, job_id, other_task)
+
+    assert missed is not None
+    assert not missed.changed
+    assert missed.job.status is JobStatus.RUNNING
+    assert missed.job.task_id == f"T-{job_id}"
+    assert missed.job.holds_slot
+    account = await store.get_account("acc")
+    assert account is not None
+    assert account.in_flight == 1
+    assert [e["kind"] for e in await store.ledger("u1")] == ["grant", "charge"]
+
+    ended = await store.finish(
+        TABLE,
+        job_id,
+        FinishRequest(
+            JobStatus.FAILED, FinishedBy.WEBHOOK, error_message="x", task_id=f"T-{job_id}"
+        ),
+    )
+
+    assert ended is not None
+    assert ended.changed
+    assert ended.refunded
+    assert ended.job.status is JobStatus.FAILED
+    assert not ended.job.holds_slot
+    account = await store.get_account("acc")
+    assert account is not None
+    assert account.in_flight == 0
+    again = await store.finish(TABLE, job_id, replace(other_task, task_id=f"T-{job_id}"))
+    assert again is not None
+    assert not again.changed
+    assert again.job.status is JobStatus.FAILED
+    missing = await store.finish(TABLE, str(uuid.uuid4()), other_task)
+    assert missing is None
+
+
+async def test_a_finish_naming_a_task_never_ends_a_job_saving_its_result(
+    store: Repository,
+) -> None:
+    """RunningHub's success was reported and is being kept: a later webhook of the same task
+    (a contradicting failure) finds the job saving and leaves it to the copy."""
+    [job_id] = await running_jobs(store, 1)
+    began = await store.begin_output_copy(
+        TABLE,
+        job_id,
+        upstream_url="https://x/y.png",
+        reported_by=FinishedBy.WEBHOOK,
+        due_at=utcnow(),
+    )
+    assert began is not None
+    assert began.changed
+
+    result = await store.finish(
+        TABLE,
+        job_id,
+        FinishRequest(
+            JobStatus.FAILED, FinishedBy.WEBHOOK, error_message="x", task_id=f"T-{job_id}"
+        ),
+    )
+
+    assert result is not None
+    assert not result.changed
+    assert result.job.saving
+    job = await store.get_job(TABLE, job_id)
+    assert job is not None
+    assert job.status is JobStatus.RUNNING
+    assert job.saving
