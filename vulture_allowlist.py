@@ -65,3 +65,4 @@ logging._srcfile  # logs.lean_records: no caller lookup per record
 logging.logThreads  # idem: no thread name
 logging.logProcesses  # idem: no process id
 logging.logMultiprocessing  # idem: no process name
+_Listener._monitor  # logs: overrides QueueListener's thread body (batched writes)
