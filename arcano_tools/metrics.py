@@ -7,6 +7,8 @@ age of the oldest) are read at scrape time, so every process reports the same tr
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -18,6 +20,7 @@ RECOVERY_BUCKETS = (0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 720)
 
 class Metrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[Counter, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.db_queries = Counter(
@@ -110,6 +113,16 @@ class Metrics:
             "Age of the oldest active job, from its submission (0 when none).",
             registry=r,
         )
+
+    def count(self, counter: Counter, *labels: str) -> None:
+        """``counter.labels(*labels).inc()`` with the labelled child kept: ``labels()``
+        checks its arguments and takes a lock at every call (2–3 % of a first webhook
+        delivery's CPU, BENCHMARKS.md item 31)."""
+        key = (counter, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

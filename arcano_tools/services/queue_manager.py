@@ -634,7 +634,9 @@ class QueueManager:
         if result is None:
             raise JobNotFound()
         if result.changed:
-            self.metrics.jobs_finished.labels(table, req.status.value, req.finished_by.value).inc()
+            self.metrics.count(
+                self.metrics.jobs_finished, table, req.status.value, req.finished_by.value
+            )
             log.info(
                 "job finished",
                 extra={

@@ -171,7 +171,7 @@ class WebhookReceiver:
     def _note(self, *, outcome: WebhookOutcome, **fields: Any) -> None:
         """Like :meth:`_record`, for an event that was applied: written in the next bulk write
         of ``events`` (health counts only; the job's own change is already committed)."""
-        self.metrics.webhooks.labels(outcome).inc()
+        self.metrics.count(self.metrics.webhooks, outcome)
         self.events.add(WebhookRecord(received_at=self.sync.clock(), outcome=outcome, **fields))
 
     async def receive(
