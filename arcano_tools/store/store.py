@@ -267,7 +267,9 @@ def _read_jobs_together(
 class _Finish:
     """``finish``'s write: its first statement (the guarded update — on PostgreSQL with the
     account's slot freed in it), then ``rest``, which depends on the row that statement
-    returned (``None``: it changed nothing). Alone it is run as written.
+    returned (``None``: it changed nothing). Called, it runs through SQLAlchemy; the group
+    commit runs the first statements of a batch's finishes on the driver's cursor itself
+    (``_first_rows_on_sqlite``, ``_first_rows_pipelined``), then their rests in order.
 
     On PostgreSQL the first statements of consecutive finishes in one transaction are sent
     in one pipeline (``_first_rows_pipelined``) before their rests run in order: under a
@@ -306,10 +308,7 @@ def _first_rows_pipelined(
     with raw.pipeline():
         for finish in finishes:
             compiled = _compiled(finish.first, conn.dialect)
-            params = compiled.construct_params(finish.params)
-            for name, process in compiled._bind_processors.items():
-                if name in params:
-                    params[name] = process(params[name])
+            params = _bound(compiled, finish.params)
             cursor = raw.cursor()
             conn.dispatch.before_cursor_execute(conn, cursor, compiled.string, params, None, False)
             cursor.execute(compiled.string, params)
@@ -323,6 +322,64 @@ def _first_rows_pipelined(
             rows.append(dict(zip(_returned_names(finish.first), record, strict=True)))
         cursor.close()
     return rows
+
+
+def _first_rows_on_sqlite(
+    conn: sa.Connection, finishes: list[_Finish]
+) -> list[Mapping[Any, Any] | None]:
+    """(SQLite.) The rows the finishes' first statements return, run one after the other on
+    the transaction's DBAPI cursor: each compiled and its parameters processed as SQLAlchemy
+    would, its row's values read back as SQLAlchemy would (SQLite keeps datetimes and JSON as
+    text), announced to the engine's cursor hooks. SQLAlchemy's execution around each
+    statement — its context, result and row objects — cost more than SQLite's own work on
+    it (BENCHMARKS.md, item 31)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    rows: list[Mapping[Any, Any] | None] = []
+    try:
+        for finish in finishes:
+            compiled = _compiled(finish.first, conn.dialect)
+            params = _bound(compiled, finish.params)
+            positional = tuple(params[name] for name in compiled.positiontup)
+            conn.dispatch.before_cursor_execute(
+                conn, cursor, compiled.string, positional, None, False
+            )
+            cursor.execute(compiled.string, positional)
+            records = cursor.fetchall()  # RETURNING: one row at most; the statement ends
+            if not records:
+                rows.append(None)
+                continue
+            names = _returned_names(finish.first)
+            processors = _result_processors(finish.first, conn.dialect)
+            rows.append(
+                {
+                    name: value if process is None else process(value)
+                    for name, process, value in zip(names, processors, records[0], strict=True)
+                }
+            )
+    finally:
+        cursor.close()
+    return rows
+
+
+def _bound(compiled: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """A compiled statement's parameters as SQLAlchemy sends them: ``given`` over the
+    statement's own values, each through its type's bind processor."""
+    params: dict[str, Any] = compiled.construct_params(given)
+    for name, process in compiled._bind_processors.items():
+        if name in params:
+            params[name] = process(params[name])
+    return params
+
+
+@functools.cache
+def _result_processors(statement: Any, dialect: sa.Dialect) -> tuple[Any, ...]:
+    """Per column ``statement`` returns, the function that reads its value back (``None``:
+    as the driver gives it), as SQLAlchemy's results do."""
+    return tuple(
+        column.type._cached_result_processor(dialect, None) for column in statement.exported_columns
+    )
 
 
 @functools.cache
@@ -339,11 +396,10 @@ def _compiled(statement: Any, dialect: sa.Dialect) -> Any:
 
 
 def _runs_of_one_statement(
-    writes: list[Callable[[sa.Connection], Any]], *, pipelined_finishes: bool = False
+    writes: list[Callable[[sa.Connection], Any]],
 ) -> Iterator[list[Callable[[sa.Connection], Any]]]:
     """``writes`` in order, consecutive :class:`_OneStatement` writes of the same statement
-    together, and with ``pipelined_finishes`` consecutive :class:`_Finish` writes (every
-    other write alone)."""
+    together, and consecutive :class:`_Finish` writes (every other write alone)."""
     run: list[Callable[[sa.Connection], Any]] = []
     for write in writes:
         last = run[-1] if run else None
@@ -351,7 +407,7 @@ def _runs_of_one_statement(
             isinstance(write, _OneStatement)
             and isinstance(last, _OneStatement)
             and write.statement is last.statement
-        ) or (pipelined_finishes and isinstance(write, _Finish) and isinstance(last, _Finish)):
+        ) or (isinstance(write, _Finish) and isinstance(last, _Finish)):
             run.append(write)
             continue
         if run:
@@ -732,16 +788,18 @@ class JobStore:
             conn = conn.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
                 results: list[Any] = []
-                pipelined = self.dialect == "postgresql"
-                for run in _runs_of_one_statement(writes, pipelined_finishes=pipelined):
-                    if len(run) == 1:
-                        results.append(run[0](conn))
-                    elif isinstance(run[0], _Finish):
+                first_rows = (
+                    _first_rows_pipelined if self.dialect == "postgresql" else _first_rows_on_sqlite
+                )
+                for run in _runs_of_one_statement(writes):
+                    if isinstance(run[0], _Finish):
                         finishes = cast(list[_Finish], run)
-                        rows = _first_rows_pipelined(conn, finishes)
+                        rows = first_rows(conn, finishes)
                         results += [
                             f.rest(conn, row) for f, row in zip(finishes, rows, strict=True)
                         ]
+                    elif len(run) == 1:
+                        results.append(run[0](conn))
                     else:
                         batch = cast(list[_OneStatement], run)
                         conn.execute(batch[0].statement, [w.params for w in batch])

@@ -117,12 +117,12 @@ async def test_racing_finishes_share_transactions_and_change_the_job_once(core: 
     assert len(refunds) == (1 if ended.status is JobStatus.FAILED else 0)
 
 
-async def test_finishes_in_one_batch_keep_their_order_and_on_postgresql_share_a_pipeline(
+async def test_finishes_in_one_batch_keep_their_order_and_run_on_the_drivers_cursor(
     core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Finishes queued behind a batch run in the next one: on PostgreSQL their guarded
-    updates go to the server in one pipeline (a round trip each before), then each finish's
-    rest in order. Every answer is the one of running them one after the other: a second
+    """Finishes queued behind a batch run in the next one: their guarded updates on the
+    driver's cursor — on PostgreSQL in one pipeline (a round trip each before), on SQLite
+    with their rows read back as SQLAlchemy would — then each finish's rest in order. Every answer is the one of running them one after the other: a second
     finish of a job finds it ended, a queued job (no slot) is finished by the fallback, a
     failure and a cancellation are refunded once, a missing job is ``None``, every slot is
     given back once."""
@@ -130,14 +130,17 @@ async def test_finishes_in_one_batch_keep_their_order_and_on_postgresql_share_a_
     first, second = [await core.running(user=f"u{i}") for i in range(2)]
     queued = await core.submit(user="u3")  # both slots taken: it waits in the queue
     assert (await core.job(queued)).status is JobStatus.QUEUED
-    pipelined: list[int] = []
-    real = store_module._first_rows_pipelined
+    together: list[tuple[str, int]] = []
+    for name in ("_first_rows_pipelined", "_first_rows_on_sqlite"):
+        real = getattr(store_module, name)
 
-    def spy(conn: sa.Connection, finishes: list[Any]) -> list[Any]:
-        pipelined.append(len(finishes))
-        return real(conn, finishes)
+        def spy(
+            conn: sa.Connection, finishes: list[Any], name: str = name, real: Any = real
+        ) -> Any:
+            together.append((name, len(finishes)))
+            return real(conn, finishes)
 
-    monkeypatch.setattr(store_module, "_first_rows_pipelined", spy)
+        monkeypatch.setattr(store_module, name, spy)
     done = FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url="https://x/o.png")
     failed = FinishRequest(JobStatus.FAILED, FinishedBy.WATCHDOG, error_message="falhou")
     cancelled = FinishRequest(JobStatus.CANCELLED, FinishedBy.USER)
@@ -155,7 +158,10 @@ async def test_finishes_in_one_batch_keep_their_order_and_on_postgresql_share_a_
         ),
     )
 
-    assert pipelined == ([5] if store.dialect == "postgresql" else [])
+    # the five first statements ran together on the driver's cursor: on PostgreSQL in one
+    # pipeline, on SQLite one after the other without SQLAlchemy's execution around each
+    runner = "_first_rows_pipelined" if store.dialect == "postgresql" else "_first_rows_on_sqlite"
+    assert together == [(runner, 5)]
     assert [(r.changed, r.job.status, r.refunded) if r else None for r in results] == [
         (True, JobStatus.COMPLETED, False),
         (False, JobStatus.COMPLETED, False),
