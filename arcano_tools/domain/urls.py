@@ -9,6 +9,7 @@ other host is refused. Operators extend the list with ``RUNNINGHUB_OUTPUT_HOSTS`
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -48,4 +49,16 @@ class OutputHosts:
         host = (parts.hostname or "").lower()
         if parts.scheme not in ("http", "https") or not host or parts.username or parts.password:
             return False
-        return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.patterns)
+        return _host_matches(self.patterns, host)
+
+
+#: Hosts whose verdict is kept (RunningHub answers from a handful; the bound keeps a flood of
+#: made-up hosts from growing it).
+HOST_VERDICTS_KEPT = 1024
+
+
+@functools.lru_cache(maxsize=HOST_VERDICTS_KEPT)
+def _host_matches(patterns: tuple[str, ...], host: str) -> bool:
+    """``host`` matches one of ``patterns``: the ``fnmatch`` of every pattern for every
+    result shown or applied was 1–2 % of a first webhook delivery (BENCHMARKS.md, item 31)."""
+    return any(fnmatch.fnmatchcase(host, pattern) for pattern in patterns)
