@@ -153,13 +153,24 @@ def _guarded_finish(table: str, with_output: bool, holding_slot: bool, of_task: 
     t = s.job_tables[table]
     names = _FINISH_VALUES + (("output_url",) if with_output else ())
     values: dict[str, Any] = {name: sa.bindparam(f"b_{name}") for name in names}
-    guard = [t.c.id == sa.bindparam("b_id"), _active(t.c.status)]
+    checks = [_active(t.c.status)]
     if of_task:
-        guard += [t.c.task_id == sa.bindparam("b_task"), t.c.output_copy.is_(None)]
+        checks += [t.c.task_id == sa.bindparam("b_task"), t.c.output_copy.is_(None)]
     if holding_slot:
-        guard += [t.c.holds_slot.is_(True), t.c.api_account.is_not(None)]
+        checks += [t.c.holds_slot.is_(True), t.c.api_account.is_not(None)]
         values["holds_slot"] = False
-    return t.update().where(*guard).values(values).returning(*t.c)
+    where = [t.c.id == sa.bindparam("b_id"), _checked_on_the_row(checks)]
+    return t.update().where(*where).values(values).returning(*t.c)
+
+
+def _checked_on_the_row(checks: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[bool]:
+    """``checks``, true of the row its id found, and never a way to find it: one ``CASE``
+    no index can serve. PostgreSQL plans a statement prepared by psycopg (from its fifth run
+    on a connection) once, generically — on a table still small every index looks as good
+    as the primary key — and keeps that plan as the table grows: the finish once found its
+    row through the index on ``output_copy`` (``IS NULL``: every job), 6 ms per finish with
+    12,000 jobs, first deliveries at 120 requests/s (BENCHMARKS.md, item 31)."""
+    return sa.case((sa.and_(*checks), sa.true()), else_=sa.false())
 
 
 @functools.cache

@@ -4,6 +4,7 @@ the repository contract (``tests/contract``), run on this store too."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -11,12 +12,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from arcano_tools.domain.records import FinishRequest, NewJob, utcnow
 from arcano_tools.domain.status import FinishedBy, JobStatus, LedgerKind
 from arcano_tools.store import JobStore
 from arcano_tools.store import schema as s
 from arcano_tools.store.migrations import MIGRATIONS
+from arcano_tools.store.store import _finish_freeing_slot_pg, _guarded_finish
 from tests.support.old_schema import old_database
 from tests.support.postgres import create_database
 from tests.support.tools import tool_cost
@@ -146,3 +149,41 @@ async def test_a_version_3_database_with_a_start_in_flight_is_upgraded_in_place(
         assert "ix_webhook_events_outcome_unapplied" in indexes
     finally:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_every_finish_finds_its_row_by_id_in_the_plan_postgresql_keeps(
+    pg_server_url: str,
+) -> None:
+    """psycopg prepares a statement from its fifth run on a connection, and PostgreSQL may
+    then keep one generic plan for it, made while the table was small — every index as good
+    as the primary key — for as long as the connection lives. The finish once kept a plan
+    that found its row through the index on ``output_copy`` (``IS NULL``: every job), and took
+    6 ms per finish with 12,000 jobs (BENCHMARKS.md, item 31)."""
+    url = create_database(pg_server_url).replace("postgresql://", "postgresql+psycopg://")
+    store = JobStore.from_url(url)
+    await store.migrate()
+    for _ in range(3):
+        await new_job(store)
+    dialect = postgresql.dialect(paramstyle="numeric_dollar")
+    statements = [
+        _guarded_finish(TABLE, with_output, holding, of_task)
+        for with_output, holding, of_task in itertools.product((False, True), repeat=3)
+    ] + [
+        _finish_freeing_slot_pg(TABLE, with_output, of_task)
+        for with_output in (False, True)
+        for of_task in (False, True)
+    ]
+    scans = []
+    async with store.engine.connect() as conn:
+        await conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        for n, statement in enumerate(statements):
+            compiled = statement.compile(dialect=dialect)
+            nulls = ", ".join(["NULL"] * len(compiled.positiontup or ()))
+            await conn.exec_driver_sql(f"PREPARE finish_{n} AS {compiled}")
+            plan = await conn.exec_driver_sql(f"EXPLAIN EXECUTE finish_{n}({nulls})")
+            scans += [line for (line,) in plan if f"on {TABLE}" in line and "Update" not in line]
+    await store.close()
+
+    assert scans
+    assert all(f"using {TABLE}_pkey on {TABLE}" in line for line in scans), scans
