@@ -316,7 +316,7 @@ def _first_rows_pipelined(
     raw = conn.connection.dbapi_connection
     assert raw is not None
     cursors = []
-    with raw.pipeline():
+    with _driver_errors_as_sqlalchemys(conn), raw.pipeline():
         for finish in finishes:
             compiled = _compiled(finish.first, conn.dialect)
             params = _bound(compiled, finish.params)
@@ -326,7 +326,8 @@ def _first_rows_pipelined(
             cursors.append(cursor)
     rows: list[Mapping[Any, Any] | None] = []
     for finish, cursor in zip(finishes, cursors, strict=True):
-        record = cursor.fetchone()
+        with _driver_errors_as_sqlalchemys(conn):
+            record = cursor.fetchone()
         if record is None:
             rows.append(None)
         else:
@@ -349,29 +350,41 @@ def _first_rows_on_sqlite(
     cursor = raw.cursor()
     rows: list[Mapping[Any, Any] | None] = []
     try:
-        for finish in finishes:
-            compiled = _compiled(finish.first, conn.dialect)
-            params = _bound(compiled, finish.params)
-            positional = tuple(params[name] for name in compiled.positiontup)
-            conn.dispatch.before_cursor_execute(
-                conn, cursor, compiled.string, positional, None, False
-            )
-            cursor.execute(compiled.string, positional)
-            records = cursor.fetchall()  # RETURNING: one row at most; the statement ends
-            if not records:
-                rows.append(None)
-                continue
-            names = _returned_names(finish.first)
-            processors = _result_processors(finish.first, conn.dialect)
-            rows.append(
-                {
-                    name: value if process is None else process(value)
-                    for name, process, value in zip(names, processors, records[0], strict=True)
-                }
-            )
+        with _driver_errors_as_sqlalchemys(conn):
+            for finish in finishes:
+                compiled = _compiled(finish.first, conn.dialect)
+                params = _bound(compiled, finish.params)
+                positional = tuple(params[name] for name in compiled.positiontup)
+                conn.dispatch.before_cursor_execute(
+                    conn, cursor, compiled.string, positional, None, False
+                )
+                cursor.execute(compiled.string, positional)
+                records = cursor.fetchall()  # RETURNING: one row at most; the statement ends
+                if not records:
+                    rows.append(None)
+                    continue
+                names = _returned_names(finish.first)
+                processors = _result_processors(finish.first, conn.dialect)
+                rows.append(
+                    {
+                        name: value if process is None else process(value)
+                        for name, process, value in zip(names, processors, records[0], strict=True)
+                    }
+                )
     finally:
         cursor.close()
     return rows
+
+
+@contextlib.contextmanager
+def _driver_errors_as_sqlalchemys(conn: sa.Connection) -> Iterator[None]:
+    """The driver's errors, raised by statements run on its cursor, as SQLAlchemy raises them
+    (``OperationalError``…; a lost connection invalidated): the API answers a database
+    failure with 503 whoever ran the statement, not 500 (found in review)."""
+    try:
+        yield
+    except conn.dialect.loaded_dbapi.Error as exc:
+        conn._handle_dbapi_exception(exc, None, None, None, None)
 
 
 def _bound(compiled: Any, given: dict[str, Any]) -> dict[str, Any]:

@@ -187,3 +187,43 @@ async def test_every_finish_finds_its_row_by_id_in_the_plan_postgresql_keeps(
 
     assert scans
     assert all(f"using {TABLE}_pkey on {TABLE}" in line for line in scans), scans
+
+
+async def test_a_finish_failing_in_the_database_raises_sqlalchemys_error(
+    store: JobStore,
+) -> None:
+    """The finishes run on the driver's cursor; a database failure there still reaches the
+    callers as SQLAlchemy's error (the API answers it 503 "database down", not 500: found in
+    review). The failure: a trigger refusing every update of the jobs; the job holds its
+    slot, so the first statement (the one on the driver's cursor) is the one refused."""
+    await store.upsert_account("acc", "k" * 32, max_concurrent=2)
+    job_id = await new_job(store)
+    queued = await store.get_job(TABLE, job_id)
+    assert queued is not None
+    claimed = await store.claim_slot(queued, "acc")
+    assert claimed is not None
+    assert await store.save_task_id(TABLE, job_id, "T1", claim_id=claimed.claim_id)
+    if store.dialect == "postgresql":
+        ddl = [
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'update refused by the test'; END $$",
+            f"CREATE TRIGGER refuse BEFORE UPDATE ON {TABLE} "
+            "FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ]
+    else:
+        ddl = [
+            f"CREATE TRIGGER refuse BEFORE UPDATE ON {TABLE} "
+            "BEGIN SELECT RAISE(ABORT, 'update refused by the test'); END"
+        ]
+    async with store.engine.begin() as conn:
+        for statement in ddl:
+            await conn.exec_driver_sql(statement)
+
+    request = FinishRequest(JobStatus.FAILED, FinishedBy.WATCHDOG, error_message="x")
+    with pytest.raises(sa.exc.DBAPIError, match="update refused by the test"):
+        await store.finish(TABLE, job_id, request)
+
+    job = await store.get_job(TABLE, job_id)
+    assert job is not None
+    assert job.status is JobStatus.RUNNING  # nothing half-written
+    assert job.holds_slot
