@@ -86,9 +86,10 @@ class _Listener(logging.handlers.QueueListener):
 
     def _monitor(self) -> None:
         waiting = self._waiting
+        lingering = True
         while True:
             batch = [waiting.get()]
-            if batch[0] is not None:
+            if batch[0] is not None and lingering:
                 time.sleep(LOG_LINGER_S)
             while len(batch) < LOG_BATCH_MAX and batch[-1] is not None:
                 try:
@@ -96,6 +97,9 @@ class _Listener(logging.handlers.QueueListener):
                 except queue.Empty:
                     break
             self._write([record for record in batch if record is not None])
+            # a full batch: more wait already — no pause until the queue has been emptied (a
+            # pause per batch would cap the thread at LOG_BATCH_MAX per LOG_LINGER_S)
+            lingering = len(batch) < LOG_BATCH_MAX
             for _ in batch:
                 waiting.task_done()
             if batch[-1] is None:  # the sentinel: stop() was called, what waited is written

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -343,3 +344,27 @@ def test_a_burst_of_records_is_written_in_a_few_writes_every_line_in_order() -> 
             f"WARNING line {i} job_id=j-{i}" for i in range(200)
         ]
         assert stream.writes <= 10
+
+
+def test_a_backed_up_queue_is_written_without_pausing_between_full_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The thread pauses to let records gather only after the queue ran dry: a pause per
+    batch capped it at LOG_BATCH_MAX records per LOG_LINGER_S (found in review)."""
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(logs, "time", SimpleNamespace(sleep=pause, monotonic=time.monotonic))
+    monkeypatch.setattr(logs, "LOG_BATCH_MAX", 10)
+    monkeypatch.setattr(logs, "LOG_LINGER_S", 0.2)
+    stream = _CountingStream()
+    with logged_through(logging.StreamHandler(stream), "backlog") as (log, thread):
+        for i in range(100):  # the first record wakes the thread; the rest wait in full batches
+            log.warning("line %d", i)
+        thread.flush(timeout=30)
+
+        assert stream.getvalue().splitlines() == [f"line {i}" for i in range(100)]
+        assert len(pauses) <= 2  # not one per batch of ten
