@@ -107,7 +107,7 @@ def parse_outputs_envelope(envelope: Any) -> TaskOutputs:
         raise MalformedResponse("RunningHub answered without a code")
     try:
         code = int(envelope["code"])
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # Overflow: 1e999 parses as inf
         raise MalformedResponse("RunningHub answered a non-numeric code") from exc
     msg = str(envelope.get("msg") or "")
     data = envelope.get("data")

@@ -137,6 +137,13 @@ def test_a_numeric_string_code_is_read_as_its_number() -> None:
     assert parse_outputs_envelope({"code": "804"}).state == "running"
 
 
+def test_a_code_too_large_for_a_number_is_a_malformed_answer_not_a_crash() -> None:
+    """``1e999`` is valid JSON and parses as infinity: ``int()`` of it overflowed, a webhook
+    with a valid token then answered 500 (found in review)."""
+    with pytest.raises(e.MalformedResponse):
+        parse_outputs_envelope(json.loads('{"code": 1e999}'))
+
+
 def test_code_805_is_failed_and_keeps_runninghubs_reason() -> None:
     reason = {
         "node_name": "KSampler",
