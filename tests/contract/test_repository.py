@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -878,6 +877,11 @@ async def test_the_active_summary_counts_every_tools_active_jobs_and_the_oldest(
     assert summary == ActiveSummary(2, oldest.created_at)
 
 
+def webhook_failure(task_id: str) -> FinishRequest:
+    """A failure webhook's finish, naming its task (no read of the job before it)."""
+    return FinishRequest(JobStatus.FAILED, FinishedBy.WEBHOOK, error_message="x", task_id=task_id)
+
+
 async def test_a_finish_naming_a_task_ends_only_the_job_running_that_task(
     store: Repository,
 ) -> None:
@@ -885,9 +889,7 @@ async def test_a_finish_naming_a_task_ends_only_the_job_running_that_task(
     ends the job only if the job runs that task; otherwise it changes nothing — no status, no
     slot, no refund — and returns the job as it found it, for the webhook's other checks."""
     [job_id] = await running_jobs(store, 1)
-    other_task = FinishRequest(
-        JobStatus.FAILED, FinishedBy.WEBHOOK, error_message="x", task_id="T-x"
-    )
+    other_task = webhook_failure("T-x")
 
     missed = await store.finish(TABLE, job_id, other_task)
 
@@ -901,13 +903,7 @@ async def test_a_finish_naming_a_task_ends_only_the_job_running_that_task(
     assert account.in_flight == 1
     assert [e["kind"] for e in await store.ledger("u1")] == ["grant", "charge"]
 
-    ended = await store.finish(
-        TABLE,
-        job_id,
-        FinishRequest(
-            JobStatus.FAILED, FinishedBy.WEBHOOK, error_message="x", task_id=f"T-{job_id}"
-        ),
-    )
+    ended = await store.finish(TABLE, job_id, webhook_failure(f"T-{job_id}"))
 
     assert ended is not None
     assert ended.changed
@@ -917,7 +913,7 @@ async def test_a_finish_naming_a_task_ends_only_the_job_running_that_task(
     account = await store.get_account("acc")
     assert account is not None
     assert account.in_flight == 0
-    again = await store.finish(TABLE, job_id, replace(other_task, task_id=f"T-{job_id}"))
+    again = await store.finish(TABLE, job_id, webhook_failure(f"T-{job_id}"))
     assert again is not None
     assert not again.changed
     assert again.job.status is JobStatus.FAILED
@@ -941,13 +937,7 @@ async def test_a_finish_naming_a_task_never_ends_a_job_saving_its_result(
     assert began is not None
     assert began.changed
 
-    result = await store.finish(
-        TABLE,
-        job_id,
-        FinishRequest(
-            JobStatus.FAILED, FinishedBy.WEBHOOK, error_message="x", task_id=f"T-{job_id}"
-        ),
-    )
+    result = await store.finish(TABLE, job_id, webhook_failure(f"T-{job_id}"))
 
     assert result is not None
     assert not result.changed
