@@ -278,9 +278,9 @@ def _read_jobs_together(
 class _Finish:
     """``finish``'s write: its first statement (the guarded update — on PostgreSQL with the
     account's slot freed in it), then ``rest``, which depends on the row that statement
-    returned (``None``: it changed nothing). Called, it runs through SQLAlchemy; the group
-    commit runs the first statements of a batch's finishes on the driver's cursor itself
-    (``_first_rows_on_sqlite``, ``_first_rows_pipelined``), then their rests in order.
+    returned (``None``: it changed nothing). The first statement runs on the driver's cursor
+    (``_first_rows``); the group commit runs those of a batch's finishes together, then
+    their rests in order.
 
     On PostgreSQL the first statements of consecutive finishes in one transaction are sent
     in one pipeline (``_first_rows_pipelined``) before their rests run in order: under a
@@ -303,7 +303,15 @@ class _Finish:
         self.rest = rest
 
     def __call__(self, conn: sa.Connection) -> FinishResult | None:
-        return self.rest(conn, conn.execute(self.first, self.params).mappings().first())
+        return self.rest(conn, _first_rows(conn, [self])[0])
+
+
+def _first_rows(conn: sa.Connection, finishes: list[_Finish]) -> list[Mapping[Any, Any] | None]:
+    """The rows the finishes' first statements return, run on the driver's cursor: on
+    PostgreSQL in one pipeline, on SQLite one after the other."""
+    if conn.dialect.name == "postgresql":
+        return _first_rows_pipelined(conn, finishes)
+    return _first_rows_on_sqlite(conn, finishes)
 
 
 def _first_rows_pipelined(
@@ -328,10 +336,7 @@ def _first_rows_pipelined(
     for finish, cursor in zip(finishes, cursors, strict=True):
         with _driver_errors_as_sqlalchemys(conn):
             record = cursor.fetchone()
-        if record is None:
-            rows.append(None)
-        else:
-            rows.append(dict(zip(_returned_names(finish.first), record, strict=True)))
+        rows.append(None if record is None else _row_of(finish.first, conn.dialect, record))
         cursor.close()
     return rows
 
@@ -360,17 +365,7 @@ def _first_rows_on_sqlite(
                 )
                 cursor.execute(compiled.string, positional)
                 records = cursor.fetchall()  # RETURNING: one row at most; the statement ends
-                if not records:
-                    rows.append(None)
-                    continue
-                names = _returned_names(finish.first)
-                processors = _result_processors(finish.first, conn.dialect)
-                rows.append(
-                    {
-                        name: value if process is None else process(value)
-                        for name, process, value in zip(names, processors, records[0], strict=True)
-                    }
-                )
+                rows.append(_row_of(finish.first, conn.dialect, records[0]) if records else None)
     finally:
         cursor.close()
     return rows
@@ -395,6 +390,18 @@ def _bound(compiled: Any, given: dict[str, Any]) -> dict[str, Any]:
         if name in params:
             params[name] = process(params[name])
     return params
+
+
+def _row_of(statement: Any, dialect: sa.Dialect, record: Sequence[Any]) -> dict[str, Any]:
+    """A row ``statement`` returned, as SQLAlchemy reads it: named after its columns, each
+    value through its type's result processor (SQLite keeps datetimes and JSON as text;
+    psycopg's values need none)."""
+    return {
+        name: value if process is None else process(value)
+        for name, process, value in zip(
+            _returned_names(statement), _result_processors(statement, dialect), record, strict=True
+        )
+    }
 
 
 @functools.cache
@@ -812,13 +819,10 @@ class JobStore:
             conn = conn.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
                 results: list[Any] = []
-                first_rows = (
-                    _first_rows_pipelined if self.dialect == "postgresql" else _first_rows_on_sqlite
-                )
                 for run in _runs_of_one_statement(writes):
                     if isinstance(run[0], _Finish):
                         finishes = cast(list[_Finish], run)
-                        rows = first_rows(conn, finishes)
+                        rows = _first_rows(conn, finishes)
                         results += [
                             f.rest(conn, row) for f, row in zip(finishes, rows, strict=True)
                         ]
