@@ -165,7 +165,8 @@ def _guarded_finish(table: str, with_output: bool, holding_slot: bool, of_task: 
 
 def _checked_on_the_row(checks: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[bool]:
     """``checks``, true of the row its id found, and never a way to find it: one ``CASE``
-    no index can serve. PostgreSQL plans a statement prepared by psycopg (from its fifth run
+    no index can serve (every statement that names one job by its id and checks its status
+    or claim; ``test_sql_store`` checks their generic plans). PostgreSQL plans a statement prepared by psycopg (from its fifth run
     on a connection) once, generically — on a table still small every index looks as good
     as the primary key — and keeps that plan as the table grows: the finish once found its
     row through the index on ``output_copy`` (``IS NULL``: every job), 6 ms per finish with
@@ -512,7 +513,10 @@ def _job_claimed(table: str) -> Any:
     now = sa.bindparam("b_now", type_=t.c.updated_at.type)
     return (
         t.update()
-        .where(t.c.id == sa.bindparam("b_id"), t.c.status == JobStatus.QUEUED.value)
+        .where(
+            t.c.id == sa.bindparam("b_id"),
+            _checked_on_the_row([t.c.status == JobStatus.QUEUED.value]),
+        )
         .values(
             status=JobStatus.STARTING.value,
             api_account=sa.bindparam("b_account"),
@@ -1191,9 +1195,13 @@ class JobStore:
                 t.update()
                 .where(
                     t.c.id == job.id,
-                    t.c.status == JobStatus.STARTING.value,
-                    t.c.claim_id == job.claim_id,
-                    t.c.task_id.is_(None),
+                    _checked_on_the_row(
+                        [
+                            t.c.status == JobStatus.STARTING.value,
+                            t.c.claim_id == job.claim_id,
+                            t.c.task_id.is_(None),
+                        ]
+                    ),
                 )
                 .values(start_lease_until=until)
             )
@@ -1217,8 +1225,9 @@ class JobStore:
                 t.update()
                 .where(
                     t.c.id == job.id,
-                    t.c.status == JobStatus.STARTING.value,
-                    t.c.claim_id == job.claim_id,
+                    _checked_on_the_row(
+                        [t.c.status == JobStatus.STARTING.value, t.c.claim_id == job.claim_id]
+                    ),
                 )
                 .values(
                     status=JobStatus.QUEUED.value,

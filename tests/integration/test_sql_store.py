@@ -5,17 +5,19 @@ the repository contract (``tests/contract``), run on this store too."""
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from arcano_tools.domain.records import FinishRequest, NewJob, utcnow
-from arcano_tools.domain.status import FinishedBy, JobStatus, LedgerKind
+from arcano_tools.domain.status import FinishedBy, JobStatus, LedgerKind, OutputCopy
 from arcano_tools.store import JobStore
 from arcano_tools.store import schema as s
 from arcano_tools.store.migrations import MIGRATIONS
@@ -187,6 +189,101 @@ async def test_every_finish_finds_its_row_by_id_in_the_plan_postgresql_keeps(
 
     assert scans
     assert all(f"using {TABLE}_pkey on {TABLE}" in line for line in scans), scans
+
+
+@pytest.mark.postgres
+async def test_every_statement_on_one_job_finds_it_by_id_in_a_generic_plan(
+    pg_server_url: str,
+) -> None:
+    """The same hazard for every statement that names one job by its id (the finishes are
+    checked above, on the statements they are built from): a job's whole life is run through
+    the store, each such statement is captured, and its generic plan — the one PostgreSQL may
+    keep for a prepared statement while the table is small — must find the row through the
+    primary key, never through an index on a column most rows share (``status``,
+    ``output_copy``, ``next_check_at``…). (The finishes' first statements run on the
+    driver's cursor, past this hook: the test above has them.)"""
+    url = create_database(pg_server_url).replace("postgresql://", "postgresql+psycopg://")
+    store = JobStore.from_url(url)
+    await store.migrate()
+    captured: dict[str, sa.ClauseElement] = {}
+    by_id = re.compile(rf"\b{TABLE}\.id = ")
+
+    def capture(_conn: Any, clause: Any, *_args: Any) -> None:
+        if isinstance(clause, sa.sql.ClauseElement) and not isinstance(clause, sa.TextClause):
+            text = str(clause.compile(dialect=postgresql.dialect()))
+            if by_id.search(text):
+                captured.setdefault(text, clause)
+
+    for engine in store.sync_engines:
+        sa.event.listen(engine, "before_execute", capture)
+    try:
+        await _one_job_through_its_life(store)
+    finally:
+        for engine in store.sync_engines:
+            sa.event.remove(engine, "before_execute", capture)
+
+    dialect = postgresql.dialect(paramstyle="numeric_dollar")
+    plans: dict[str, list[str]] = {}
+    async with store.engine.connect() as conn:
+        await conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        for n, (text, clause) in enumerate(captured.items()):
+            compiled = clause.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+            nulls = ", ".join(["NULL"] * len(compiled.positiontup or ()))
+            await conn.exec_driver_sql(f"PREPARE one_job_{n} AS {compiled}")
+            plan = await conn.exec_driver_sql(f"EXPLAIN EXECUTE one_job_{n}({nulls})")
+            plans[text] = [line for (line,) in plan if f"on {TABLE}" in line]
+    await store.close()
+
+    # the life below runs at least these (a statement renamed or dropped shows up here)
+    verbs = {text.split()[0] for text in plans}
+    assert {"SELECT", "UPDATE"} <= verbs, plans
+    assert len(plans) >= 8, plans
+    scans = {
+        text: [line.strip() for line in lines if "Update" not in line]
+        for text, lines in plans.items()
+    }
+    assert all(scans.values()), scans
+    elsewhere = [
+        f"{text.split()[0]} … WHERE {text.partition(' WHERE ')[2][:160]} → {' / '.join(lines)}"
+        for text, lines in scans.items()
+        if not all(f"using {TABLE}_pkey on {TABLE}" in line for line in lines)
+    ]
+    assert elsewhere == [], "\n".join(elsewhere)
+
+
+async def _one_job_through_its_life(store: JobStore) -> None:
+    """Submitted, started (claimed, leased, its task saved), checked by the watchdog, its
+    result being copied; a second job turned away and put back in the queue."""
+    now = utcnow()
+    await store.upsert_account("acc", "k" * 32, max_concurrent=2)
+    for _ in range(3):
+        await new_job(store, user="other")
+    job_id = await new_job(store)
+    job = await store.get_job(TABLE, job_id)
+    assert job is not None
+    await store.queue_position(job)
+    claimed = await store.claim_slot(job, "acc")
+    assert claimed is not None
+    assert await store.renew_start_lease(claimed, until=now + timedelta(minutes=1))
+    started = await store.save_task_id(TABLE, job_id, "T1", claim_id=claimed.claim_id)
+    assert started is not None
+    assert await store.reserve_check(TABLE, job_id, now=now, next_check_at=now)
+    await store.record_check_result(TABLE, job_id, 804, "running", lease_owner="w1")
+    await store.release_lease(TABLE, job_id, "w1")
+    began = await store.begin_output_copy(
+        TABLE, job_id, upstream_url="https://x/o.png", reported_by=FinishedBy.WEBHOOK, due_at=now
+    )
+    assert began is not None
+    assert began.changed
+    assert await store.record_output_copy(TABLE, job_id, state=OutputCopy.SAVING, tries=1)
+    await store.get_job(TABLE, job_id)
+
+    other_id = await new_job(store, user="u2")
+    other = await store.get_job(TABLE, other_id)
+    assert other is not None
+    other_claimed = await store.claim_slot(other, "acc")
+    assert other_claimed is not None
+    assert await store.requeue(other_claimed, retry_at=now, reason="421 busy")
 
 
 async def test_a_finish_failing_in_the_database_raises_sqlalchemys_error(
