@@ -165,8 +165,8 @@ def _guarded_finish(table: str, with_output: bool, holding_slot: bool, of_task: 
 
 def _checked_on_the_row(checks: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[bool]:
     """``checks``, true of the row its id found, and never a way to find it: one ``CASE``
-    no index can serve (every statement that names one job by its id and checks its status
-    or claim; ``test_sql_store`` checks their generic plans). PostgreSQL plans a statement prepared by psycopg (from its fifth run
+    no index can serve (every statement that names one job by its id and checks more of its
+    row: status, claim, task, check or copy; ``test_sql_store`` checks their generic plans). PostgreSQL plans a statement prepared by psycopg (from its fifth run
     on a connection) once, generically — on a table still small every index looks as good
     as the primary key — and keeps that plan as the table grows: the finish once found its
     row through the index on ``output_copy`` (``IS NULL``: every job), 6 ms per finish with
@@ -182,8 +182,12 @@ def _check_reserved(table: str) -> Any:
         t.update()
         .where(
             t.c.id == sa.bindparam("b_id"),
-            _active(t.c.status),
-            sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= sa.bindparam("b_now")),
+            _checked_on_the_row(
+                [
+                    _active(t.c.status),
+                    sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= sa.bindparam("b_now")),
+                ]
+            ),
         )
         .values(
             last_checked_at=sa.bindparam("b_now"),
@@ -538,16 +542,13 @@ def _task_id_saved(table: str, fenced: bool) -> Any:
     task id; ``fenced``: only under claim ``b_claim`` and not onto a job back in the queue."""
     t = s.job_tables[table]
     task = sa.bindparam("b_task", type_=t.c.task_id.type)
-    conditions = [
-        t.c.id == sa.bindparam("b_id"),
-        sa.or_(t.c.task_id.is_(None), t.c.task_id == task),
-    ]
+    checks = [sa.or_(t.c.task_id.is_(None), t.c.task_id == task)]
     if fenced:
-        conditions.append(t.c.claim_id == sa.bindparam("b_claim"))
-        conditions.append(t.c.status != JobStatus.QUEUED.value)
+        checks.append(t.c.claim_id == sa.bindparam("b_claim"))
+        checks.append(t.c.status != JobStatus.QUEUED.value)
     return (
         t.update()
-        .where(*conditions)
+        .where(t.c.id == sa.bindparam("b_id"), _checked_on_the_row(checks))
         .values(
             task_id=task,
             status=sa.case(
@@ -1393,7 +1394,10 @@ class JobStore:
         async with self._write() as conn:
             res = await conn.execute(
                 t.update()
-                .where(t.c.id == job_id, _active(t.c.status), t.c.output_copy.is_(None))
+                .where(
+                    t.c.id == job_id,
+                    _checked_on_the_row([_active(t.c.status), t.c.output_copy.is_(None)]),
+                )
                 .values(
                     upstream_output_url=upstream_url,
                     output_copy=OutputCopy.SAVING.value,
@@ -1473,7 +1477,10 @@ class JobStore:
         async with self._write() as conn:
             res = await conn.execute(
                 t.update()
-                .where(t.c.id == job_id, _active(t.c.status), t.c.output_copy.is_not(None))
+                .where(
+                    t.c.id == job_id,
+                    _checked_on_the_row([_active(t.c.status), t.c.output_copy.is_not(None)]),
+                )
                 .values(**values)
             )
             return res.rowcount == 1
