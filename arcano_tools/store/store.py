@@ -165,12 +165,17 @@ def _guarded_finish(table: str, with_output: bool, holding_slot: bool, of_task: 
 
 def _checked_on_the_row(checks: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[bool]:
     """``checks``, true of the row its id found, and never a way to find it: one ``CASE``
-    no index can serve (every statement that names one job by its id and checks more of its
-    row: status, claim, task, check or copy; ``test_sql_store`` checks their generic plans). PostgreSQL plans a statement prepared by psycopg (from its fifth run
+    no index can serve. PostgreSQL plans a statement prepared by psycopg (from its fifth run
     on a connection) once, generically — on a table still small every index looks as good
     as the primary key — and keeps that plan as the table grows: the finish once found its
     row through the index on ``output_copy`` (``IS NULL``: every job), 6 ms per finish with
-    12,000 jobs, first deliveries at 120 requests/s (BENCHMARKS.md, item 31)."""
+    12,000 jobs, first deliveries at 120 requests/s (BENCHMARKS.md, item 31); the claim,
+    through the index on ``status``, walked every queued job (item 32).
+
+    The rule: every statement that names jobs by their ids (``id = …``, ``id IN`` a list) and
+    checks more of their rows puts those checks here, indexed columns or not — so that a
+    check added later cannot bring the hazard back. ``test_sql_store`` checks the generic
+    plans of a job's whole life."""
     return sa.case((sa.and_(*checks), sa.true()), else_=sa.false())
 
 
@@ -217,7 +222,10 @@ def _lease_released(table: str) -> Any:
     t = s.job_tables[table]
     return (
         t.update()
-        .where(t.c.id == sa.bindparam("b_id"), t.c.lease_owner == sa.bindparam("b_owner"))
+        .where(
+            t.c.id == sa.bindparam("b_id"),
+            _checked_on_the_row([t.c.lease_owner == sa.bindparam("b_owner")]),
+        )
         .values(lease_owner=None, lease_until=None)
     )
 
@@ -1444,7 +1452,7 @@ class JobStore:
                 # PostgreSQL the rows are locked; either way one copier takes a job
                 taken = await conn.execute(
                     t.update()
-                    .where(t.c.id.in_(ids), due)
+                    .where(t.c.id.in_(ids), _checked_on_the_row([due]))
                     .values(output_copy_due_at=now + lease_for)
                     .returning(t.c.id)
                 )
