@@ -159,8 +159,9 @@ def _guarded_finish(table: str, with_output: bool, holding_slot: bool, of_task: 
     if holding_slot:
         checks += [t.c.holds_slot.is_(True), t.c.api_account.is_not(None)]
         values["holds_slot"] = False
-    where = [t.c.id == sa.bindparam("b_id"), _checked_on_the_row(checks)]
-    return t.update().where(*where).values(values).returning(*t.c)
+    return (
+        t.update().where(_the_job(t, sa.bindparam("b_id"), *checks)).values(values).returning(*t.c)
+    )
 
 
 def _checked_on_the_row(checks: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[bool]:
@@ -179,6 +180,12 @@ def _checked_on_the_row(checks: list[sa.ColumnElement[bool]]) -> sa.ColumnElemen
     return sa.case((sa.and_(*checks), sa.true()), else_=sa.false())
 
 
+def _the_job(t: sa.Table, job_id: Any, *checks: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    """The row of job ``job_id`` (a value or a bound parameter) if ``checks`` hold of it —
+    found by its id alone (:func:`_checked_on_the_row`)."""
+    return sa.and_(t.c.id == job_id, _checked_on_the_row(list(checks)))
+
+
 @functools.cache
 def _check_reserved(table: str) -> Any:
     """A check's conditional reservation: due (or never scheduled) and still active."""
@@ -186,13 +193,12 @@ def _check_reserved(table: str) -> Any:
     return (
         t.update()
         .where(
-            t.c.id == sa.bindparam("b_id"),
-            _checked_on_the_row(
-                [
-                    _active(t.c.status),
-                    sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= sa.bindparam("b_now")),
-                ]
-            ),
+            _the_job(
+                t,
+                sa.bindparam("b_id"),
+                _active(t.c.status),
+                sa.or_(t.c.next_check_at.is_(None), t.c.next_check_at <= sa.bindparam("b_now")),
+            )
         )
         .values(
             last_checked_at=sa.bindparam("b_now"),
@@ -222,10 +228,7 @@ def _lease_released(table: str) -> Any:
     t = s.job_tables[table]
     return (
         t.update()
-        .where(
-            t.c.id == sa.bindparam("b_id"),
-            _checked_on_the_row([t.c.lease_owner == sa.bindparam("b_owner")]),
-        )
+        .where(_the_job(t, sa.bindparam("b_id"), t.c.lease_owner == sa.bindparam("b_owner")))
         .values(lease_owner=None, lease_until=None)
     )
 
@@ -525,10 +528,7 @@ def _job_claimed(table: str) -> Any:
     now = sa.bindparam("b_now", type_=t.c.updated_at.type)
     return (
         t.update()
-        .where(
-            t.c.id == sa.bindparam("b_id"),
-            _checked_on_the_row([t.c.status == JobStatus.QUEUED.value]),
-        )
+        .where(_the_job(t, sa.bindparam("b_id"), t.c.status == JobStatus.QUEUED.value))
         .values(
             status=JobStatus.STARTING.value,
             api_account=sa.bindparam("b_account"),
@@ -556,7 +556,7 @@ def _task_id_saved(table: str, fenced: bool) -> Any:
         checks.append(t.c.status != JobStatus.QUEUED.value)
     return (
         t.update()
-        .where(t.c.id == sa.bindparam("b_id"), _checked_on_the_row(checks))
+        .where(_the_job(t, sa.bindparam("b_id"), *checks))
         .values(
             task_id=task,
             status=sa.case(
@@ -1203,14 +1203,13 @@ class JobStore:
             res = await conn.execute(
                 t.update()
                 .where(
-                    t.c.id == job.id,
-                    _checked_on_the_row(
-                        [
-                            t.c.status == JobStatus.STARTING.value,
-                            t.c.claim_id == job.claim_id,
-                            t.c.task_id.is_(None),
-                        ]
-                    ),
+                    _the_job(
+                        t,
+                        job.id,
+                        t.c.status == JobStatus.STARTING.value,
+                        t.c.claim_id == job.claim_id,
+                        t.c.task_id.is_(None),
+                    )
                 )
                 .values(start_lease_until=until)
             )
@@ -1233,10 +1232,12 @@ class JobStore:
             res = await conn.execute(
                 t.update()
                 .where(
-                    t.c.id == job.id,
-                    _checked_on_the_row(
-                        [t.c.status == JobStatus.STARTING.value, t.c.claim_id == job.claim_id]
-                    ),
+                    _the_job(
+                        t,
+                        job.id,
+                        t.c.status == JobStatus.STARTING.value,
+                        t.c.claim_id == job.claim_id,
+                    )
                 )
                 .values(
                     status=JobStatus.QUEUED.value,
@@ -1402,10 +1403,7 @@ class JobStore:
         async with self._write() as conn:
             res = await conn.execute(
                 t.update()
-                .where(
-                    t.c.id == job_id,
-                    _checked_on_the_row([_active(t.c.status), t.c.output_copy.is_(None)]),
-                )
+                .where(_the_job(t, job_id, _active(t.c.status), t.c.output_copy.is_(None)))
                 .values(
                     upstream_output_url=upstream_url,
                     output_copy=OutputCopy.SAVING.value,
@@ -1485,10 +1483,7 @@ class JobStore:
         async with self._write() as conn:
             res = await conn.execute(
                 t.update()
-                .where(
-                    t.c.id == job_id,
-                    _checked_on_the_row([_active(t.c.status), t.c.output_copy.is_not(None)]),
-                )
+                .where(_the_job(t, job_id, _active(t.c.status), t.c.output_copy.is_not(None)))
                 .values(**values)
             )
             return res.rowcount == 1
