@@ -167,7 +167,6 @@ async def test_every_finish_finds_its_row_by_id_in_the_plan_postgresql_keeps(
     await store.migrate()
     for _ in range(3):
         await new_job(store)
-    dialect = postgresql.dialect(paramstyle="numeric_dollar")
     statements = [
         _guarded_finish(TABLE, with_output, holding, of_task)
         for with_output, holding, of_task in itertools.product((False, True), repeat=3)
@@ -176,16 +175,9 @@ async def test_every_finish_finds_its_row_by_id_in_the_plan_postgresql_keeps(
         for with_output in (False, True)
         for of_task in (False, True)
     ]
-    scans = []
-    async with store.engine.connect() as conn:
-        await conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-        for n, statement in enumerate(statements):
-            compiled = statement.compile(dialect=dialect)
-            nulls = ", ".join(["NULL"] * len(compiled.positiontup or ()))
-            await conn.exec_driver_sql(f"PREPARE finish_{n} AS {compiled}")
-            plan = await conn.exec_driver_sql(f"EXPLAIN EXECUTE finish_{n}({nulls})")
-            scans += [line for (line,) in plan if f"on {TABLE}" in line and "Update" not in line]
+    plans = await _generic_plans(store, statements)
     await store.close()
+    scans = [line for lines in plans for line in lines if "Update" not in line]
 
     assert scans
     assert all(f"using {TABLE}_pkey on {TABLE}" in line for line in scans), scans
@@ -222,16 +214,7 @@ async def test_every_statement_on_one_job_finds_it_by_id_in_a_generic_plan(
         for engine in store.sync_engines:
             sa.event.remove(engine, "before_execute", capture)
 
-    dialect = postgresql.dialect(paramstyle="numeric_dollar")
-    plans: dict[str, list[str]] = {}
-    async with store.engine.connect() as conn:
-        await conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-        for n, (text, clause) in enumerate(captured.items()):
-            compiled = clause.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-            nulls = ", ".join(["NULL"] * len(compiled.positiontup or ()))
-            await conn.exec_driver_sql(f"PREPARE one_job_{n} AS {compiled}")
-            plan = await conn.exec_driver_sql(f"EXPLAIN EXECUTE one_job_{n}({nulls})")
-            plans[text] = [line for (line,) in plan if f"on {TABLE}" in line]
+    plans = dict(zip(captured, await _generic_plans(store, list(captured.values())), strict=True))
     await store.close()
 
     # the life below runs at least these (a statement renamed or dropped shows up here)
@@ -249,6 +232,24 @@ async def test_every_statement_on_one_job_finds_it_by_id_in_a_generic_plan(
         if not all(f"using {TABLE}_pkey on {TABLE}" in line for line in lines)
     ]
     assert elsewhere == [], "\n".join(elsewhere)
+
+
+async def _generic_plans(store: JobStore, statements: list[Any]) -> list[list[str]]:
+    """Each statement's generic plan on PostgreSQL (prepared, every parameter NULL): the
+    lines of its plan that touch the jobs table."""
+    dialect = postgresql.dialect(paramstyle="numeric_dollar")
+    plans = []
+    async with store.engine.connect() as conn:
+        await conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        for n, statement in enumerate(statements):
+            compiled = statement.compile(
+                dialect=dialect, compile_kwargs={"render_postcompile": True}
+            )
+            nulls = ", ".join(["NULL"] * len(compiled.positiontup or ()))
+            await conn.exec_driver_sql(f"PREPARE plan_{n} AS {compiled}")
+            plan = await conn.exec_driver_sql(f"EXPLAIN EXECUTE plan_{n}({nulls})")
+            plans.append([line for (line,) in plan if f"on {TABLE}" in line])
+    return plans
 
 
 def _where(sql: str) -> str:
