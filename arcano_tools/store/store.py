@@ -174,9 +174,9 @@ def _checked_on_the_row(checks: list[sa.ColumnElement[bool]]) -> sa.ColumnElemen
     through the index on ``status``, walked every queued job (item 32).
 
     The rule: every statement that names jobs by their ids (``id = …``, ``id IN`` a list) and
-    checks more of their rows puts those checks here, indexed columns or not — so that a
-    check added later cannot bring the hazard back. ``test_sql_store`` checks the generic
-    plans of a job's whole life."""
+    checks more of their rows puts those checks here (one job: :func:`_the_job`), indexed
+    columns or not — so that a check added later cannot bring the hazard back.
+    ``test_sql_store`` checks the generic plans of a job's whole life."""
     return sa.case((sa.and_(*checks), sa.true()), else_=sa.false())
 
 
