@@ -125,7 +125,9 @@
       if (!el) return;
       var r = el.getBoundingClientRect();
       if (r.top < 0 || r.top > window.innerHeight * 0.5) {
-        el.scrollIntoView({ block: "start", behavior: "smooth" });
+        // no glide when the system asks for reduced motion (assets/pages.css says the rest)
+        var still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+        el.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
       }
     },
     jobEnded: function (ok, said, tool) {

@@ -128,6 +128,36 @@ async def test_never_ending_task_times_out_at_the_deadline_with_refund_and_cance
     assert await wait_for_async(cancelled, what="the upstream cancel") == 1
 
 
+#: The page's animations that never end (a spinner's leaves, a bar with no estimate), by name.
+ENDLESS_ANIMATIONS_JS = """() => document.getAnimations()
+    .filter((a) => a.playState === "running" && a.effect?.getComputedTiming().endTime === Infinity)
+    .map((a) => a.animationName || "(transition)")"""
+
+
+async def test_a_working_page_stands_still_when_the_system_asks_for_reduced_motion(
+    on: AppDriver,
+) -> None:
+    """Radix's spinner and its bar without an estimate run at the screen's frame rate for the
+    whole job; with the system's "reduce motion" they stand still (``assets/pages.css``) and
+    the clock alone moves. The same page asked for motion animates: the check can fail."""
+    await on.emulator(outcome="never")
+    await on.page.emulate_media(reduced_motion="reduce")
+    await on.open_tool()
+    await on.submit_image()
+    await on.processing_for(1)
+    spinner = on.page.locator("#job-status .rt-Spinner")
+    await spinner.wait_for()
+    assert await on.page.evaluate(ENDLESS_ANIMATIONS_JS) == []
+    leaves = await spinner.evaluate(
+        "(s) => [...s.children].map((leaf) => getComputedStyle(leaf).opacity)"
+    )
+    assert leaves == ["1", "0.9", "0.8", "0.7", "0.6", "0.5", "0.4", "0.3"]  # a spinner's look
+    await on.shot("upscaler-processing-reduced-motion")
+
+    await on.page.emulate_media(reduced_motion="no-preference")
+    assert "rt-spinner-leaf-fade" in await on.page.evaluate(ENDLESS_ANIMATIONS_JS)
+
+
 #: Before the page's scripts: the text of every websocket frame the tab receives, in
 #: ``window.__frames`` (Reflex's socket.io client builds its sockets on ``window.WebSocket``).
 #: The data is read through the browser's own getter, kept before ``arcano.js`` wraps it: this
