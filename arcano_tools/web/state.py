@@ -126,13 +126,6 @@ def _typical_durations() -> TypicalDurations:
     return _TYPICAL[0]
 
 
-#: How long a page whose job ended waits for the result's size and the balance before it
-#: shows the end without them. Each push costs the worker a delta, a socket message and a
-#: state write, so when both come at once (a near file host, a quick read) the end and
-#: they are one push; a slow file host costs the end no more than this.
-END_DETAILS_WAIT_S = 0.05
-
-
 @dataclass(frozen=True)
 class EndDetails:
     """What completes an ended job's picture: its result's size (bytes; None when unknown)
@@ -144,15 +137,18 @@ class EndDetails:
 
 
 async def _end_details(job: Job, user_id: str) -> EndDetails:
-    """The size (our copy's from the storage, else a ``HEAD`` to a trusted file host) and
-    the balance (a failed or cancelled job gave its credits back), asked at the same time."""
+    """The size (our copy's from the storage, else a ``HEAD`` to a trusted file host) and,
+    when the end gave credits back (failed, cancelled), the balance — asked at the same time.
+    A completion changes no balance: the credits were taken at the submit."""
     services = runtime.services()
 
     async def size() -> int | None:
         return await result_bytes(job, services.storage, services.settings.output_hosts)
 
     async def credits() -> int | None:
-        user = await services.store.get_user(user_id) if user_id else None
+        if not user_id or job.status is JobStatus.COMPLETED:
+            return None
+        user = await services.store.get_user(user_id)
         return user.credits if user is not None else None
 
     try:
@@ -733,7 +729,6 @@ class ToolPageState(rx.State, mixin=True):
                 gone_since.append(time.monotonic())
             return time.monotonic() - gone_since[0] < grace_s
 
-        details: asyncio.Future[EndDetails] | None = None
         last_shown: tuple[tuple[object, ...], int] | None = None
         try:
             async for step in follow_job(
@@ -748,40 +743,29 @@ class ToolPageState(rx.State, mixin=True):
             ):
                 job = step.job
                 position = await services.store.queue_position(job)
-                # at the end, what completes the picture: the result's size (from our
-                # storage, or a HEAD to RunningHub's file host) and the balance (a read)
-                details = (
-                    asyncio.ensure_future(_end_details(job, user_id))
-                    if job.status.is_terminal
-                    else None
-                )
-                if details is not None:  # shown with the end if they come at once
-                    await asyncio.wait({details}, timeout=END_DETAILS_WAIT_S)
                 seen = (seen_by_the_page(job), position)
-                if details is None and seen == last_shown:
+                if seen == last_shown:
                     continue  # nothing new: the browser runs the clock on its own
                 last_shown = seen
-                async with self:  # the end is shown now (this block's exit pushes it)
+                async with self:  # this block's exit pushes the change
                     if self.job_id != job_id:
                         return
                     self._show(job, position)
-                    if details is not None and details.done():
-                        await self._show_details(details.result())
-                        details = None
-                if details is not None:  # a slow file host: they follow in a second push
-                    shown = await details
+                if job.status.is_terminal:
+                    # the end's browser events in one message, then what completes the
+                    # picture (the size, a refund's balance) in a push of its own: asked only
+                    # now, they cannot hold the end back — in production a HEAD to
+                    # RunningHub's file host is a round trip away (BENCHMARKS.md, target 6)
+                    yield [reveal_status(), *self._end_events(job, tool)]
+                    shown = await _end_details(job, user_id)
                     async with self:
                         if self.job_id != job_id:
                             return
                         await self._show_details(shown)
-                if job.status.is_terminal:  # one message to the browser, not three
-                    yield [reveal_status(), *self._end_events(job, tool)]
         finally:
             runtime.followers.discard(follower)
             if runtime.tab_jobs.get(client_token) == job_id:
                 del runtime.tab_jobs[client_token]
-            if details is not None and not details.done():  # the page moved on meanwhile
-                details.cancel()
 
 
 def seen_by_the_page(job: Job) -> tuple[object, ...]:

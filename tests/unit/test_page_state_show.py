@@ -10,11 +10,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from reflex.state import State
 
 from arcano_tools.domain.status import JobStatus
+from arcano_tools.storage.local import LocalStorage
+from arcano_tools.store.memory import InMemoryStore
 from arcano_tools.web import runtime
 from arcano_tools.web import state as state_module
 from arcano_tools.web.state import (
@@ -185,3 +189,23 @@ def test_what_the_follower_compares_changes_when_the_page_does(
 
     assert (seen_by_the_page(changed) != seen_by_the_page(job)) is shown
     assert bool(page.dirty_vars) is shown
+
+
+async def test_only_an_end_that_gave_credits_back_reads_the_balance(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A completion changes no balance (the credits went at the submit): its end reads no
+    user, one read fewer per result in a burst. A failure's refund is read and shown."""
+    store = InMemoryStore()
+    await store.ensure_user("the-owner", credits=95)
+    services = SimpleNamespace(
+        store=store, storage=LocalStorage(tmp_path), settings=SimpleNamespace(output_hosts=())
+    )
+    monkeypatch.setattr(runtime, "_services", services)
+    ended = datetime.now(UTC)
+    done = job_record(ended, status=JobStatus.COMPLETED, completed_at=ended)
+    failed = job_record(ended, status=JobStatus.FAILED, completed_at=ended)
+
+    assert (await state_module._end_details(done, "the-owner")).credits is None
+    assert (await state_module._end_details(failed, "the-owner")).credits == 95
+    assert (await state_module._end_details(failed, "")).credits is None  # not signed in
