@@ -12,7 +12,8 @@ against the floor — a minimal Reflex page whose state var is set out of band b
   ``app.modify_state`` — no database, no bus, no background task.
 
 Tabs are opened in Debian's Chromium (Playwright, headless), ``T`` at a time, each in its own
-browser context signed in as one job's user, on the upscaler page, which follows the job
+browser context signed in as one job's user, asking for reduced motion (``MOTION``), on the
+upscaler page, which follows the job
 (``ToolPageState.load`` → ``follow``). For each job in turn a MutationObserver is installed in
 its tab, the sender notes ``time.time()`` and POSTs the job's TASK_END webhook to its webhook
 URL (its token); the observer notes ``performance.timeOrigin + performance.now()`` when the
@@ -43,7 +44,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
@@ -88,6 +89,13 @@ SETTLE_S = 0.3
 #: Pause after each sample: the page's aftermath of a result (toasts, the image's load, the
 #: credits) is left to finish before the next sample starts.
 GAP_S = 0.1
+#: Every tab (the floor's too) asks for reduced motion, so a working page's spinner and bar
+#: stand still (``assets/pages.css``). Six simulated users' browsers run on the server's own
+#: two cores here, which no deployment does, and with motion their software compositing took
+#: 1.2-1.3 cores of the two (Chromium's processes, measured with six tabs following jobs;
+#: 0.15-0.19 without): it slowed the floor (p95 12-13 ms against 5.8-6.5) and our path alike,
+#: and the machine, not either path, decided the tail (BENCHMARKS.md, target 6, item 6).
+MOTION: Final = "reduce"
 #: Seconds a sample may take before it counts as missed.
 SEEN_TIMEOUT_S = 10.0
 #: Seconds for the jobs to be started on the emulator (a task id each) after submission.
@@ -239,7 +247,7 @@ class Floor:
 
     @classmethod
     async def open(cls, app: RunningApp, browser: Browser, http: httpx.AsyncClient) -> Floor:
-        context = await browser.new_context()
+        context = await browser.new_context(reduced_motion=MOTION)
         await context.add_init_script(FRAME_JS)
         page = await context.new_page()
         page.set_default_timeout(PAGE_TIMEOUT_MS)
@@ -282,7 +290,10 @@ async def _open_tab(browser: Browser, url: str, token: str) -> tuple[BrowserCont
         "cookies": [],
         "origins": [{"origin": url, "localStorage": [{"name": SESSION_TOKEN_KEY, "value": token}]}],
     }
-    context = await browser.new_context(storage_state=storage)  # type: ignore[arg-type]
+    context = await browser.new_context(
+        storage_state=storage,  # type: ignore[arg-type]
+        reduced_motion=MOTION,
+    )
     await context.add_init_script(FRAME_JS)
     page = await context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
