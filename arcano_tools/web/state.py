@@ -27,7 +27,7 @@ import reflex as rx
 from arcano_tools import constants as c
 from arcano_tools.domain.errors import JobError
 from arcano_tools.domain.records import Job
-from arcano_tools.domain.status import ACTIVE_STATUSES, JobStatus
+from arcano_tools.domain.status import ACTIVE_STATUSES, REFUND_STATUSES, JobStatus
 from arcano_tools.domain.tools import Tool
 from arcano_tools.services.follow import follow_job
 from arcano_tools.services.progress import (
@@ -129,7 +129,7 @@ def _typical_durations() -> TypicalDurations:
 @dataclass(frozen=True)
 class EndDetails:
     """What completes an ended job's picture: its result's size (bytes; None when unknown)
-    and the balance of ``user_id`` (None when not signed in)."""
+    and the balance of ``user_id`` (None when not read: not signed in, or no refund)."""
 
     size: int | None
     credits: int | None
@@ -146,7 +146,7 @@ async def _end_details(job: Job, user_id: str) -> EndDetails:
         return await result_bytes(job, services.storage, services.settings.output_hosts)
 
     async def credits() -> int | None:
-        if not user_id or job.status is JobStatus.COMPLETED:
+        if not user_id or job.status not in REFUND_STATUSES:
             return None
         user = await services.store.get_user(user_id)
         return user.credits if user is not None else None
@@ -754,10 +754,13 @@ class ToolPageState(rx.State, mixin=True):
                 if job.status.is_terminal:
                     # the end's browser events in one message, then what completes the
                     # picture (the size, a refund's balance) in a push of its own: asked only
-                    # now, they cannot hold the end back — in production a HEAD to
-                    # RunningHub's file host is a round trip away (BENCHMARKS.md, target 6)
+                    # now, they cannot hold the end back — in production the size is a round
+                    # trip away, to our storage or RunningHub's file host (BENCHMARKS.md,
+                    # target 6, item 7)
                     yield [reveal_status(), *self._end_events(job, tool)]
                     shown = await _end_details(job, user_id)
+                    if shown.size is None and shown.credits is None:
+                        return  # nothing to add: the state is not taken again
                     async with self:
                         if self.job_id != job_id:
                             return
