@@ -9,8 +9,8 @@ list short. Never imported or run; ``ruff`` checks it like any module.
 import logging
 import sqlite3
 
-from arcano_tools.components.compare import LoadedImg, LoadedVideo
 from arcano_tools.components.job_clock import JobEstimate, _Countdown, _JobClock
+from arcano_tools.components.result_facts import ResultFacts
 from arcano_tools.config import Settings
 from arcano_tools.domain.records import Account
 from arcano_tools.domain.repository import Repository
@@ -30,7 +30,6 @@ WebhookStats.sent  # the emulator's /_stats: serialised by dataclasses.asdict
 WebhookStats.dropped  # idem
 WebhookStats.duplicates  # idem
 TaskStats.succeeded  # idem
-LoadedImg.on_load  # a Reflex event trigger: declared as a field, set by keyword (on_load=…)
 LogThread.enqueue  # logging.handlers.QueueHandler's hook, called by its emit
 _Listener.enqueue_sentinel  # logging.handlers.QueueListener's hook, called by its stop
 _JobClock.library  # a Reflex component's JS module (assets/job_clock.jsx), read by Reflex
@@ -38,7 +37,7 @@ _Countdown.counts_down  # React props: declared as fields, set by keyword (job_c
 JobEstimate.soon  # idem
 JobEstimate.about  # idem
 JobEstimate.sentence  # idem
-LoadedVideo.on_loaded_metadata  # idem
+ResultFacts.library  # idem (assets/result_facts.jsx)
 
 # --- the design's contract --------------------------------------------------------------------
 Settings.supabase_url  # SUPABASE_URL: the production (Supabase) deployment reads it

@@ -11,23 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import reflex as rx
-from reflex.event import EventHandler, no_args_event_spec
-from reflex_components_core.el.elements.media import Img, Video
 
 #: The zoom levels offered (1 = the picture fits the width).
 ZOOMS = (1, 2, 4)
-
-
-class LoadedImg(Img):
-    """``<img>`` with React's ``onLoad`` (Reflex 0.10's ``Img`` declares no such trigger)."""
-
-    on_load: EventHandler[no_args_event_spec]  # type: ignore[type-arg,valid-type]
-
-
-class LoadedVideo(Video):
-    """``<video>`` with ``onLoadedMetadata`` (its size is known then)."""
-
-    on_loaded_metadata: EventHandler[no_args_event_spec]  # type: ignore[type-arg,valid-type]
 
 
 def _zoom_button(zoom: int) -> rx.Component:
@@ -47,7 +33,7 @@ def compare_view(
     before: Any, after: Any, *, test_id: str = "compare", **after_props: Any
 ) -> rx.Component:
     """``before`` and ``after``: image URLs (vars or strings). ``after_props`` go to the
-    "after" image (an ``on_load`` to read its resolution, a ``data_testid``)."""
+    "after" image (a ``data_testid``)."""
     return rx.el.div(
         rx.el.div(
             rx.el.div(
@@ -55,7 +41,7 @@ def compare_view(
                     src=before, alt="Antes", draggable=False, data_testid=f"{test_id}-before"
                 ),
                 rx.el.div(
-                    LoadedImg.create(src=after, alt="Depois", draggable=False, **after_props),
+                    rx.el.img(src=after, alt="Depois", draggable=False, **after_props),
                     data_compare_after="",
                 ),
                 rx.el.div(data_compare_line=""),

@@ -15,7 +15,8 @@ from reflex.vars import ArrayVar, ObjectVar, Var
 
 from arcano_tools import constants as c
 from arcano_tools.components import job_clock
-from arcano_tools.components.compare import LoadedImg, LoadedVideo, compare_view
+from arcano_tools.components.compare import compare_view
+from arcano_tools.components.result_facts import ResultFacts
 from arcano_tools.domain.status import JobStatus
 from arcano_tools.domain.tools import FileInput, Tool
 from arcano_tools.web import failures
@@ -26,11 +27,6 @@ from arcano_tools.web.texts import CREDITS_ROUTE, accept_hint, again_label
 IMAGE_ACCEPT = {"image/png": [".png"], "image/jpeg": [".jpg", ".jpeg"], "image/webp": [".webp"]}
 VIDEO_ACCEPT = {"video/mp4": [".mp4", ".mov"], "video/webm": [".webm"], "video/quicktime": [".mov"]}
 TIMELINE = ("Na fila", "Iniciando", "Processando", "Concluído")
-#: Reads the shown result's natural size ("4096x3072") for ``ToolPageState.set_resolution``.
-READ_RESOLUTION = (
-    "(() => { const i = document.querySelector('[data-testid=result]');"
-    " return i && i.naturalWidth ? i.naturalWidth + 'x' + i.naturalHeight : ''; })()"
-)
 
 
 def _upload_id(tool: Tool, spec: FileInput) -> str:
@@ -432,18 +428,9 @@ def notify_offer(state: type[ToolPageState]) -> rx.Component:
 
 def result_view(tool: Tool, state: type[ToolPageState]) -> rx.Component:
     main = tool.files[0]
-    read_size = rx.call_script(READ_RESOLUTION, callback=state.set_resolution)
     if main.kind == "video":
-        shown: rx.Component = LoadedVideo.create(
-            src=state.output_url,
-            controls=True,
-            width="100%",
-            data_testid="result",
-            on_loaded_metadata=rx.call_script(
-                "(() => { const v = document.querySelector('[data-testid=result]');"
-                " return v && v.videoWidth ? v.videoWidth + 'x' + v.videoHeight : ''; })()",
-                callback=state.set_resolution,
-            ),
+        shown: rx.Component = rx.el.video(
+            src=state.output_url, controls=True, width="100%", data_testid="result"
         )
     else:
         # the before/after only while this tab holds the input (its stored copy can be gone):
@@ -454,20 +441,23 @@ def result_view(tool: Tool, state: type[ToolPageState]) -> rx.Component:
                 rx.get_upload_url(state.previews[main.name]),
                 state.output_url,
                 data_testid="result",
-                on_load=read_size,
             ),
-            LoadedImg.create(
+            rx.el.img(
                 src=state.output_url,
                 alt="Resultado",
                 width="100%",
                 border_radius="8px",
                 data_testid="result",
-                on_load=read_size,
             ),
         )
     return rx.vstack(
         shown,
-        rx.text(state.result_facts, size="2", color_scheme="gray", data_testid="result-facts"),
+        rx.text(
+            ResultFacts.create(src=state.output_url, size=state.output_size),
+            size="2",
+            color_scheme="gray",
+            data_testid="result-facts",
+        ),
         rx.button(
             rx.el.a(
                 rx.icon("download"),

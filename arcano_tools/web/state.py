@@ -274,8 +274,8 @@ class ToolPageState(rx.State, mixin=True):
     #: The "Baixar" button: its address (``downloads.download_href``) and the file's name.
     download_url: str = ""
     download_file: str = ""
-    #: "4096×3072 px" (read from the loaded image by the browser) and "6,1 MB" (a HEAD).
-    output_resolution: str = ""
+    #: "6,1 MB" (our storage's size, or a HEAD to the file host); the browser reads the
+    #: resolution itself (``components/result_facts.py``).
     output_size: str = ""
     #: The clock's snapshot, taken when the shown job changes (and on every page load): the
     #: milliseconds since the job was submitted (a queued job's wait included: never restarts).
@@ -363,11 +363,6 @@ class ToolPageState(rx.State, mixin=True):
         )
 
     @rx.var
-    def result_facts(self) -> str:
-        """``4096×3072 px · 6,1 MB``: what is known of the result, in one line."""
-        return " · ".join(x for x in (self.output_resolution, self.output_size) if x)
-
-    @rx.var
     def ready(self) -> bool:
         """All inputs present and valid: the submit button can be used."""
         return all(f.name in self.previews for f in self.tool().files) and not self.errors
@@ -389,7 +384,7 @@ class ToolPageState(rx.State, mixin=True):
         if job is None:
             return None
         if job.id != self.job_id:
-            self.output_resolution = self.output_size = ""
+            self.output_size = ""
         # a fresh clock: a reload's restored state holds the snapshot of an earlier push
         self._show(job, await services.store.queue_position(job), clock=True)
         self._take_inputs_of(job)
@@ -447,13 +442,6 @@ class ToolPageState(rx.State, mixin=True):
             return
         for index, (filename, content) in enumerate(sample_files(type(self).TOOL)):
             await self._take_bytes(index, filename, content)
-
-    @rx.event
-    def set_resolution(self, value: str) -> None:
-        """The browser read the loaded result's natural size (``4096×3072``)."""
-        width, _, height = str(value).partition("x")
-        if width.isdigit() and height.isdigit() and int(width) and int(height):
-            self.output_resolution = f"{int(width)}×{int(height)} px"
 
     async def _typical_duration(self, table: str) -> int:
         return await _typical_durations().of(table)
@@ -574,7 +562,7 @@ class ToolPageState(rx.State, mixin=True):
             self.submitting = False
         # its place in the queue with it: "Na fila (posição 3)" and the estimate from the start
         self._show(job, await runtime.services().store.queue_position(job))
-        self.output_resolution = self.output_size = ""
+        self.output_size = ""
         await self._refresh_credits()
         return [type(self).follow, reveal_status()]
 
@@ -611,7 +599,7 @@ class ToolPageState(rx.State, mixin=True):
         self.output_url = ""
         self.saving = False
         self.download_url = self.download_file = ""
-        self.output_resolution = self.output_size = ""
+        self.output_size = ""
         self.elapsed_ms = 0
         self.left_counts = False
         self.run_s = 0

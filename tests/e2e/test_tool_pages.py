@@ -19,6 +19,7 @@ import pytest
 from arcano_tools import constants as c
 from tests.support.app_driver import (
     INITIAL_DELAY_MS,
+    PHOTO_SIZE,
     POLL_MS,
     TIMEOUT_MS,
     WATCHDOG_OFF,
@@ -63,6 +64,34 @@ async def test_delivered_webhook_shows_the_result_and_never_syncs(on: AppDriver)
     assert await on.metric("arcano_sync_calls_total") == syncs_before
     assert await on.credits() == start_credits - tool_cost("upscaler")
     assert on.console_errors == []
+
+
+#: Before the page's scripts: the text of every websocket frame the tab sends, in
+#: ``window.__sent`` (socket.io's events, Reflex's event calls among them, start with ``42``).
+SENT_FRAMES_JS = """(() => {
+  const Native = window.WebSocket;
+  window.__sent = [];
+  window.WebSocket = class extends Native {
+    send(data) { window.__sent.push(String(data)); return super.send(data); }
+  };
+})();"""
+
+
+async def test_the_results_facts_ask_the_server_nothing(on: AppDriver) -> None:
+    """The browser reads the result's resolution itself (``assets/result_facts.jsx``). It used
+    to send it to the server, which pushed it back: an event, the page state's lock and a
+    re-render of every component of the page, per result, for a fact the browser had."""
+    await on.page.add_init_script(SENT_FRAMES_JS)
+    await on.open_tool()
+    await on.submit_image()
+    sent_before = await on.page.evaluate("() => window.__sent.length")  # the job is running
+    await on.page.get_by_test_id("result").wait_for()
+    width, height = (2 * side for side in PHOTO_SIZE)  # the emulator's 2× of the photo
+    facts = on.page.get_by_test_id("result-facts")
+    await facts.filter(has_text=f"{width}×{height} px · ").wait_for()  # resolution and size
+
+    sent = await on.page.evaluate("(n) => window.__sent.slice(n)", sent_before)
+    assert [frame for frame in sent if frame.startswith(EVENT_FRAME_PREFIX)] == []
 
 
 async def test_dropped_webhook_is_recovered_by_the_page_watchdog(on: AppDriver) -> None:
