@@ -7,26 +7,33 @@ import { useEffect, useState } from "react";
 
 const RESULT_SELECTOR = "[data-testid=result]";
 
-/** "4096×3072 px" once the image or the video's metadata has loaded, else "". */
+/** "4096×3072 px" once the image or the video's metadata has loaded, else "" (an image whose
+ * new address is still loading may report the previous one's size: not trusted until done). */
 function resolutionOf(el) {
+  if (el.tagName === "IMG" && !el.complete) return "";
   const width = el.naturalWidth ?? el.videoWidth;
   const height = el.naturalHeight ?? el.videoHeight;
   return width && height ? `${width}×${height} px` : "";
 }
 
-/** The result's facts; `src` is its address (a new result is measured again). */
+/** The result's facts; `src` is its address (a new result is measured again). The loads are
+ * heard on the document (they do not bubble; captured), so a result element replaced by
+ * another with the same address (the before/after and the plain image) is still heard. */
 export function ResultFacts({ src, size }) {
   const [resolution, setResolution] = useState("");
   useEffect(() => {
     const el = document.querySelector(RESULT_SELECTOR);
     setResolution(el ? resolutionOf(el) : "");
-    if (!el) return undefined;
-    const read = () => setResolution(resolutionOf(el));
-    el.addEventListener("load", read);
-    el.addEventListener("loadedmetadata", read);
+    const read = (event) => {
+      if (event.target instanceof Element && event.target.matches(RESULT_SELECTOR)) {
+        setResolution(resolutionOf(event.target));
+      }
+    };
+    document.addEventListener("load", read, true);
+    document.addEventListener("loadedmetadata", read, true);
     return () => {
-      el.removeEventListener("load", read);
-      el.removeEventListener("loadedmetadata", read);
+      document.removeEventListener("load", read, true);
+      document.removeEventListener("loadedmetadata", read, true);
     };
   }, [src]);
   return [resolution, size].filter(Boolean).join(" · ");

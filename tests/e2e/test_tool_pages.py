@@ -66,8 +66,10 @@ async def test_delivered_webhook_shows_the_result_and_never_syncs(on: AppDriver)
     assert on.console_errors == []
 
 
+#: socket.io's event frames (Reflex's state updates and event calls) start with this.
+EVENT_FRAME_PREFIX = "42"
 #: Before the page's scripts: the text of every websocket frame the tab sends, in
-#: ``window.__sent`` (socket.io's events, Reflex's event calls among them, start with ``42``).
+#: ``window.__sent``.
 SENT_FRAMES_JS = """(() => {
   const Native = window.WebSocket;
   window.__sent = [];
@@ -211,9 +213,8 @@ FRAMES_JS = """(() => {
     }
   };
 })();"""
-#: engine.io's ping frame; socket.io's events (Reflex's state updates) start with ``42``.
+#: engine.io's ping frame (socket.io's events: ``EVENT_FRAME_PREFIX``).
 PING_FRAME = "2"
-EVENT_FRAME_PREFIX = "42"
 #: Long enough for two pings (``REFLEX_SOCKET_INTERVAL``, 2 s) and more than the silence after
 #: which the page says "sem conexão" (``STALE_MS``, 4.5 s).
 QUIET_WINDOW_S = 5
