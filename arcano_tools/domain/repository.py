@@ -164,10 +164,18 @@ class Repository(Protocol):
         """Take the right to ask RunningHub about the job now; False when not due yet."""
 
     async def record_check_result(
-        self, table: str, job_id: str, code: int, msg: str, *, lease_owner: str | None = None
+        self,
+        table: str,
+        job_id: str,
+        code: int,
+        msg: str,
+        *,
+        lease_owner: str | None = None,
+        next_check_at: datetime | None = None,
     ) -> None:
         """Remember RunningHub's last answer; with ``lease_owner``, the lease that owner holds
-        on the job ends in the same write (the server watchdog's "still running")."""
+        on the job ends in the same write (the server watchdog's "still running"); with
+        ``next_check_at``, the job's next check moves there (a job in its tool's tail)."""
 
     async def lease_due_jobs(
         self,

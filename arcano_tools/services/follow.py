@@ -33,6 +33,9 @@ from arcano_tools.services.sync import JobSync, SyncTimings
 #: How often a follower looks again when nothing happens: while its job is queued (its place
 #: in the queue moves as others leave it) or the bus may miss updates.
 TICK = timedelta(seconds=1)
+#: A follower syncs at most this often, whatever its job's schedule says (a check reserved
+#: elsewhere and not yet seen here must not make it spin).
+MIN_SYNC_GAP = timedelta(seconds=1)
 #: Each follower's quiet re-read period is ``FOLLOW_REREAD_QUIET_S`` times a factor drawn in
 #: ``1 ± QUIET_JITTER``.
 QUIET_JITTER = 0.2
@@ -57,11 +60,15 @@ class WatchdogPlan:
     def next_sync(self, job: Job) -> datetime:
         first = job.clock_start + self.timings.initial_delay
         deadline = job.deadline_from + self.timings.max_timeout
-        due = (
-            first
-            if self.last_sync is None
-            else max(first, self.last_sync + self.timings.poll_interval)
-        )
+        if job.next_check_at is not None:
+            # the job's shared schedule: its next check, whoever made the last one
+            due = max(first, job.next_check_at)
+            if self.last_sync is not None:
+                due = max(due, self.last_sync + MIN_SYNC_GAP)
+        elif self.last_sync is None:
+            due = first
+        else:
+            due = max(first, self.last_sync + self.timings.poll_interval)
         return min(due, deadline)
 
 

@@ -58,7 +58,7 @@ from arcano_tools.runninghub.errors import (
     Unauthorized,
 )
 from arcano_tools.services.bus import JobBus, JobUpdate
-from arcano_tools.services.schedule import CheckSchedule
+from arcano_tools.services.schedule import Cadence, CheckSchedule
 from arcano_tools.services.uploads import CheckedFile, FileStore, Upload, check_file
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class QueueManager:
         self.timeout_message = timeout_message
         self.metrics = metrics or Metrics()
         self.schedule = schedule
-        self._first_check: dict[str, tuple[float, timedelta | None]] = {}
+        self._cadences: dict[str, tuple[float, Cadence]] = {}
         self.store = store
         self.client = client
         self.tools = tools
@@ -372,16 +372,22 @@ class QueueManager:
 
     async def first_check_delay(self, table: str) -> timedelta | None:
         """The learned delay before a job's first upstream check (cached per tool a minute)."""
+        cadence = await self.cadence(table)
+        return None if cadence is None else cadence.first
+
+    async def cadence(self, table: str) -> Cadence | None:
+        """How the tool's jobs are checked, learned from its history (cached per tool a
+        minute); ``None`` without a schedule (the plan's constants)."""
         if self.schedule is None:
             return None
         # the service clock, not the event loop's: a simulation on a virtual clock (and a
         # test's fake clock) sees the history refreshed on its own time
         now = self.clock().timestamp()
-        cached = self._first_check.get(table)
+        cached = self._cadences.get(table)
         if cached is None or now - cached[0] > FIRST_CHECK_CACHE_S:
             durations = await self.store.recent_durations(table)
-            cached = (now, self.schedule.first_check_delay(durations))
-            self._first_check[table] = cached
+            cached = (now, self.schedule.cadence(durations))
+            self._cadences[table] = cached
         return cached[1]
 
     async def _start(self, job: Job, account: Account) -> None:

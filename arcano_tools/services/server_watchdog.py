@@ -62,6 +62,10 @@ IN_FLIGHT_PER_SLOT = 4
 HELD_PER_CAP = 4
 
 
+#: Leases per check interval (see ``tick_s``).
+TICKS_PER_INTERVAL = 4
+
+
 def process_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -96,13 +100,19 @@ class ServerWatchdog:
 
     @property
     def interval(self) -> timedelta:
-        return self.sync.timings.poll_interval
+        return self.sync.check_interval
+
+    @property
+    def tick_s(self) -> float:
+        """Seconds between leases: a fraction of the interval, so a job left to this loop
+        alone (its tab closed) is checked at most that much after its check fell due."""
+        return max(0.05, self.interval.total_seconds() / TICKS_PER_INTERVAL)
 
     async def run(self, stop: asyncio.Event, *, checks: bool = True) -> None:
         """Until ``stop`` is set (a lifespan task): recover stalled starts every
         ``START_RECOVERY_EVERY_S`` and, with ``checks`` (the watchdog flags), tick every half
         poll interval."""
-        tick = max(0.05, self.interval.total_seconds() / 2)
+        tick = self.tick_s
         every = min(tick, c.START_RECOVERY_EVERY_S) if checks else c.START_RECOVERY_EVERY_S
         next_tick = 0.0
         try:

@@ -14,7 +14,7 @@ Replies are exactly the plan's (see ``docs/api.md``), with these additions:
   (``_last_look``);
 * one upstream schedule per job: every caller reserves the job's next check in the database,
   so page watchdogs in five tabs, the sync endpoint and the server watchdog make at most one
-  RunningHub call per poll interval; a sync that is not due answers from the last known state
+  RunningHub call per check interval (``services/schedule.py``); a sync that is not due answers from the last known state
   — read from the job's row without writing anything, and kept in a per-process cache until
   the next check (``answer_cache.py``) that the job bus clears when the job changes.
 """
@@ -197,6 +197,12 @@ class JobSync:
     def deadline(self, job: Job) -> datetime:
         return job.deadline_from + self.timings.max_timeout
 
+    @property
+    def check_interval(self) -> timedelta:
+        """The shared schedule's interval between checks of a job (``services/schedule.py``)."""
+        schedule = self.queue.schedule
+        return self.timings.poll_interval if schedule is None else schedule.check_interval
+
     async def sync(
         self,
         table: str,
@@ -225,7 +231,7 @@ class JobSync:
         if outcome.reason is SyncReason.STILL_PROCESSING and not (force or outcome.saving):
             # not due before the next check: the reservation's time if this sync asked
             # RunningHub (at least ``now`` + the interval), else the one in the row
-            next_check = job.next_check_at if outcome.cached else now + self.timings.poll_interval
+            next_check = job.next_check_at if outcome.cached else now + self.check_interval
             if next_check is not None:
                 until = min(next_check, self.deadline(job))
                 entry = NotDue(job.user_id, until, outcome.rh_code, outcome.rh_msg)
@@ -268,7 +274,7 @@ class JobSync:
             due = False
         else:
             due = await self.store.reserve_check(
-                job.table, job.id, now=now, next_check_at=now + self.timings.poll_interval
+                job.table, job.id, now=now, next_check_at=now + self.check_interval
             )
         asked = due or force
         self.metrics.sync_calls.labels(finished_by.value, "upstream" if asked else "cached").inc()
@@ -312,13 +318,35 @@ class JobSync:
 
         # an answer that ends the job is applied before the lease ends
         still_running = outputs.state not in ("success", "failed")
-        await self._record(job, outputs.code, outputs.msg, lease if still_running else None)
+        later = await self._tail_check(job, self.clock()) if still_running else None
+        await self._record(
+            job, outputs.code, outputs.msg, lease if still_running else None, next_check_at=later
+        )
         return await self._apply(job, outputs, finished_by, past_deadline)
 
-    async def _record(self, job: Job, code: int, msg: str, lease: CheckLease | None) -> None:
-        """RunningHub's answer kept for later syncs; with ``lease``, the lease ends with it."""
+    async def _tail_check(self, job: Job, now: datetime) -> datetime | None:
+        """The next check of a job running past nearly all of its tool's jobs, further off
+        than the interval (``None``: the reservation's)."""
+        cadence = await self.queue.cadence(job.table)
+        gap = None if cadence is None else cadence.next_after_answer(now - job.clock_start)
+        # never past the deadline: the timeout's last look counts on a check being due there
+        return None if gap is None else min(now + gap, self.deadline(job))
+
+    async def _record(
+        self,
+        job: Job,
+        code: int,
+        msg: str,
+        lease: CheckLease | None,
+        *,
+        next_check_at: datetime | None = None,
+    ) -> None:
+        """RunningHub's answer kept for later syncs; with ``lease``, the lease ends with it;
+        with ``next_check_at``, the job's next check moves there."""
         owner = lease.owner if lease is not None else None
-        await self.store.record_check_result(job.table, job.id, code, msg, lease_owner=owner)
+        await self.store.record_check_result(
+            job.table, job.id, code, msg, lease_owner=owner, next_check_at=next_check_at
+        )
         if lease is not None:
             lease.released = True
 

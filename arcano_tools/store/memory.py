@@ -444,7 +444,14 @@ class InMemoryStore:
         return True
 
     async def record_check_result(
-        self, table: str, job_id: str, code: int, msg: str, *, lease_owner: str | None = None
+        self,
+        table: str,
+        job_id: str,
+        code: int,
+        msg: str,
+        *,
+        lease_owner: str | None = None,
+        next_check_at: datetime | None = None,
     ) -> None:
         current = self._table(table).get(job_id)
         if current is not None:
@@ -452,6 +459,7 @@ class InMemoryStore:
                 current,
                 last_upstream_code=code,
                 last_upstream_msg=msg[:UPSTREAM_MSG_KEEP_CHARS],
+                next_check_at=next_check_at or current.next_check_at,
             )
         if lease_owner is not None:
             await self.release_lease(table, job_id, lease_owner)

@@ -215,6 +215,9 @@ def _check_result(table: str, release_lease: bool = False) -> Any:
     values: dict[str, Any] = {
         "last_upstream_code": sa.bindparam("b_code"),
         "last_upstream_msg": sa.bindparam("b_msg"),
+        "next_check_at": sa.func.coalesce(
+            sa.bindparam("b_next", type_=t.c.next_check_at.type), t.c.next_check_at
+        ),
     }
     if release_lease:
         held = t.c.lease_owner == sa.bindparam("b_owner")
@@ -1507,12 +1510,26 @@ class JobStore:
         return await self._grouped(write)
 
     async def record_check_result(
-        self, table: str, job_id: str, code: int, msg: str, *, lease_owner: str | None = None
+        self,
+        table: str,
+        job_id: str,
+        code: int,
+        msg: str,
+        *,
+        lease_owner: str | None = None,
+        next_check_at: datetime | None = None,
     ) -> None:
         """Remember RunningHub's last answer, for syncs that arrive before the next check;
-        with ``lease_owner``, that owner's lease on the job ends in the same statement."""
+        with ``lease_owner``, that owner's lease on the job ends in the same statement; with
+        ``next_check_at``, the job's next check moves there."""
         stmt = _check_result(table, lease_owner is not None)
-        params = {"b_id": job_id, "b_code": code, "b_msg": msg[:500], "b_owner": lease_owner}
+        params = {
+            "b_id": job_id,
+            "b_code": code,
+            "b_msg": msg[:500],
+            "b_owner": lease_owner,
+            "b_next": next_check_at,
+        }
         await self._grouped(_OneStatement(stmt, params))
 
     async def lease_due_jobs(

@@ -171,7 +171,7 @@ class Simulation:
             owner="simulation",
         )
         #: How often the server watchdog ticks: ``ServerWatchdog.run``'s half poll interval.
-        self.server_tick_s = TIMINGS.poll_interval.total_seconds() / 2
+        self.server_tick_s = self.watchdog.tick_s
         self._events: list[tuple[float, int, Callable[[], Awaitable[None]]]] = []
         self._seq = itertools.count()
         self._png = _png()

@@ -855,6 +855,31 @@ async def test_a_lease_reserves_the_due_checks_and_their_answer_ends_it(store: R
     assert [j.id for j in await store.lease_due_jobs(owner="w3", **again_args)] == [checked]
 
 
+async def test_a_check_result_may_move_the_next_check_and_otherwise_keeps_it(
+    store: Repository,
+) -> None:
+    """A job in its tool's tail: RunningHub's "still running" and a later next check are one
+    write; any other answer leaves the reserved check where it is."""
+    job_id = await new_job(store)
+    job = await store.get_job(TABLE, job_id)
+    assert job is not None
+    claimed = await store.claim_slot(job, "acc", first_check_in=timedelta(seconds=30))
+    assert claimed is not None
+    assert claimed.next_check_at is not None
+    reserved = claimed.next_check_at
+
+    await store.record_check_result(TABLE, job_id, 804, "running")
+    kept = await store.get_job(TABLE, job_id)
+    assert kept is not None
+    assert kept.next_check_at == reserved
+
+    later = reserved + timedelta(minutes=1)
+    await store.record_check_result(TABLE, job_id, 804, "running", next_check_at=later)
+    moved = await store.get_job(TABLE, job_id)
+    assert moved is not None
+    assert (moved.next_check_at, moved.last_upstream_code) == (later, 804)
+
+
 async def test_the_active_summary_counts_every_tools_active_jobs_and_the_oldest(
     store: Repository,
 ) -> None:

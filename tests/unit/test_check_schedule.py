@@ -6,9 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from arcano_tools.services.follow import WatchdogPlan
+from arcano_tools.services.follow import MIN_SYNC_GAP, WatchdogPlan
 from arcano_tools.services.schedule import (
+    CHECK_INTERVAL_SHARE,
+    DENSE_UNTIL_MARGIN,
+    DENSE_UNTIL_QUANTILE,
+    FIRST_CHECK_QUANTILE,
     MIN_HISTORY,
+    MIN_TAIL_HISTORY,
+    TAIL_INTERVAL_FACTOR,
     CheckSchedule,
     checks_until,
     detection_delay,
@@ -21,6 +27,12 @@ PLAN = CheckSchedule(
     initial_delay=timedelta(seconds=30),
     poll_interval=timedelta(seconds=15),
     max_timeout=timedelta(minutes=12),
+)
+TIMINGS = SyncTimings(
+    initial_delay=PLAN.initial_delay,
+    poll_interval=PLAN.poll_interval,
+    max_timeout=PLAN.max_timeout,
+    timeout_message="x",
 )
 
 
@@ -35,10 +47,11 @@ def test_thin_history_keeps_the_plans_schedule() -> None:
     assert PLAN.first_check_delay([90.0] * (MIN_HISTORY - 1)) is None
 
 
-def test_slow_tools_start_checking_at_the_tenth_percentile() -> None:
+def test_slow_tools_start_checking_at_a_low_quantile_of_their_durations() -> None:
     durations = [70.0 + i for i in range(40)]  # 70 … 109 s
     delay = PLAN.first_check_delay(durations)
-    assert delay == timedelta(seconds=quantile(durations, 0.1))
+    assert delay == timedelta(seconds=quantile(durations, FIRST_CHECK_QUANTILE))
+    assert timedelta(seconds=73) < delay < timedelta(seconds=76)
 
 
 def test_fast_tools_keep_the_plans_initial_delay() -> None:
@@ -47,6 +60,33 @@ def test_fast_tools_keep_the_plans_initial_delay() -> None:
 
 def test_the_learned_delay_never_exceeds_half_the_timeout() -> None:
     assert PLAN.first_check_delay([3000.0] * 40) == timedelta(minutes=6)
+
+
+def test_the_shared_interval_is_a_little_shorter_than_the_plans() -> None:
+    # the plan's two-tab pages poll twice per interval; one shared schedule checks every job
+    # a little more often than one tab would, and pays for it in the tail
+    assert PLAN.check_interval == timedelta(seconds=15) * CHECK_INTERVAL_SHARE
+    assert timedelta(seconds=14) < PLAN.check_interval < timedelta(seconds=14.43)
+
+
+def test_thin_history_has_no_tail() -> None:
+    cadence = PLAN.cadence([90.0] * (MIN_TAIL_HISTORY - 1))
+    assert cadence.dense_until is None
+    assert cadence.first == timedelta(seconds=90)  # enough for the first check
+    assert cadence.next_after_answer(timedelta(minutes=11)) is None
+
+
+def test_jobs_past_their_tools_tail_are_checked_less_often() -> None:
+    durations = [float(i) for i in range(1, 201)]  # 1 … 200 s
+    cadence = PLAN.cadence(durations)
+    tail = quantile(durations, DENSE_UNTIL_QUANTILE) * DENSE_UNTIL_MARGIN
+    assert cadence.dense_until == timedelta(seconds=tail)
+    assert 240 < tail < 250
+    assert cadence.interval == PLAN.check_interval
+    assert cadence.next_after_answer(timedelta(seconds=tail - 1)) is None
+    assert cadence.next_after_answer(timedelta(seconds=tail)) == timedelta(
+        seconds=15 * TAIL_INTERVAL_FACTOR
+    )
 
 
 def test_checks_and_detection_delay_of_a_lost_webhook() -> None:
@@ -62,17 +102,34 @@ def test_checks_and_detection_delay_of_a_lost_webhook() -> None:
 
 
 def test_page_watchdog_plan_counts_from_the_database_start_not_from_now() -> None:
-    timings = SyncTimings(
-        initial_delay=timedelta(seconds=30),
-        poll_interval=timedelta(seconds=15),
-        max_timeout=timedelta(minutes=12),
-        timeout_message="x",
-    )
     start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    plan = WatchdogPlan(timings)
+    plan = WatchdogPlan(TIMINGS)
     assert plan.next_sync(job_record(start)) == start + timedelta(seconds=30)
     plan.last_sync = start + timedelta(seconds=31)
     assert plan.next_sync(job_record(start)) == start + timedelta(seconds=46)
     plan.last_sync = start + timedelta(minutes=11, seconds=58)
     # the deadline comes before the next poll: the last sync is at the deadline itself
     assert plan.next_sync(job_record(start)) == start + timedelta(minutes=12)
+
+
+def test_page_watchdog_plan_follows_the_jobs_shared_schedule() -> None:
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    plan = WatchdogPlan(TIMINGS)
+    # a learned first check later than the initial delay: the tab waits for it
+    later = start + timedelta(seconds=74)
+    assert plan.next_sync(job_record(start, next_check_at=later)) == later
+    # never before the initial delay, whatever the row says
+    early = start + timedelta(seconds=5)
+    assert plan.next_sync(job_record(start, next_check_at=early)) == start + timedelta(seconds=30)
+    # checked elsewhere 14.25 s ago: the tab's next sync is the job's next check, not 15 s
+    # after its own last sync
+    plan.last_sync = start + timedelta(seconds=40)
+    due = start + timedelta(seconds=44.25)
+    assert plan.next_sync(job_record(start, next_check_at=due)) == due
+    # a check due in the past that this tab could not reserve (reserved elsewhere, not yet
+    # seen here) does not make it spin
+    stale = start + timedelta(seconds=35)
+    assert plan.next_sync(job_record(start, next_check_at=stale)) == plan.last_sync + MIN_SYNC_GAP
+    # the deadline still caps it
+    beyond = start + timedelta(minutes=13)
+    assert plan.next_sync(job_record(start, next_check_at=beyond)) == start + timedelta(minutes=12)

@@ -2,9 +2,11 @@
 
 Eight jobs, far apart so they never meet, each staging one case. The expected times and call
 counts below follow from the plan's rules (30 s, then every 15 s, 12-minute timeout from the
-tab's mount) and from ours (one shared schedule per job, checked by the open tab or the
-server watchdog, 805 ends a job at once, the deadline enforced by the server) — the
-simulation must reproduce them exactly, running our real services.
+tab's mount) and from ours (one shared schedule per job: 30 s, then every 0.95 × 15 = 14.25 s
+— eight jobs are too few history for a learned first check or a tail — checked by the open
+tab when due or by the server watchdog on its ticks every 14.25 / 4 = 3.5625 s, 805 ends a
+job at once, the deadline enforced by the server) — the simulation must reproduce them
+exactly, running our real services. Every time here is exact in binary floating point.
 """
 
 from __future__ import annotations
@@ -43,35 +45,39 @@ def job(
 TRACE = [
     # ends at 40 s, webhook at 41 s: one check at 30 s (running) in both
     job(0, 0, ends_after=40.0, webhook=Webhook.ON_TIME),
-    # ends at 1000, webhook lost: checks at 930, 945, …, 1005 find it in both
+    # ends at 1000, webhook lost: the plan's checks at 930, 945, …, 1005 find it; ours at
+    # 930, 944.25, …, 1001.25 (the tab's, due before any tick)
     job(1, 900),
-    # fails (805) at 1850, webhook lost: ours ends it at the 1860 check; the plan polls
+    # fails (805) at 1850, webhook lost: ours ends it at the 1858.5 check; the plan polls
     # until its 12 minutes (1830…2520: 47 calls) and times it out — wrongly
     job(2, 1800, Outcome.FAILED, ends_after=50.0),
     # ends at 2800, webhook lost, tab closed at 2710: the plan never asks (stuck); our server
-    # watchdog checks at 2730…2805
+    # watchdog checks at its first tick past 2730 (2732.4375 = 767 ticks), then every 4 ticks
+    # to 2803.6875
     job(3, 2700, closes_at=2710.0),
-    # never ends: 47 checks (3630…4320) and the timeout at 4320 in both; ours cancels upstream
+    # never ends: the timeout at 4320 in both; the plan's 47 checks (3630…4320), ours 49
+    # (3630…4314, so no last look at 4320) and the cancel upstream
     job(4, 3600, Outcome.NEVER, ends_after=None),
     # early webhook (during the create call): ours applies it at once; the plan loses it
     # ("Job not found") and finds the result at its first poll
     job(5, 4500, ends_after=0.0, webhook=Webhook.EARLY),
-    # a second tab at 5420: the plan's two timers ask RunningHub 6 + 4 times; ours, 6
+    # a second tab at 5420: the plan's two timers ask RunningHub 6 + 4 times; ours, 6 (the
+    # tabs share the schedule: 5430 … 5501.25)
     job(6, 5400, second_tab_at=5420.0),
-    # submitted between two server watchdog ticks: the tab's syncs (6333…6408) come first
+    # submitted between two server watchdog ticks: the tab's syncs (6333…6404.25) come first
     job(7, 6303),
 ]
 
 #: (terminal_at, status, calls) per job.
 OURS = [
     (41.0, "completed", 1),
-    (1005.0, "completed", 6),
-    (1860.0, "failed", 3),
-    (2805.0, "completed", 6),
-    (4320.0, "failed", 48),
+    (1001.25, "completed", 6),
+    (1858.5, "failed", 3),
+    (2803.6875, "completed", 6),
+    (4320.0, "failed", 50),
     (4500.0, "completed", 0),
-    (5505.0, "completed", 6),
-    (6408.0, "completed", 6),
+    (5501.25, "completed", 6),
+    (6404.25, "completed", 6),
 ]
 PLAN = [
     (41.0, "completed", 1),
@@ -89,16 +95,16 @@ async def test_our_real_services_give_the_hand_computed_answer() -> None:
     results = await run_ours(TRACE)
 
     assert [(r.terminal_at, r.status, r.upstream_calls) for r in results] == OURS
-    # checks fall on the server watchdog's ticks (every 7.5 s): at the same instant its tick
-    # runs before the tab's sync, which then answers from the shared schedule
+    # an open tab syncs when its job's check falls due, before the server watchdog's next
+    # tick; the closed tab's job is the server watchdog's
     assert [r.finished_by for r in results] == [
         "webhook",
-        "server_watchdog",
-        "server_watchdog",
+        "watchdog",
+        "watchdog",
         "server_watchdog",
         "timeout",
         "webhook",
-        "server_watchdog",
+        "watchdog",
         "watchdog",
     ]
 
@@ -118,12 +124,12 @@ async def test_the_figures_compare_the_two_on_the_same_trace() -> None:
 
     assert (f["stuck_ours"], f["stuck_plan"]) == (0, 1)
     assert (f["wrong_timeouts_ours"], f["wrong_timeouts_plan"]) == (0, 1)
-    assert f["fail_p95_ours_s"] == 10.0  # failed at 1850, ended at 1860
+    assert f["fail_p95_ours_s"] == 8.5  # failed at 1850, ended at 1858.5
     assert f["fail_p95_plan_s"] == 670.0  # …at 2520
-    assert f["lost_p95_ours_s"] == 5.0
+    assert f["lost_p95_ours_s"] == 3.7  # 1.25 (three) and 3.6875 (the closed tab)
     assert f["lost_p95_plan_open_s"] == 5.0
     assert (f["early_p95_ours_s"], f["early_p95_plan_open_s"]) == (0.0, 30.0)
-    assert f["calls_per_job_ours"] == round(76 / 8, 3)
+    assert f["calls_per_job_ours"] == round(78 / 8, 3)
     assert f["calls_per_job_plan"] == round(118 / 8, 3)
 
 
