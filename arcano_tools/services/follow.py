@@ -33,8 +33,9 @@ from arcano_tools.services.sync import JobSync, SyncTimings
 #: How often a follower looks again when nothing happens: while its job is queued (its place
 #: in the queue moves as others leave it) or the bus may miss updates.
 TICK = timedelta(seconds=1)
-#: A follower syncs at most this often, whatever its job's schedule says (a check reserved
-#: elsewhere and not yet seen here must not make it spin).
+#: A follower syncs at most this often, whatever its job's schedule or deadline says (a check
+#: reserved elsewhere and not yet seen here, a deadline passed while the result is being
+#: saved: neither may make it spin).
 MIN_SYNC_GAP = timedelta(seconds=1)
 #: Each follower's quiet re-read period is ``FOLLOW_REREAD_QUIET_S`` times a factor drawn in
 #: ``1 ± QUIET_JITTER``.
@@ -60,16 +61,22 @@ class WatchdogPlan:
     def next_sync(self, job: Job) -> datetime:
         first = job.clock_start + self.timings.initial_delay
         deadline = job.deadline_from + self.timings.max_timeout
-        if job.next_check_at is not None:
+        scheduled = job.next_check_at
+        if scheduled is not None and (self.last_sync is None or scheduled > self.last_sync):
             # the job's shared schedule: its next check, whoever made the last one
-            due = max(first, job.next_check_at)
-            if self.last_sync is not None:
-                due = max(due, self.last_sync + MIN_SYNC_GAP)
+            due = max(first, scheduled)
         elif self.last_sync is None:
             due = first
         else:
+            # no schedule yet, or this tab's last sync did not move it (no API key, a job
+            # back in the queue): the plan's interval
             due = max(first, self.last_sync + self.timings.poll_interval)
-        return min(due, deadline)
+        due = min(due, deadline)
+        if self.last_sync is not None:
+            # never more often than this, past the deadline too (a job saving its result
+            # has no deadline: it stays active until the copy ends)
+            due = max(due, self.last_sync + MIN_SYNC_GAP)
+        return due
 
 
 async def follow_job(

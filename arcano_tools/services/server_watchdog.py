@@ -1,7 +1,7 @@
 """The server-side watchdog: no job stays "processing" because its browser was closed.
 
-Every tick it leases the active jobs that are older than the initial delay and that nobody
-has checked within the poll interval (``next_check_at`` due), and runs the same sync as the
+Every tick it leases the active jobs that are older than the initial delay and whose next
+check is due (``next_check_at``: nobody checked them within the check interval), and runs the same sync as the
 page watchdog on each — which also enforces the deadline (timeout, upstream cancel, refund).
 
 Safe with several backend processes on one PostgreSQL database: jobs are leased with
@@ -110,8 +110,8 @@ class ServerWatchdog:
 
     async def run(self, stop: asyncio.Event, *, checks: bool = True) -> None:
         """Until ``stop`` is set (a lifespan task): recover stalled starts every
-        ``START_RECOVERY_EVERY_S`` and, with ``checks`` (the watchdog flags), tick every half
-        poll interval."""
+        ``START_RECOVERY_EVERY_S`` and, with ``checks`` (the watchdog flags), tick every
+        ``tick_s``."""
         tick = self.tick_s
         every = min(tick, c.START_RECOVERY_EVERY_S) if checks else c.START_RECOVERY_EVERY_S
         next_tick = 0.0

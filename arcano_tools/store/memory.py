@@ -459,7 +459,11 @@ class InMemoryStore:
                 current,
                 last_upstream_code=code,
                 last_upstream_msg=msg[:UPSTREAM_MSG_KEEP_CHARS],
-                next_check_at=next_check_at or current.next_check_at,
+                next_check_at=next_check_at
+                if next_check_at is not None
+                and current.status.is_active
+                and current.output_copy is None
+                else current.next_check_at,
             )
         if lease_owner is not None:
             await self.release_lease(table, job_id, lease_owner)

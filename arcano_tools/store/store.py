@@ -212,12 +212,14 @@ def _check_reserved(table: str) -> Any:
 def _check_result(table: str, release_lease: bool = False) -> Any:
     """RunningHub's last answer; ``release_lease``: and the lease of ``b_owner`` ends."""
     t = s.job_tables[table]
+    later = sa.bindparam("b_next", type_=t.c.next_check_at.type)
+    # only an active job's, and not one saving its result (the copier's pause is kept): a
+    # webhook may have ended or begun saving it between RunningHub's answer and this write
+    movable = sa.and_(later.is_not(None), _active(t.c.status), t.c.output_copy.is_(None))
     values: dict[str, Any] = {
         "last_upstream_code": sa.bindparam("b_code"),
         "last_upstream_msg": sa.bindparam("b_msg"),
-        "next_check_at": sa.func.coalesce(
-            sa.bindparam("b_next", type_=t.c.next_check_at.type), t.c.next_check_at
-        ),
+        "next_check_at": sa.case((movable, later), else_=t.c.next_check_at),
     }
     if release_lease:
         held = t.c.lease_owner == sa.bindparam("b_owner")

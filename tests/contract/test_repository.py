@@ -879,6 +879,19 @@ async def test_a_check_result_may_move_the_next_check_and_otherwise_keeps_it(
     assert moved is not None
     assert (moved.next_check_at, moved.last_upstream_code) == (later, 804)
 
+    # a webhook ended the job between RunningHub's answer and its write: nothing moves
+    await store.finish(
+        TABLE, job_id, FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url="u")
+    )
+    finished = await store.get_job(TABLE, job_id)
+    assert finished is not None
+    await store.record_check_result(
+        TABLE, job_id, 804, "running", next_check_at=later + timedelta(minutes=1)
+    )
+    ended = await store.get_job(TABLE, job_id)
+    assert ended is not None
+    assert ended.next_check_at == finished.next_check_at  # as the finish left it
+
 
 async def test_the_active_summary_counts_every_tools_active_jobs_and_the_oldest(
     store: Repository,

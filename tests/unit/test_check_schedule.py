@@ -126,10 +126,14 @@ def test_page_watchdog_plan_follows_the_jobs_shared_schedule() -> None:
     plan.last_sync = start + timedelta(seconds=40)
     due = start + timedelta(seconds=44.25)
     assert plan.next_sync(job_record(start, next_check_at=due)) == due
-    # a check due in the past that this tab could not reserve (reserved elsewhere, not yet
-    # seen here) does not make it spin
+    # a schedule this tab's last sync did not move (no API key, a job back in the queue):
+    # the plan's interval, not a sync a second
     stale = start + timedelta(seconds=35)
-    assert plan.next_sync(job_record(start, next_check_at=stale)) == plan.last_sync + MIN_SYNC_GAP
+    assert plan.next_sync(job_record(start, next_check_at=stale)) == start + timedelta(seconds=55)
+    assert plan.next_sync(job_record(start)) == start + timedelta(seconds=55)
     # the deadline still caps it
     beyond = start + timedelta(minutes=13)
     assert plan.next_sync(job_record(start, next_check_at=beyond)) == start + timedelta(minutes=12)
+    # past the deadline (a job saving its result has none): once a second, never in a loop
+    plan.last_sync = start + timedelta(minutes=12, seconds=30)
+    assert plan.next_sync(job_record(start, next_check_at=beyond)) == plan.last_sync + MIN_SYNC_GAP
