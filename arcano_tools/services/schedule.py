@@ -3,14 +3,14 @@
 The plan checks every job 30 s after it starts and then every 15 s until its deadline. Calls
 go where lost webhooks are likely instead (``docs/simulation.md`` measures the result):
 
-* **the first check** at a low quantile of the durations its tool has shown (the 12th
+* **the first check** at a low quantile of the durations its tool has shown (the 10th
   percentile of the last completed jobs), never earlier than the plan's initial delay: for a
   tool whose tasks usually take 80 s, checks at 30, 45 and 60 s are wasted on almost every
   job. Only a lost webhook of a job faster than the quantile is found later than the plan's;
 * **then every 0.95 poll intervals** while the job is within its tool's usual durations. The
   plan's pages with a second tab poll a job twice per interval (two timers); one shared
   schedule gives every job a little of that, so a lost webhook waits at most 14.25 s;
-* **past 1.25 × the tool's 99th percentile**, every 4 poll intervals: a job running that long
+* **past 1.25 × the tool's 99th percentile**, every 8 poll intervals: a job running that long
   is nearly always one that will never end (the deadline fails it), and checking it every
   15 s for the rest of its 12 minutes was a sixth of all calls. The deadline's own last look
   is kept (``JobSync._tail_check`` never moves a check past it).
@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-#: Which quantile of past durations starts the checks (on the simulation's trace 0.10 found
-#: 36 lost webhooks late instead of 38 for 2 % more calls; 0.15 found 47 late, its p95 above
-#: the plan's: docs/simulation.md).
-FIRST_CHECK_QUANTILE = 0.12
+#: Which quantile of past durations starts the checks (the trade-off on the simulation's
+#: traces: docs/simulation.md, "What changed").
+FIRST_CHECK_QUANTILE = 0.10
 #: Completed jobs of a tool needed before its history is trusted.
 MIN_HISTORY = 20
 #: The shared schedule's interval as a share of the plan's poll interval (see the module).
@@ -36,7 +35,7 @@ CHECK_INTERVAL_SHARE = 0.95
 #: Past this quantile of its tool's durations a job is checked every ``TAIL_INTERVAL_FACTOR``
 #: poll intervals.
 DENSE_UNTIL_QUANTILE = 0.99
-TAIL_INTERVAL_FACTOR = 4
+TAIL_INTERVAL_FACTOR = 8
 #: … times this margin: a quantile this high is estimated from a few jobs.
 DENSE_UNTIL_MARGIN = 1.25
 #: Completed jobs of a tool needed before its tail is trusted (a high quantile of few is

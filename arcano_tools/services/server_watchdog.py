@@ -63,7 +63,7 @@ HELD_PER_CAP = 4
 
 
 #: Leases per check interval (see ``tick_s``).
-TICKS_PER_INTERVAL = 4
+TICKS_PER_INTERVAL = 8
 
 
 def process_identity() -> str:

@@ -4,7 +4,7 @@ Eight jobs, far apart so they never meet, each staging one case. The expected ti
 counts below follow from the plan's rules (30 s, then every 15 s, 12-minute timeout from the
 tab's mount) and from ours (one shared schedule per job: 30 s, then every 0.95 × 15 = 14.25 s
 — eight jobs are too few history for a learned first check or a tail — checked by the open
-tab when due or by the server watchdog on its ticks every 14.25 / 4 = 3.5625 s, 805 ends a
+tab when due or by the server watchdog on its ticks every 14.25 / 8 = 1.78125 s, 805 ends a
 job at once, the deadline enforced by the server) — the simulation must reproduce them
 exactly, running our real services. Every time here is exact in binary floating point.
 """
@@ -52,8 +52,8 @@ TRACE = [
     # until its 12 minutes (1830…2520: 47 calls) and times it out — wrongly
     job(2, 1800, Outcome.FAILED, ends_after=50.0),
     # ends at 2800, webhook lost, tab closed at 2710: the plan never asks (stuck); our server
-    # watchdog checks at its first tick past 2730 (2732.4375 = 767 ticks), then every 4 ticks
-    # to 2803.6875
+    # watchdog checks at its first tick past 2730 (2730.65625 = 1533 ticks), then every 8
+    # ticks to 2801.90625
     job(3, 2700, closes_at=2710.0),
     # never ends: the timeout at 4320 in both; the plan's 47 checks (3630…4320), ours 49
     # (3630…4314, so no last look at 4320) and the cancel upstream
@@ -73,7 +73,7 @@ OURS = [
     (41.0, "completed", 1),
     (1001.25, "completed", 6),
     (1858.5, "failed", 3),
-    (2803.6875, "completed", 6),
+    (2801.90625, "completed", 6),
     (4320.0, "failed", 50),
     (4500.0, "completed", 0),
     (5501.25, "completed", 6),
@@ -126,7 +126,7 @@ async def test_the_figures_compare_the_two_on_the_same_trace() -> None:
     assert (f["wrong_timeouts_ours"], f["wrong_timeouts_plan"]) == (0, 1)
     assert f["fail_p95_ours_s"] == 8.5  # failed at 1850, ended at 1858.5
     assert f["fail_p95_plan_s"] == 670.0  # …at 2520
-    assert f["lost_p95_ours_s"] == 3.7  # 1.25 (three) and 3.6875 (the closed tab)
+    assert f["lost_p95_ours_s"] == 1.9  # 1.25 (three) and 1.90625 (the closed tab)
     assert f["lost_p95_plan_open_s"] == 5.0
     assert (f["early_p95_ours_s"], f["early_p95_plan_open_s"]) == (0.0, 30.0)
     assert f["calls_per_job_ours"] == round(78 / 8, 3)
