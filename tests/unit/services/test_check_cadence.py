@@ -14,7 +14,7 @@ from arcano_tools.services.schedule import (
     MIN_TAIL_HISTORY,
     TAIL_INTERVAL_FACTOR,
 )
-from tests.support.core import TIMINGS, Core
+from tests.support.core import ACCOUNT, API_KEY, TIMINGS, Core
 
 USER = Principal(user_id="u1")
 OUTPUT_URL = "https://rh-images.xiaoyaoyou.com/out.png"
@@ -28,15 +28,20 @@ def calls(core: Core, endpoint: str) -> int:
 
 
 async def with_history(core: Core) -> None:
-    """Enough completed upscaler jobs, each ``HISTORY_S`` long, to trust the tool's tail."""
-    for i in range(MIN_TAIL_HISTORY):
-        job = await core.running(user=f"past{i}")  # a user's credits pay for 20 jobs
-        core.clock.advance(seconds=HISTORY_S)
+    """Enough completed upscaler jobs, each ``HISTORY_S`` long, to trust the tool's tail
+    (started together: the account gets a slot for each, then back to its two)."""
+    await core.store.upsert_account(ACCOUNT, API_KEY, MIN_TAIL_HISTORY)
+    jobs = [await core.submit(user=f"past{i}") for i in range(MIN_TAIL_HISTORY)]
+    await core.dispatch()
+    core.clock.advance(seconds=HISTORY_S)
+    for job in jobs:
         await core.queue.finish(
             job.table,
             job.id,
             FinishRequest(JobStatus.COMPLETED, FinishedBy.WEBHOOK, output_url=OUTPUT_URL),
         )
+    await core.store.upsert_account(ACCOUNT, API_KEY, 2)
+    assert len(await core.store.recent_durations("upscaler_jobs")) == MIN_TAIL_HISTORY
     core.clock.advance(seconds=FIRST_CHECK_CACHE_S + 1)  # the cached cadence is learned again
 
 
