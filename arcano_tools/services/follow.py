@@ -34,7 +34,7 @@ from arcano_tools.services.sync import JobSync, SyncTimings
 #: in the queue moves as others leave it) or the bus may miss updates.
 TICK = timedelta(seconds=1)
 #: A follower syncs at most this often, whatever its job's schedule or deadline says (a check
-#: reserved elsewhere and not yet seen here, a deadline passed while the result is being
+#: due within a second of this tab's last sync, a deadline passed while the result is being
 #: saved: neither may make it spin).
 MIN_SYNC_GAP = timedelta(seconds=1)
 #: Each follower's quiet re-read period is ``FOLLOW_REREAD_QUIET_S`` times a factor drawn in

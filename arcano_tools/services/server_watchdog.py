@@ -1,8 +1,9 @@
 """The server-side watchdog: no job stays "processing" because its browser was closed.
 
 Every tick it leases the active jobs that are older than the initial delay and whose next
-check is due (``next_check_at``: nobody checked them within the check interval), and runs the same sync as the
-page watchdog on each — which also enforces the deadline (timeout, upstream cancel, refund).
+check is due (``next_check_at``: nobody checked them within the check interval), and runs the
+same sync as the page watchdog on each — which also enforces the deadline (timeout, upstream
+cancel, refund).
 
 Safe with several backend processes on one PostgreSQL database: jobs are leased with
 ``FOR UPDATE SKIP LOCKED`` plus a ``lease_until`` column, so one process checks a job at a

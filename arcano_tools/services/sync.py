@@ -9,14 +9,15 @@ Replies are exactly the plan's (see ``docs/api.md``), with these additions:
 * past the job's deadline (``WATCHDOG_MAX_TIMEOUT_MS`` after its submission, as stored) the
   server itself finishes it as ``failed`` with the plan's timeout message, refunds and cancels
   the task upstream in the background — the browser never calls ``/finish``. The deadline is
-  kept at the speed of the clock, not of RunningHub: one last look is made only when the job's next check is
-  due (none happened within the check interval; a tail check is never put past the deadline), without retries, and waits at most one poll interval
-  (``_last_look``);
+  kept at the speed of the clock, not of RunningHub: one last look is made only when the job's
+  next check is due (none happened within the check interval; a tail check is never put past
+  the deadline), without retries, and waits at most one poll interval (``_last_look``);
 * one upstream schedule per job: every caller reserves the job's next check in the database,
   so page watchdogs in five tabs, the sync endpoint and the server watchdog make at most one
-  RunningHub call per check interval (``services/schedule.py``); a sync that is not due answers from the last known state
-  — read from the job's row without writing anything, and kept in a per-process cache until
-  the next check (``answer_cache.py``) that the job bus clears when the job changes.
+  RunningHub call per check interval (``services/schedule.py``); a sync that is not due
+  answers from the last known state — read from the job's row without writing anything, and
+  kept in a per-process cache until the next check (``answer_cache.py``) that the job bus
+  clears when the job changes.
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ class Simulation:
             starting_stuck_after=timedelta(minutes=5),
             owner="simulation",
         )
-        #: How often the server watchdog ticks: ``ServerWatchdog.run``'s half poll interval.
+        #: How often the server watchdog ticks: ``ServerWatchdog.run``'s ``tick_s``.
         self.server_tick_s = self.watchdog.tick_s
         self._events: list[tuple[float, int, Callable[[], Awaitable[None]]]] = []
         self._seq = itertools.count()
